@@ -1,0 +1,33 @@
+# Everything runs from a project-local virtual environment, created and refreshed only when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: bench test lint format report perf clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)  ## the quick preset, offline, on the embedded digits dataset
+	$(PY) run_bench.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+perf: $(STAMP)  ## the training-loop benchmark against an original-style loop
+	$(PY) -m bench.perf $(ARGS)
+
+clean:
+	rm -rf $(VENV) results

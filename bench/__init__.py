@@ -1,0 +1,1 @@
+"""The benchmark harness: specs, training, measurement, records and the grid runner."""

@@ -1,0 +1,17 @@
+"""Errors a user can cause. ``run_bench.py`` prints them as one line and exits with code 2."""
+
+
+class UserError(Exception):
+    """Bad input from the user: shown as one line, never as a traceback."""
+
+
+class DataUnavailableError(UserError):
+    """A dataset is not on disk and may not be downloaded."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, corrupt, or not one of ours."""
+
+
+class DeviceError(UserError):
+    """The requested device is not available."""

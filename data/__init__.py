@@ -1,0 +1,71 @@
+"""Dataset registry: ``get_dataset(name, root, download)`` returns train/test splits as in-memory tensors.
+
+Adding a dataset is one loader function decorated with ``@register_dataset(name)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images in [-1, 1] as float32 (N, C, H, W) and integer labels (N,), for both splits."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+
+Loader = Callable[[Path, bool], ImageDataset]
+_DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: make ``get_dataset(name, ...)`` call the decorated ``loader(root, download)``."""
+
+    def wrap(loader: Loader) -> Loader:
+        _DATASETS[name] = loader
+        return loader
+
+    return wrap
+
+
+def datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def get_dataset(name: str, root: str | Path = "datasets", download: bool = False) -> ImageDataset:
+    """Load dataset ``name`` from ``root`` (fetching it only when ``download`` is true)."""
+    if name not in _DATASETS:
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(datasets())}")
+    return _DATASETS[name](Path(root), download)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Map images in [-1, 1] back to uint8 pixels (exact for data that came from uint8)."""
+    return ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """Map uint8 pixels to float32 in [-1, 1]."""
+    return pixels.float().div(127.5).sub(1.0)
+
+
+# the loaders register themselves on import
+from data import digits, torchvision_sets  # noqa: E402,F401
+
+__all__ = ["ImageDataset", "datasets", "from_uint8", "get_dataset", "register_dataset", "to_uint8"]

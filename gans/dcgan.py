@@ -1,0 +1,139 @@
+"""Conditional DCGAN generator and discriminator, parameterised by width.
+
+The architecture is the one of the original course project (DESIGN.md section 1) with its defects fixed:
+the generator's condition is a one-hot vector (same parameter count as the original's integer label
+repeated over 10 channels), and the discriminator's condition channel is the label scaled to [-1, 1].
+The discriminator returns logits: the original's final Sigmoid is folded into the loss
+(``BCEWithLogits``), which is the same function, numerically stabler and safe under autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bench.errors import UserError
+
+MIN_WIDTH, MAX_WIDTH, WIDTH_STEP = 16, 512, 8
+
+
+class InvalidWidthError(UserError):
+    """A width outside 16..512 or not a multiple of 8."""
+
+
+def check_width(width: int, what: str = "width") -> int:
+    """Return ``width`` unchanged, or raise a one-line error naming the allowed range."""
+    if not (MIN_WIDTH <= width <= MAX_WIDTH and width % WIDTH_STEP == 0):
+        raise InvalidWidthError(
+            f"{what} {width} is not allowed: use a multiple of {WIDTH_STEP} in {MIN_WIDTH}..{MAX_WIDTH}"
+        )
+    return width
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    """Every knob of one generator/discriminator pair."""
+
+    width: int = 512  # generator first-layer channels (8 * ngf)
+    disc_width: int | None = None  # same unit as width (ndf = disc_width / 8); None follows the generator
+    nz: int = 100
+    num_classes: int = 10
+    channels: int = 1
+    image_size: int = 28  # 28 (MNIST-like, the last layer crops 32 -> 28) or 32 (CIFAR-10)
+
+    def __post_init__(self) -> None:
+        check_width(self.width)
+        if self.disc_width is not None:
+            check_width(self.disc_width, "discriminator width")
+        if self.image_size not in (28, 32):
+            raise UserError(f"image size {self.image_size} is not supported: use 28 or 32")
+
+    @property
+    def ngf(self) -> int:
+        return self.width // 8
+
+    @property
+    def ndf(self) -> int:
+        return (self.disc_width or self.width) // 8
+
+
+def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Generator(nn.Module):
+    """(z, labels) -> images in [-1, 1]; ``forward_features`` also returns the four hidden activations."""
+
+    def __init__(self, cfg: DCGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ngf = cfg.ngf
+        crop = 2 if cfg.image_size == 28 else 0
+        self.blocks = nn.ModuleList(
+            [
+                _up(cfg.nz + cfg.num_classes, 8 * ngf, 4, 1, 0),  # (8ngf, 4, 4)
+                _up(8 * ngf, 4 * ngf, 4, 2, 1),  # (4ngf, 8, 8)
+                _up(4 * ngf, 2 * ngf, 4, 2, 1),  # (2ngf, 16, 16)
+                _up(2 * ngf, ngf, 4, 2, 1),  # (ngf, 32, 32)
+            ]
+        )
+        # kernel 1 with padding 2 crops 32x32 -> 28x28, as in the original
+        self.to_image = nn.ConvTranspose2d(ngf, cfg.channels, 1, 1, crop, bias=False)
+
+    def forward_features(
+        self, z: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        onehot = F.one_hot(labels, self.cfg.num_classes).to(z.dtype)
+        h = torch.cat([z, onehot], dim=1)[:, :, None, None]  # (nz + classes, 1, 1)
+        features = []
+        for block in self.blocks:
+            h = block(h)
+            features.append(h)
+        return torch.tanh(self.to_image(h)), features
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(z, labels)[0]
+
+
+class Discriminator(nn.Module):
+    """(images, labels) -> one logit per image; the label enters as an extra channel scaled to [-1, 1]."""
+
+    def __init__(self, cfg: DCGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ndf = cfg.ndf
+        # 28 -> 14 -> 7 -> 3 needs (k4, s2, p1) to reach 1x1; 32 -> 16 -> 8 -> 4 needs (k4, s1, p0)
+        last_stride, last_pad = (2, 1) if cfg.image_size == 28 else (1, 0)
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.channels + 1, ndf, 4, 2, 1, bias=False),  # (ndf, 14, 14)
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False),  # (2ndf, 7, 7)
+            nn.BatchNorm2d(2 * ndf),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1, bias=False),  # (4ndf, 3, 3)
+            nn.BatchNorm2d(4 * ndf),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * ndf, 1, 4, last_stride, last_pad, bias=False),  # (1, 1, 1)
+        )
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        scale = 2.0 / max(self.cfg.num_classes - 1, 1)
+        condition = (labels.to(images.dtype) * scale - 1.0)[:, None, None, None]
+        condition = condition.expand(-1, 1, images.shape[2], images.shape[3])
+        return self.net(torch.cat([images, condition], dim=1)).flatten()
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02), batch-norm weights N(1, 0.02) and biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
