@@ -1,0 +1,124 @@
+"""``run_bench.py``: parse the command line into a GridSpec, run it, write the report.
+
+Every error a user can cause is a ``UserError``; it is caught here alone and printed as one line with exit
+code 2. Results already on disk are never touched by a failed start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.device import DEVICE_CHOICES
+from bench.errors import UserError
+from bench.spec import PRECISIONS, PRESETS, GridSpec, QualitySpec, SpeedSpec, make_grid
+
+EXIT_USER_ERROR = 2
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(item for item in text.replace(",", " ").split())
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="run_bench.py",
+        description="Train a teacher conditional DCGAN and a grid of student widths with and without "
+        "distillation; measure size, cost, speed and quality; write results.csv and a report.",
+    )
+    p.add_argument("--preset", default="quick", help=f"base settings: {', '.join(PRESETS)} (default: quick)")
+    p.add_argument("--dataset", help="digits (embedded, offline), mnist, fashion-mnist or cifar10")
+    p.add_argument("--data-root", help="where torchvision datasets lie (default: ./datasets)")
+    p.add_argument("--download", action="store_true", default=None, help="fetch a missing dataset")
+    p.add_argument("--widths", type=_int_list, help="student widths (first-layer channels), e.g. 16,32,64")
+    p.add_argument(
+        "--disc-width", type=int, help="pin every student's discriminator width (default: follows)"
+    )
+    p.add_argument("--kd", type=_str_list, help="objectives, e.g. none,pixel-l1 (none = from scratch)")
+    p.add_argument("--kd-weight", type=float, help="weight of the distillation term (default 1)")
+    p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 1314,1315,1316")
+    p.add_argument("--epochs", type=int, help="training epochs of every run")
+    p.add_argument("--batch-size", type=int, help="training batch size")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast training")
+    p.add_argument("--device", choices=DEVICE_CHOICES, help="auto (default: CUDA when present), cpu or cuda")
+    p.add_argument("--out", help="results directory (default: ./results/<preset>)")
+    p.add_argument("--teacher", help="a trained teacher generator.pt to distil from instead of training one")
+    p.add_argument("--fid-samples", type=int, help="generated images scored per run")
+    p.add_argument(
+        "--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS"
+    )
+    p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
+    p.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
+    p.add_argument("--log-every", type=int, help="log losses every N steps (default 10)")
+    p.add_argument("--samples-every-epoch", action="store_true", help="save a sample grid after every epoch")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def grid_from_args(args: argparse.Namespace) -> GridSpec:
+    """The preset's grid with every flag the user gave applied on top."""
+    if args.preset not in PRESETS:
+        raise UserError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
+    base = PRESETS[args.preset]
+    quality: QualitySpec = base["quality"]
+    quality = replace(
+        quality,
+        fid_samples=args.fid_samples or quality.fid_samples,
+        inception_weights=args.inception_weights,
+        inception_download=args.inception_download,
+    )
+    speed: SpeedSpec = replace(base["speed"], compile=args.compile)
+    if args.inception_weights is not None and not Path(args.inception_weights).is_file():
+        raise UserError(f"--inception-weights {args.inception_weights}: no such file")
+    return make_grid(
+        args.preset,
+        dataset=args.dataset, data_root=args.data_root, download=args.download, widths=args.widths,
+        disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
+        epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
+        out=args.out or str(Path("results") / args.preset), teacher=args.teacher,
+        log_every=args.log_every, samples_every_epoch=args.samples_every_epoch or None,
+        quality=quality, speed=speed,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        grid = grid_from_args(args)
+        from bench.runner import default_threads, run_local
+
+        default_threads()
+        started = time.perf_counter()
+        results_dir = run_local(grid, progress=not args.quiet)
+        print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
+        if not args.no_report:
+            from reports import build_report
+
+            print(f"report: {build_report(results_dir)}")
+        return 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

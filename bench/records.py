@@ -1,0 +1,145 @@
+"""Per-run result records and the grid's ``results.csv``, rebuilt from them.
+
+Each run directory holds ``spec.json`` and, once finished, ``result.json`` (written atomically). The CSV is
+derived data: it is rebuilt from every ``result.json`` after each run, so a crash can never leave it out of
+step with the runs, and compression ratios are computed there, against the teacher of the same seed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UserError
+from bench.io import atomic_write_json, atomic_write_text, read_json
+from bench.spec import SCHEMA_VERSION, RunSpec
+
+RESULT_FILE = "result.json"
+SPEC_FILE = "spec.json"
+RESULTS_CSV = "results.csv"
+REFERENCES_CSV = "references.csv"
+RUNS_DIR = "runs"
+
+STATUS_DONE = "done"
+STATUS_DIVERGED = "diverged"
+
+# (numerator column, ratio column): teacher value / student value
+RATIOS = {
+    "g_params": "ratio_params",
+    "g_bytes_fp32": "ratio_bytes",
+    "g_macs": "ratio_macs",
+    "d_params": "d_ratio_params",
+    "d_bytes_fp32": "d_ratio_bytes",
+    "latency_ms_cpu": "speedup_latency_cpu",
+    "latency_ms_cuda": "speedup_latency_cuda",
+}
+
+
+class IncompatibleResultsError(UserError):
+    """A results directory written by another schema version."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one finished run produced: its spec, how it ended, and every measurement as flat columns."""
+
+    spec: RunSpec
+    status: str
+    metrics: dict[str, float | int | str | None] = field(default_factory=dict)
+    diverged_step: int | None = None
+    finished_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    def row(self) -> dict:
+        """One flat row of ``results.csv``."""
+        role = "teacher" if self.spec.is_teacher else "student"
+        return {
+            "run_id": self.run_id,
+            "role": role,
+            **asdict(self.spec),
+            "status": self.status,
+            "diverged_step": self.diverged_step,
+            **self.metrics,
+            "finished_at": self.finished_at,
+            "schema_version": self.schema_version,
+        }
+
+
+def run_dir(results_dir: Path, spec: RunSpec) -> Path:
+    return Path(results_dir) / RUNS_DIR / spec.run_id
+
+
+def write_record(results_dir: Path, record: RunRecord) -> Path:
+    path = run_dir(results_dir, record.spec) / RESULT_FILE
+    atomic_write_json(path, {**asdict(record), "run_id": record.run_id})
+    return path
+
+
+def read_record(path: Path) -> RunRecord:
+    raw = read_json(path)
+    check_schema(raw.get("schema_version"), path)
+    raw.pop("run_id", None)
+    return RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
+
+
+def find_record(results_dir: Path, spec: RunSpec) -> RunRecord | None:
+    """The finished record of ``spec`` in ``results_dir``, or None if it has not finished."""
+    path = run_dir(results_dir, spec) / RESULT_FILE
+    return read_record(path) if path.is_file() else None
+
+
+def check_schema(version: object, where: Path) -> None:
+    if version != SCHEMA_VERSION:
+        raise IncompatibleResultsError(
+            f"{where} was written with results schema {version}, this version reads {SCHEMA_VERSION}: "
+            "use another --out directory"
+        )
+
+
+def results_table(results_dir: Path) -> pd.DataFrame:
+    """One row per finished run, with compression ratios against the teacher of the same dataset and seed."""
+    paths = sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}"))
+    frame = pd.DataFrame([read_record(path).row() for path in paths])
+    if frame.empty:
+        return frame
+    teachers = frame[frame["role"] == "teacher"].drop_duplicates(["dataset", "seed", "teacher_sha"])
+    keys = ["dataset", "seed", "teacher_sha"]
+    present = [col for col in RATIOS if col in frame]
+    merged = frame.merge(
+        teachers[keys + present].rename(columns={col: f"_teacher_{col}" for col in present}),
+        on=keys,
+        how="left",
+    )
+    for col in present:
+        frame[RATIOS[col]] = (merged[f"_teacher_{col}"] / merged[col]).to_numpy()
+    order = ["dataset", "seed", "kd", "width"]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def write_results_csv(results_dir: Path) -> Path:
+    """Rebuild ``results.csv`` from every ``result.json`` (atomically, under the directory lock)."""
+    path = Path(results_dir) / RESULTS_CSV
+    with directory_lock(results_dir):
+        atomic_write_text(path, results_table(results_dir).to_csv(index=False))
+    return path
+
+
+@contextmanager
+def directory_lock(results_dir: Path):
+    """An exclusive ``flock`` on the results directory: serialises CSV rebuilds across processes."""
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(results_dir) / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

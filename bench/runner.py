@@ -1,0 +1,272 @@
+"""The grid runner: plans cohorts, trains them, measures every run and keeps ``results.csv`` current.
+
+A grid is planned as cohorts, two per seed: the runs trained from scratch (the teacher among them), then the
+distilled students, which need the finished teacher. Each cohort trains in one process on one shared stream.
+Finished runs (a ``result.json`` exists) are skipped, so a killed grid resumes where it stopped; runs another
+process has claimed are left to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import gans
+from bench import claims
+from bench.assess import assess
+from bench.device import device_name, resolve_device
+from bench.errors import CheckpointError, UserError
+from bench.io import atomic_write_json, atomic_write_text, read_json, safe_torch_load
+from bench.quality import QualityEvaluator
+from bench.records import (
+    REFERENCES_CSV,
+    STATUS_DIVERGED,
+    STATUS_DONE,
+    RunRecord,
+    check_schema,
+    find_record,
+    run_dir,
+    write_record,
+    write_results_csv,
+)
+from bench.spec import SCHEMA_VERSION, SCRATCH, GridSpec, RunSpec
+from bench.train import GENERATOR_FILE, build_models, make_member, train_cohort
+from data import ImageDataset, get_dataset
+
+GRID_FILE = "grid.json"
+CACHE_DIR = "cache"
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Runs of one seed trained together; ``teacher`` is the run whose generator they distil from."""
+
+    seed: int
+    phase: str  # "scratch" or "distill"
+    specs: tuple[RunSpec, ...]
+    teacher: RunSpec | None = None
+
+    @property
+    def name(self) -> str:
+        return f"seed {self.seed} {self.phase} ({len(self.specs)} runs)"
+
+
+def plan(specs: list[RunSpec]) -> list[Cohort]:
+    """Two cohorts per seed: scratch runs (the teacher among them), then the distilled students."""
+    cohorts = []
+    for seed in dict.fromkeys(spec.seed for spec in specs):
+        of_seed = [spec for spec in specs if spec.seed == seed]
+        scratch = tuple(spec for spec in of_seed if spec.kd == SCRATCH)
+        distill = tuple(spec for spec in of_seed if spec.kd != SCRATCH)
+        teacher = of_seed[0].teacher()
+        if scratch:
+            cohorts.append(Cohort(seed, "scratch", scratch, teacher))
+        if distill:
+            cohorts.append(Cohort(seed, "distill", distill, teacher))
+    return cohorts
+
+
+@dataclass
+class GridContext:
+    """What every cohort of a grid needs, built once per process (the dataset, the device, the evaluator)."""
+
+    grid: GridSpec
+    results_dir: Path
+    device: torch.device
+    dataset: ImageDataset
+    evaluator: QualityEvaluator
+    progress: bool = True
+    teachers: dict[str, nn.Module] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, grid: GridSpec, progress: bool = True) -> GridContext:
+        device = resolve_device(grid.device)
+        results_dir = Path(grid.out)
+        dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
+        evaluator = QualityEvaluator(dataset, grid.quality, device, results_dir / CACHE_DIR)
+        return cls(grid, results_dir, device, dataset, evaluator, progress)
+
+    def teacher_generator(self, teacher: RunSpec) -> nn.Module:
+        """The frozen teacher: a given checkpoint, or the generator the grid's teacher run saved."""
+        if teacher.run_id not in self.teachers:
+            if self.grid.teacher is not None:
+                path = Path(self.grid.teacher)
+            else:
+                claims.wait_for(run_dir(self.results_dir, teacher))  # another process may be training it
+                path = run_dir(self.results_dir, teacher) / GENERATOR_FILE
+            self.teachers[teacher.run_id] = load_generator(path, teacher, self.dataset).to(self.device).eval()
+        return self.teachers[teacher.run_id]
+
+
+def load_generator(path: Path, spec: RunSpec, dataset: ImageDataset) -> nn.Module:
+    """A generator of ``spec``'s architecture with the weights at ``path``; a foreign file is refused."""
+    state = safe_torch_load(path)
+    generator, _ = build_models(spec, dataset)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is not a generator state_dict")
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit a width-{spec.width} {spec.family} generator: {first}"
+        ) from None
+    return generator
+
+
+def teacher_width_of(path: Path) -> int:
+    """The width (first-layer channels) of the generator saved at ``path``."""
+    state = safe_torch_load(path)
+    weight = state.get("blocks.0.0.weight") if isinstance(state, dict) else None
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
+        raise CheckpointError(f"checkpoint {path} is not a generator state_dict of this suite")
+    return int(weight.shape[1])
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def grid_runs(grid: GridSpec) -> list[RunSpec]:
+    """Every run of the grid; with a given teacher checkpoint, its width and hash enter every spec."""
+    if grid.teacher is None:
+        return grid.runs()
+    width = gans.check_width(teacher_width_of(Path(grid.teacher)), "teacher width")
+    return grid.runs(teacher_sha=file_sha256(Path(grid.teacher)), teacher_width=width)
+
+
+def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
+    """Check the directory is ours and writable, then record the grid, the device and the date."""
+    results_dir = Path(grid.out)
+    grid_file = results_dir / GRID_FILE
+    if grid_file.is_file():
+        check_schema(read_json(grid_file).get("schema_version"), grid_file)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=results_dir).close()
+    except OSError as err:
+        raise UserError(f"--out {results_dir} is not writable: {err.strerror or err}") from None
+    atomic_write_json(
+        grid_file,
+        {
+            **asdict(grid),
+            "schema_version": SCHEMA_VERSION,
+            "device": device_name(device),
+            "device_type": device.type,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    )
+    return results_dir
+
+
+def run_cohort(ctx: GridContext, cohort: Cohort) -> list[RunRecord]:
+    """Train and measure the runs of ``cohort`` that are neither finished nor claimed by another process."""
+    held = []
+    try:
+        for spec in cohort.specs:
+            if find_record(ctx.results_dir, spec) is not None:
+                continue
+            claim = claims.try_claim(run_dir(ctx.results_dir, spec))
+            if claim is not None and find_record(ctx.results_dir, spec) is None:
+                held.append((spec, claim))
+            elif claim is not None:
+                claim.release()
+        if not held:
+            return []
+        teacher = ctx.teacher_generator(cohort.teacher) if cohort.phase == "distill" else None
+        members = []
+        for spec, _ in held:
+            directory = run_dir(ctx.results_dir, spec)
+            atomic_write_json(directory / "spec.json", {"run_id": spec.run_id, **asdict(spec)})
+            members.append(make_member(spec, directory, ctx.dataset, ctx.device))
+        train_cohort(
+            members, ctx.dataset, teacher, ctx.device,
+            log_every=ctx.grid.log_every, samples_every_epoch=ctx.grid.samples_every_epoch, progress=ctx.progress,
+        )  # fmt: skip
+        records = [record_member(ctx, cohort, member) for member in members]
+        write_results_csv(ctx.results_dir)
+        return records
+    finally:
+        for _, claim in held:
+            claim.release()
+
+
+def record_member(ctx: GridContext, cohort: Cohort, member) -> RunRecord:
+    """Measure a trained member and write its ``result.json``; a diverged one keeps its sizes only."""
+    steps = int(member.log[-1][1]) if member.log else 0
+    training = {
+        "train_seconds": member.train_seconds,
+        "steps": steps,
+        **dict(zip(("loss_d_final", "loss_g_gan_final", "loss_kd_final", "loss_g_final"),
+                   member.log[-1][2:] if member.log else [None] * 4)),
+    }  # fmt: skip
+    if member.active:
+        teacher = ctx.teacher_generator(cohort.teacher) if cohort.teacher else None
+        metrics = assess(
+            member.generator, member.discriminator, teacher, ctx.evaluator, ctx.grid.speed, ctx.device
+        )
+        record = RunRecord(member.spec, STATUS_DONE, {**training, **metrics})
+    else:
+        record = RunRecord(member.spec, STATUS_DIVERGED, training, diverged_step=member.diverged_step)
+    write_record(ctx.results_dir, record)
+    (member.run_dir / "state.pt").unlink(missing_ok=True)  # the optimiser state is only needed to resume
+    return record
+
+
+def record_given_teacher(ctx: GridContext, teacher: RunSpec) -> None:
+    """Measure a teacher given as a checkpoint, so ratios against it can be computed like any other."""
+    if find_record(ctx.results_dir, teacher) is not None:
+        return
+    generator = ctx.teacher_generator(teacher)
+    _, discriminator = build_models(teacher, ctx.dataset)  # sizes depend on the architecture alone
+    metrics = assess(generator, discriminator, None, ctx.evaluator, ctx.grid.speed, ctx.device)
+    write_record(
+        ctx.results_dir, RunRecord(teacher, STATUS_DONE, {"given_checkpoint": ctx.grid.teacher, **metrics})
+    )
+
+
+def write_references(ctx: GridContext) -> None:
+    """The real-data floor and the untrained-generator ceiling of every metric, once per results directory."""
+    path = ctx.results_dir / REFERENCES_CSV
+    if path.is_file():
+        return
+    untrained, _ = build_models(ctx.grid.runs()[0], ctx.dataset)
+    rows = [
+        {"dataset": ctx.grid.dataset, **row} for row in ctx.evaluator.reference_rows(untrained.to(ctx.device))
+    ]
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+
+
+def run_local(grid: GridSpec, progress: bool = True) -> Path:
+    """Run the whole grid in this process, cohort by cohort; returns the results directory."""
+    device = resolve_device(grid.device)
+    specs = grid_runs(grid)
+    results_dir = prepare_results_dir(grid, device)
+    ctx = GridContext.create(grid, progress)
+    write_references(ctx)
+    cohorts = plan(specs)
+    if grid.teacher is not None:
+        for teacher in {cohort.teacher.run_id: cohort.teacher for cohort in cohorts}.values():
+            record_given_teacher(ctx, teacher)
+    for cohort in tqdm(cohorts, desc="grid", unit="cohort", disable=not progress):
+        run_cohort(ctx, cohort)
+    write_results_csv(results_dir)
+    return results_dir
+
+
+def default_threads() -> None:
+    """Use every core for intra-op work unless the user set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(os.cpu_count() or 1)

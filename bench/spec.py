@@ -1,0 +1,181 @@
+"""Run and grid specifications, the two presets, and their validation.
+
+A ``RunSpec`` holds everything that changes a trained model; its hash is the run id, so the same spec always
+lands in the same directory and a finished run is never redone. A ``GridSpec`` holds a whole benchmark:
+the runs it expands to and how they are measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from bench.errors import UserError
+from gans import check_width
+
+SCHEMA_VERSION = 1
+TEACHER_WIDTH = 512
+SCRATCH = "none"
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One generator/discriminator pair to train; its fields are the spec columns of ``results.csv``."""
+
+    dataset: str
+    width: int
+    kd: str
+    kd_weight: float
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    family: str = "dcgan"
+    disc_width: int | None = None
+    teacher_width: int = TEACHER_WIDTH
+    teacher_sha: str | None = None  # sha256 of a given teacher checkpoint, else the grid's own teacher
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.kd == SCRATCH and self.kd_weight != 0.0:
+            object.__setattr__(self, "kd_weight", 0.0)  # the weight means nothing without a teacher
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.dataset}-w{self.width}-{self.kd}-s{self.seed}-{digest}"
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.kd == SCRATCH and self.width == self.teacher_width and self.disc_width is None
+
+    def teacher(self) -> RunSpec:
+        """The spec of the teacher this run distils from (itself, for the teacher run)."""
+        return replace(self, width=self.teacher_width, kd=SCRATCH, kd_weight=0.0, disc_width=None)
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """How generated samples are scored (bench/quality.py)."""
+
+    fid_samples: int = 1000
+    inception_weights: str | None = None
+    inception_download: bool = False
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class SpeedSpec:
+    """How latency and throughput are timed (bench/measure.py)."""
+
+    min_run_time: float = 0.2  # seconds of timed work per measurement (torch.utils.benchmark)
+    throughput_batch: int = 256
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A whole benchmark: every run it expands to, and how they are trained and measured."""
+
+    preset: str
+    dataset: str
+    widths: tuple[int, ...]
+    kd: tuple[str, ...]
+    kd_weight: float
+    seeds: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    data_root: str = "datasets"
+    download: bool = False
+    device: str = "auto"
+    out: str = "results"
+    teacher: str | None = None  # a given teacher checkpoint instead of training one
+    disc_width: int | None = None
+    precision: str = "fp32"
+    log_every: int = 10
+    samples_every_epoch: bool = False
+    quality: QualitySpec = field(default_factory=QualitySpec)
+    speed: SpeedSpec = field(default_factory=SpeedSpec)
+
+    def runs(self, teacher_sha: str | None = None, teacher_width: int = TEACHER_WIDTH) -> list[RunSpec]:
+        """Teacher first for each seed, then its students; a given teacher (``teacher_sha``) is not trained."""
+        specs: list[RunSpec] = []
+        for seed in self.seeds:
+            base = RunSpec(
+                self.dataset, teacher_width, SCRATCH, 0.0, seed, self.epochs, self.batch_size,
+                teacher_width=teacher_width, teacher_sha=teacher_sha, precision=self.precision,
+            )  # fmt: skip
+            if teacher_sha is None:
+                specs.append(base)
+            for kd in self.kd:
+                for width in self.widths:
+                    spec = replace(
+                        base, width=width, kd=kd, kd_weight=self.kd_weight, disc_width=self.disc_width
+                    )
+                    if spec != base and spec not in specs:
+                        specs.append(spec)
+        return specs
+
+
+PRESETS: dict[str, dict] = {
+    # digits, a few minutes on a 2-core CPU, every stage exercised
+    "quick": dict(
+        dataset="digits", widths=(16, 32, 64, 128, 256, 512), kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
+        seeds=(1314,), epochs=10, batch_size=64, quality=QualitySpec(fid_samples=1000),
+        speed=SpeedSpec(min_run_time=0.1, throughput_batch=256),
+    ),
+    # the original's setting: MNIST, 25 epochs, batch 128, three seeds, metrics on 10,000 samples
+    "paper": dict(
+        dataset="mnist", widths=(16, 32, 64, 128, 256, 512), kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
+        seeds=(1314, 1315, 1316), epochs=25, batch_size=128, quality=QualitySpec(fid_samples=10_000),
+        speed=SpeedSpec(min_run_time=1.0, throughput_batch=256),
+    ),
+}  # fmt: skip
+
+
+def make_grid(preset: str, **overrides) -> GridSpec:
+    """The preset's grid with every non-None override applied, validated."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(sorted(PRESETS))}")
+    values = dict(PRESETS[preset])
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    grid = GridSpec(preset=preset, **values)
+    validate(grid)
+    return grid
+
+
+def validate(grid: GridSpec) -> None:
+    """Raise a one-line ``UserError`` for anything that would otherwise fail deep inside a run."""
+    from data import datasets
+    from distill import objectives
+
+    if grid.dataset not in datasets():
+        raise UserError(f"unknown dataset {grid.dataset!r}: choose one of {', '.join(datasets())}")
+    for width in grid.widths:
+        check_width(width)
+    if grid.disc_width is not None:
+        check_width(grid.disc_width, "discriminator width")
+    for kd in grid.kd:
+        if kd not in objectives():
+            raise UserError(f"unknown distillation objective {kd!r}: choose one of {', '.join(objectives())}")
+    checks = [
+        (not grid.widths, "--widths needs at least one width"),
+        (not grid.kd, "--kd needs at least one objective"),
+        (not grid.seeds, "--seeds needs at least one seed"),
+        (grid.epochs < 1, f"--epochs must be at least 1, got {grid.epochs}"),
+        (grid.batch_size < 2, f"--batch-size must be at least 2, got {grid.batch_size}"),
+        (grid.kd_weight < 0, f"--kd-weight must be non-negative, got {grid.kd_weight}"),
+        (grid.log_every < 1, f"--log-every must be at least 1, got {grid.log_every}"),
+        (grid.quality.fid_samples < 10, f"--fid-samples must be at least 10, got {grid.quality.fid_samples}"),
+        (grid.precision not in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise UserError(message)
+    if grid.teacher is not None and not Path(grid.teacher).is_file():
+        raise UserError(f"--teacher {grid.teacher}: no such file")
