@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast training")
     p.add_argument("--device", choices=DEVICE_CHOICES, help="auto (default: CUDA when present), cpu or cuda")
     p.add_argument("--out", help="results directory (default: ./results/<preset>)")
+    p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (default 512)")
     p.add_argument("--teacher", help="a trained teacher generator.pt to distil from instead of training one")
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
     p.add_argument(
@@ -91,7 +92,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         dataset=args.dataset, data_root=args.data_root, download=args.download, widths=args.widths,
         disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
-        out=args.out or str(Path("results") / args.preset), teacher=args.teacher,
+        out=args.out or str(Path("results") / args.preset), teacher=args.teacher, teacher_width=args.teacher_width,
         log_every=args.log_every, samples_every_epoch=args.samples_every_epoch or None,
         quality=quality, speed=speed,
     )  # fmt: skip
@@ -108,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         results_dir = run_local(grid, progress=not args.quiet)
         print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
         if not args.no_report:
-            from reports import build_report
+            from reports import ReportInputError, build_report
 
-            print(f"report: {build_report(results_dir)}")
+            try:
+                print(f"report: {build_report(results_dir)}")
+            except ReportInputError as err:
+                raise UserError(f"report: {err}") from None
         return 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

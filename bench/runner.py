@@ -89,10 +89,10 @@ class GridContext:
     teachers: dict[str, nn.Module] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, grid: GridSpec, progress: bool = True) -> GridContext:
+    def create(cls, grid: GridSpec, dataset: ImageDataset | None = None, progress: bool = True) -> GridContext:
         device = resolve_device(grid.device)
         results_dir = Path(grid.out)
-        dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
+        dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download)
         evaluator = QualityEvaluator(dataset, grid.quality, device, results_dir / CACHE_DIR)
         return cls(grid, results_dir, device, dataset, evaluator, progress)
 
@@ -249,21 +249,39 @@ def write_references(ctx: GridContext) -> None:
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
-def run_local(grid: GridSpec, progress: bool = True) -> Path:
-    """Run the whole grid in this process, cohort by cohort; returns the results directory."""
+def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, list[RunSpec], list[Cohort]]:
+    """Validate, record the grid, write the reference rows; returns what any executor needs to run cohorts."""
+    # everything a user can get wrong is checked before the results directory is touched
     device = resolve_device(grid.device)
     specs = grid_runs(grid)
-    results_dir = prepare_results_dir(grid, device)
-    ctx = GridContext.create(grid, progress)
+    dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
+    prepare_results_dir(grid, device)
+    ctx = GridContext.create(grid, dataset, progress)
     write_references(ctx)
     cohorts = plan(specs)
     if grid.teacher is not None:
         for teacher in {cohort.teacher.run_id: cohort.teacher for cohort in cohorts}.values():
             record_given_teacher(ctx, teacher)
+    return ctx, specs, cohorts
+
+
+def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -> Path:
+    """Wait for runs another process holds, take over any it left unfinished, then rebuild the CSV."""
+    for spec in specs:
+        if find_record(ctx.results_dir, spec) is None:
+            claims.wait_for(run_dir(ctx.results_dir, spec))
+    for cohort in cohorts:
+        run_cohort(ctx, cohort)
+    write_results_csv(ctx.results_dir)
+    return ctx.results_dir
+
+
+def run_local(grid: GridSpec, progress: bool = True) -> Path:
+    """Run the whole grid in this process, cohort by cohort; returns the results directory."""
+    ctx, specs, cohorts = prepare_grid(grid, progress)
     for cohort in tqdm(cohorts, desc="grid", unit="cohort", disable=not progress):
         run_cohort(ctx, cohort)
-    write_results_csv(results_dir)
-    return results_dir
+    return finish_grid(ctx, specs, cohorts)
 
 
 def default_threads() -> None:

@@ -95,6 +95,7 @@ class GridSpec:
     device: str = "auto"
     out: str = "results"
     teacher: str | None = None  # a given teacher checkpoint instead of training one
+    teacher_width: int = TEACHER_WIDTH
     disc_width: int | None = None
     precision: str = "fp32"
     log_every: int = 10
@@ -102,8 +103,9 @@ class GridSpec:
     quality: QualitySpec = field(default_factory=QualitySpec)
     speed: SpeedSpec = field(default_factory=SpeedSpec)
 
-    def runs(self, teacher_sha: str | None = None, teacher_width: int = TEACHER_WIDTH) -> list[RunSpec]:
+    def runs(self, teacher_sha: str | None = None, teacher_width: int | None = None) -> list[RunSpec]:
         """Teacher first for each seed, then its students; a given teacher (``teacher_sha``) is not trained."""
+        teacher_width = teacher_width or self.teacher_width
         specs: list[RunSpec] = []
         for seed in self.seeds:
             base = RunSpec(
@@ -158,6 +160,7 @@ def validate(grid: GridSpec) -> None:
         raise UserError(f"unknown dataset {grid.dataset!r}: choose one of {', '.join(datasets())}")
     for width in grid.widths:
         check_width(width)
+    check_width(grid.teacher_width, "teacher width")
     if grid.disc_width is not None:
         check_width(grid.disc_width, "discriminator width")
     for kd in grid.kd:

@@ -18,3 +18,21 @@ def mnist_root() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def tiny_grid_args(out: Path, *extra: str) -> list[str]:
+    """A grid that exercises every stage in seconds: teacher 64, students 16 and 32, scratch and pixel-l1."""
+    return [
+        "--widths", "16,32", "--teacher-width", "64", "--epochs", "2", "--fid-samples", "100",
+        "--log-every", "5", "--quiet", "--no-report", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tmp_path_factory) -> Path:
+    """One finished tiny grid, shared by every test that only reads results."""
+    from bench.cli import main
+
+    out = tmp_path_factory.mktemp("tiny") / "results"
+    assert main(tiny_grid_args(out)) == 0
+    return out

@@ -1,0 +1,251 @@
+"""Training-loop benchmark: the harness's loop against a loop written the way the original project was.
+
+``python -m bench.perf`` times, for every width and objective, training steps per second of
+
+* the **reference** loop: a torchvision-style dataset of PIL images with per-item ``ToTensor`` and
+  ``Normalize`` through a shuffling ``DataLoader``; condition tensors (the one-hot vector and the
+  discriminator's label channel) built on the CPU each step and copied over; one model per process, so a
+  distilled student runs its own teacher forward;
+* the **harness** loop (``bench.train.train_cohort``): the dataset on the device, batches and noise drawn
+  there, one-hot built there, epoch checkpoints included; first each width alone, then the whole grid of a
+  seed as one cohort sharing every batch and one teacher forward per step.
+
+Both loops make the same updates (same models, losses and optimisers), so their ratio is the loop's
+overhead alone. This is a benchmark, not a test: it writes a CSV and a Markdown table, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from bench.device import device_name, resolve_device
+from bench.errors import UserError
+from bench.io import atomic_write_text
+from bench.spec import SCRATCH, RunSpec
+from bench.train import Member, build_models, make_member, train_cohort
+from data import ImageDataset, get_dataset, to_uint8
+
+
+class PilImages(Dataset):
+    """Images kept as uint8 arrays and served one by one as PIL images through ``transform``, like torchvision."""
+
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, transform) -> None:
+        self.pixels = pixels[:, 0].numpy()
+        self.labels = labels.numpy()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.pixels[index], mode="L")), int(self.labels[index])
+
+
+def reference_loader(dataset: ImageDataset, batch_size: int, seed: int) -> DataLoader:
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    images = PilImages(to_uint8(dataset.train_images), dataset.train_labels, transform)
+    return DataLoader(
+        images, batch_size=batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def reference_steps(spec: RunSpec, dataset: ImageDataset, device: torch.device, steps: int) -> float:
+    """Seconds for ``steps`` updates of ``spec`` in the original's style (after one warm-up step)."""
+    generator, discriminator = (m.to(device) for m in build_models(spec, dataset))
+    teacher = None
+    if spec.kd != SCRATCH:
+        teacher = build_models(spec.teacher(), dataset)[0].to(device).eval()
+    opt_g = torch.optim.Adam(generator.parameters(), lr=spec.lr, betas=(spec.beta1, spec.beta2))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=spec.lr, betas=(spec.beta1, spec.beta2))
+    classes, nz = dataset.num_classes, generator.cfg.nz
+
+    def generate(model, z, onehot):  # the original fed a CPU-built condition tensor to the generator
+        h = torch.cat([z, onehot.to(device)], 1)[:, :, None, None]
+        for block in model.blocks:
+            h = block(h)
+        return torch.tanh(model.to_image(h))
+
+    def discriminate(images, labels):  # and a CPU-built label channel to the discriminator
+        channel = (labels.float() * (2 / (classes - 1)) - 1)[:, None, None, None].expand(-1, 1, *images.shape[2:])
+        return discriminator.net(torch.cat([images, channel.to(device)], 1)).flatten()
+
+    done, started = -1, 0.0
+    while done < steps:
+        for real, labels in reference_loader(dataset, spec.batch_size, spec.seed):
+            if done == 0:
+                _sync(device)
+                started = time.perf_counter()
+            real = real.to(device)
+            b = real.shape[0]
+            z = torch.randn(b, nz).to(device)
+            fake_labels = torch.randint(0, classes, (b,))
+            onehot = F.one_hot(fake_labels, classes).float()
+            fake = generate(generator, z, onehot)
+            real_logits, fake_logits = discriminate(real, labels), discriminate(fake.detach(), fake_labels)
+            loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.ones(b).to(device))
+            loss_d = loss_d + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros(b).to(device))
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            loss_g = F.binary_cross_entropy_with_logits(discriminate(fake, fake_labels), torch.ones(b).to(device))
+            if teacher is not None:
+                with torch.no_grad():
+                    target = generate(teacher, z, onehot)
+                loss_g = loss_g + spec.kd_weight * F.l1_loss(fake, target)
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+            loss_g.item()  # the original printed its losses every step
+            done += 1
+            if done == steps:
+                break
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def harness_steps(
+    specs: list[RunSpec], dataset: ImageDataset, device: torch.device, steps: int, workdir: Path
+) -> float:
+    """Seconds for ``steps`` updates of every spec trained as one cohort by ``train_cohort``."""
+    batch = specs[0].batch_size
+    subset = replace(dataset, train_images=dataset.train_images[: steps * batch],
+                     train_labels=dataset.train_labels[: steps * batch])  # fmt: skip
+    teacher = None
+    if any(spec.kd != SCRATCH for spec in specs):
+        teacher = build_models(specs[0].teacher(), dataset)[0].to(device).eval()
+
+    def cohort(tag: str) -> list[Member]:
+        return [make_member(spec, workdir / tag / spec.run_id, subset, device) for spec in specs]
+
+    train_cohort(cohort("warm-up"), subset, teacher, device, progress=False)
+    members = cohort("timed")
+    _sync(device)
+    started = time.perf_counter()
+    train_cohort(members, subset, teacher, device, log_every=10, progress=False)
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class PerfRow:
+    """One comparison: images per second of the reference loop and of the harness, and their ratio."""
+
+    loop: str  # "per-width" or "cohort"
+    kd: str
+    width: str
+    steps: int
+    batch_size: int
+    reference_img_s: float
+    harness_img_s: float
+    speedup: float
+    device: str
+
+
+def benchmark(dataset: ImageDataset, widths, kds, steps: int, batch_size: int, device: torch.device) -> list[PerfRow]:
+    """Every (objective, width) alone in both loops, then each objective's widths as one cohort."""
+    name = device_name(device)
+    specs = [RunSpec(dataset.name, width, kd, 1.0, 1314, 1, batch_size) for kd in kds for width in widths]
+    images = steps * batch_size
+    rows: list[PerfRow] = []
+
+    def add(loop: str, kd: str, label: str, count: int, reference_s: float, harness_s: float) -> None:
+        row = PerfRow(loop, kd, label, steps, batch_size, count * images / reference_s, count * images / harness_s,
+                      reference_s / harness_s, name)  # fmt: skip
+        rows.append(row)
+        print(_line(row), flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = {}
+        for spec in specs:
+            reference[spec] = reference_steps(spec, dataset, device, steps)
+            add(
+                "per-width",
+                spec.kd,
+                str(spec.width),
+                1,
+                reference[spec],
+                harness_steps([spec], dataset, device, steps, Path(tmp)),
+            )
+        # the whole grid of a seed: the reference trains each run alone, the harness one cohort per objective
+        for kd in kds:
+            group = [spec for spec in specs if spec.kd == kd]
+            label = "+".join(str(spec.width) for spec in group)
+            total = sum(reference[spec] for spec in group)
+            add("cohort", kd, label, len(group), total, harness_steps(group, dataset, device, steps, Path(tmp)))
+    return rows
+
+
+def _line(row: PerfRow) -> str:
+    return (f"{row.loop:9s} {row.kd:8s} width {row.width:>22s}: reference {row.reference_img_s:9.0f} img/s, "
+            f"harness {row.harness_img_s:9.0f} img/s, x{row.speedup:.2f}")  # fmt: skip
+
+
+def time_preset(preset: str, seeds: tuple[int, ...], device: str, data_root: str, out: Path) -> float:
+    """Wall seconds of one whole preset run (training, measurements, metrics), report excluded."""
+    from bench.runner import run_local
+    from bench.spec import make_grid
+
+    grid = make_grid(preset, seeds=seeds, device=device, data_root=data_root, out=str(out))
+    started = time.perf_counter()
+    run_local(grid, progress=False)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-root", default="datasets")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--widths", default="16,32,64,128,256,512")
+    p.add_argument("--kd", default="none,pixel-l1")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per loop (after warm-up)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--preset", help="also time this whole preset end to end (one seed), e.g. paper")
+    p.add_argument("--out", default="results/perf", help="where perf.csv and perf.md go")
+    args = p.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        dataset = get_dataset(args.dataset, args.data_root)
+        widths = [int(w) for w in args.widths.split(",")]
+        rows = benchmark(dataset, widths, args.kd.split(","), args.steps, args.batch_size, device)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    frame = pd.DataFrame([asdict(row) for row in rows])
+    atomic_write_text(out / "perf.csv", frame.to_csv(index=False))
+    lines = [
+        f"- device: {device_name(device)}; torch {torch.__version__}; Python {platform.python_version()}",
+        f"- command: `python -m bench.perf {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        "",
+        frame.drop(columns=["device"]).to_markdown(index=False, floatfmt=".2f"),
+    ]
+    if args.preset:
+        seconds = time_preset(args.preset, (1314,), args.device, args.data_root, out / f"preset-{args.preset}")
+        lines += ["", f"- whole `{args.preset}` preset, one seed, metrics included: {seconds:.0f} s wall"]
+        print(f"preset {args.preset}: {seconds:.0f} s", flush=True)
+    atomic_write_text(out / "perf.md", "\n".join(lines) + "\n")
+    print(f"wrote {out / 'perf.csv'} and {out / 'perf.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

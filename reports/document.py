@@ -1,0 +1,226 @@
+"""The report as a document: an outline of headings, paragraphs, tables and figures, rendered to
+``report.md`` (tables as Markdown, figures as relative PNG links) and a self-contained ``report.html``
+(tables as HTML, figures as base64 data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from reports.load import Results
+from reports.plots import FIGURES, save
+from reports.tables import Table, all_tables, write_table
+
+TABLES_DIR = "tables"
+FIGURES_DIR = "figures"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    table: Table
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    path: Path | None  # the PNG; None when there was nothing to draw
+    alt: str
+    caption: str
+
+
+Block = Heading | Paragraph | TableBlock | FigureBlock
+
+
+def _listing(values) -> str:
+    return ", ".join(str(value) for value in values)
+
+
+def grid_line(results: Results) -> str:
+    """One line: preset, dataset, widths, objectives, seeds, epochs, device and date of the grid."""
+    grid, runs = results.grid, results.runs
+
+    def pick(key: str, fallback) -> str:
+        value = grid.get(key)
+        if value is None or value == []:
+            return fallback if fallback else UNKNOWN
+        return _listing(value) if isinstance(value, list | tuple) else str(value)
+
+    epochs = pick("epochs", _listing(sorted(runs["epochs"].unique())) if "epochs" in runs else "")
+    device = pick("device", "")
+    if "device_name_cuda" in runs and runs["device_name_cuda"].notna().any() and "device" not in grid:
+        device = _listing(sorted(runs["device_name_cuda"].dropna().unique()))
+    date = pick("started_at", "")
+    date = date[:10] if len(date) >= 10 and date[4] == "-" else date
+    source = "" if grid else " (grid.json missing: grid read from results.csv)"
+    datasets = _listing(sorted(runs["dataset"].unique()))
+    objectives = _listing(sorted(runs["kd"].unique(), key=lambda kd: (kd != "none", kd)))
+    return (
+        f"Grid: preset {pick('preset', '')}, dataset {pick('dataset', datasets)}, "
+        f"widths {pick('widths', _listing(sorted(runs['width'].unique())))}, "
+        f"objectives {pick('kd', objectives)}, "
+        f"seeds {pick('seeds', _listing(sorted(runs['seed'].unique())))}, epochs {epochs}; "
+        f"device {device}; date {date}{source}."
+    )
+
+
+def _run_counts(results: Results) -> str:
+    status = results.runs["status"].value_counts()
+    parts = [f"{count} {state}" for state, count in status.items()]
+    return f"{len(results.runs)} runs: {', '.join(parts)}."
+
+
+CAPTIONS = {
+    "quality_vs_compression": (
+        "FID and IS on the LeNet feature network (and Inception-v3 when measured) against compression by "
+        "parameters, log scale; the top axis names the generator width. Lines: mean over seeds, bands: 95% "
+        "bootstrap interval over seeds. Dashed: the teacher; dotted: the real test split, the floor a "
+        "perfect generator reaches. Diverged runs are left out."
+    ),
+    "pareto": (
+        "One point per finished run. The black step line joins the Pareto front: the runs that no other run "
+        "beats on both cost and FID (lower is better for both); each is labelled with its width."
+    ),
+    "samples": (
+        "Each model's samples for the same noise and labels: one column per width, widest first (the "
+        "teacher), the scratch student above the distilled one(s)."
+    ),
+    "training_curves": (
+        "Generator (adversarial part), discriminator and distillation losses per logged step; one row per "
+        "width, colours objectives; lines are means over seeds and bands their range. A diverged run is "
+        "drawn dashed, up to the step where it stopped."
+    ),
+}
+
+
+def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path | None]) -> list[Block]:
+    """The report's content in reading order."""
+
+    def figure(name: str, alt: str) -> FigureBlock:
+        return FigureBlock(figures.get(name), alt, CAPTIONS[name])
+
+    blocks: list[Block] = [
+        Paragraph(grid_line(results)),
+        Paragraph(_run_counts(results)),
+        Heading("Main results"),
+        TableBlock(tables["main"]),
+        Heading("Quality against compression"),
+        figure("quality_vs_compression", "FID and IS against compression ratio"),
+        Heading("Distillation gain"),
+        TableBlock(tables["gain"]),
+        Heading("Cost against quality"),
+        figure("pareto", "Pareto fronts of latency and parameters against FID"),
+        Heading("Sizes against the original project"),
+        TableBlock(tables["sizes"]),
+        Heading("Samples"),
+        figure("samples", "Sample grids of every model"),
+        Heading("Training curves"),
+        figure("training_curves", "Training losses against step"),
+    ]
+    if "references" in tables:
+        blocks += [Heading("Reference scores"), TableBlock(tables["references"])]
+    blocks += [
+        Heading("Every run"),
+        TableBlock(tables["runs"]),
+        Paragraph(
+            f"Every table is also in {TABLES_DIR}/ as CSV (full precision), Markdown and LaTeX (booktabs); "
+            f"every figure in {FIGURES_DIR}/ as PNG and SVG."
+        ),
+    ]
+    return blocks
+
+
+def to_markdown(blocks: list[Block], report_dir: Path) -> str:
+    """``report.md``: Markdown tables, figures as PNG links relative to ``report_dir``."""
+    parts = []
+    for block in blocks:
+        match block:
+            case Heading(text):
+                parts.append(f"## {text}")
+            case Paragraph(text):
+                parts.append(text)
+            case TableBlock(table):
+                files = ", ".join(f"[{ext}]({TABLES_DIR}/{table.name}.{ext})" for ext in ("csv", "md", "tex"))
+                parts.append(f"**{table.title}** ({files})\n\n{table.markdown()}\n\n{table.caption}")
+            case FigureBlock(None, alt, _):
+                parts.append(f"*Not drawn: the results hold no data for {alt.lower()}.*")
+            case FigureBlock(path, alt, caption):
+                link = path.relative_to(report_dir).as_posix()
+                parts.append(f"![{alt}]({link})\n\n{caption} ([SVG]({Path(link).with_suffix('.svg').as_posix()}))")
+    return "\n\n".join(parts) + "\n"
+
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1200px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+.grid { font-weight: 600; }
+.table { overflow-x: auto; margin: 0.5em 0; }
+table { border-collapse: collapse; font-size: 0.85em; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; }
+td { white-space: nowrap; }
+th { vertical-align: bottom; }
+thead th { border-bottom: 2px solid #444; }
+caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+.caption, figcaption { font-size: 0.9em; color: #555; }
+img { max-width: 100%; height: auto; }
+figure { margin: 1em 0; }
+"""
+
+
+def to_html(blocks: list[Block]) -> str:
+    """``report.html``: one file, tables as HTML and figures as base64 data URIs, no external assets."""
+    body = []
+    for index, block in enumerate(blocks):
+        match block:
+            case Heading(text):
+                body.append(f"<h2>{html.escape(text)}</h2>")
+            case Paragraph(text):
+                css = ' class="grid"' if index == 0 else ""
+                body.append(f"<p{css}>{html.escape(text)}</p>")
+            case TableBlock(table):
+                rendered = table.html().replace("<table>", f"<table><caption>{html.escape(table.title)}</caption>", 1)
+                body.append(f'<div class="table">{rendered}</div><p class="caption">{html.escape(table.caption)}</p>')
+            case FigureBlock(None, alt, _):
+                body.append(f"<p><em>Not drawn: the results hold no data for {html.escape(alt.lower())}.</em></p>")
+            case FigureBlock(path, alt, caption):
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                body.append(
+                    f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>gan-kd-bench report</title>\n"
+        f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>gan-kd-bench report</h1>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_report(results: Results, report_dir: Path) -> Path:
+    """Write the tables, figures, ``report.md`` and ``report.html`` of ``results`` under ``report_dir``."""
+    tables = {table.name: table for table in all_tables(results)}
+    for table in tables.values():
+        write_table(table, report_dir / TABLES_DIR)
+    figures: dict[str, Path | None] = {}
+    for name, draw in FIGURES.items():
+        figure = draw(results)
+        if figure is None:
+            for stale in (report_dir / FIGURES_DIR).glob(f"{name}.*"):
+                stale.unlink()  # a figure from an earlier report must not outlive its data
+        figures[name] = save(figure, report_dir / FIGURES_DIR, name) if figure is not None else None
+    blocks = outline(results, tables, figures)
+    (report_dir / "report.md").write_text(to_markdown(blocks, report_dir), encoding="utf-8")
+    (report_dir / "report.html").write_text(to_html(blocks), encoding="utf-8")
+    return report_dir

@@ -1,0 +1,122 @@
+"""Read a results directory: ``results.csv``, ``references.csv``, ``grid.json`` and each run's files.
+
+This module is the report's only reader. It names the files itself (it must not import ``bench``, which would
+drag the training code and torch in) and returns plain pandas frames and paths.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+RESULTS_CSV = "results.csv"
+REFERENCES_CSV = "references.csv"
+GRID_JSON = "grid.json"
+RUNS_DIR = "runs"
+LOSSES_CSV = "losses.csv"
+SAMPLES_PNG = "samples.png"
+
+SCRATCH = "none"  # the kd value of a run trained without a teacher
+DONE = "done"
+REQUIRED_COLUMNS = ("run_id", "width", "kd", "seed", "status")
+
+
+class ReportInputError(Exception):
+    """A results directory the report cannot be built from; its message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything the report reads from one results directory."""
+
+    directory: Path
+    runs: pd.DataFrame  # results.csv, one row per finished run, plus an ``objective`` display column
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty when references.csv is absent
+    grid: dict = field(default_factory=dict)  # empty when grid.json is absent or unreadable
+
+    def run_path(self, run_id: str, name: str) -> Path:
+        return self.directory / RUNS_DIR / run_id / name
+
+
+def objective_label(kd: str) -> str:
+    """How a kd value is shown to readers: ``none`` is training from scratch."""
+    return "scratch" if kd == SCRATCH else str(kd)
+
+
+def load(results_dir: Path) -> Results:
+    """Read ``results_dir``; raise ``ReportInputError`` when it or its results.csv is missing or empty."""
+    directory = Path(results_dir)
+    if not directory.is_dir():
+        raise ReportInputError(f"results directory {directory} does not exist")
+    runs = _read_csv(directory / RESULTS_CSV, required=True)
+    missing = [col for col in REQUIRED_COLUMNS if col not in runs]
+    if missing:
+        raise ReportInputError(f"{directory / RESULTS_CSV} lacks the column(s) {', '.join(missing)}")
+    if runs.empty:
+        raise ReportInputError(f"{directory / RESULTS_CSV} holds no runs")
+    references_path = directory / REFERENCES_CSV
+    references = _read_csv(references_path, required=False) if references_path.is_file() else pd.DataFrame()
+    return Results(directory, _normalise(runs), references, _read_grid(directory / GRID_JSON))
+
+
+def _read_csv(path: Path, required: bool) -> pd.DataFrame:
+    if not path.is_file():
+        raise ReportInputError(f"{path} does not exist")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        if required:
+            raise ReportInputError(f"{path} is empty") from None
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ReportInputError(f"{path} is not a readable CSV: {first_line}") from None
+
+
+def _read_grid(path: Path) -> dict:
+    try:
+        grid = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # the report says "unknown" for whatever the grid would have told
+    return grid if isinstance(grid, dict) else {}
+
+
+def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = runs.copy()
+    runs["width"] = runs["width"].astype(int)
+    runs["seed"] = runs["seed"].astype(int)
+    runs["kd"] = runs["kd"].astype(str)
+    runs["status"] = runs["status"].fillna("unknown").astype(str)
+    if "role" not in runs:
+        runs["role"] = "student"
+    if "dataset" not in runs:
+        runs["dataset"] = "unknown"
+    runs["objective"] = runs["kd"].map(objective_label)
+    return runs
+
+
+def losses(results: Results) -> pd.DataFrame:
+    """Every run's ``losses.csv`` stacked, one row per logged step, with the run's width, objective, seed."""
+    keys = ["run_id", "dataset", "width", "kd", "objective", "seed", "role", "status"]
+    frames = []
+    for row in results.runs[keys].itertuples(index=False):
+        path = results.run_path(row.run_id, LOSSES_CSV)
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+            continue  # a run killed mid-write loses its curve, not the report
+        if frame.empty or "step" not in frame:
+            continue
+        frames.append(frame.assign(**row._asdict()))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys + ["step"])
+
+
+def samples(results: Results) -> dict[str, Path]:
+    """The sample-grid PNG of every run that has one, by run id."""
+    paths = {run_id: results.run_path(run_id, SAMPLES_PNG) for run_id in results.runs["run_id"]}
+    return {run_id: path for run_id, path in paths.items() if path.is_file()}

@@ -1,0 +1,97 @@
+import pickle
+
+import pytest
+import torch
+
+from bench.cli import main
+from tests.conftest import tiny_grid_args
+
+
+def fails_cleanly(capsys, args: list[str], expected: str) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert expected in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--kd", "none,telepathy"], "unknown distillation objective 'telepathy'"),
+        (["--widths", "16,1024"], "width 1024 is not allowed"),
+        (["--widths", "20"], "width 20 is not allowed"),
+        (["--widths", "sixteen"], "expected integers"),
+        (["--epochs", "-1"], "--epochs must be at least 1"),
+        (["--batch-size", "1"], "--batch-size must be at least 2"),
+        (["--teacher", "/nonexistent/teacher.pt"], "no such file"),
+        (["--inception-weights", "/nonexistent/inception.pt"], "no such file"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, expected):
+    fails_cleanly(capsys, ["--out", str(tmp_path / "out"), *args], expected)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu(capsys, tmp_path):
+    fails_cleanly(capsys, ["--device", "cuda", "--out", str(tmp_path / "o")], "no CUDA GPU is available")
+
+
+def test_missing_dataset_offline(capsys, tmp_path):
+    args = ["--dataset", "mnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]
+    fails_cleanly(capsys, args, "pass --download")
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_teacher_checkpoint(capsys, tmp_path):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    fails_cleanly(capsys, ["--teacher", str(bad), "--out", str(tmp_path / "o")], "cannot be loaded safely")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_checkpoint_that_carries_code_is_refused(capsys, tmp_path):
+    evil = tmp_path / "teacher.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"blocks.0.0.weight": Payload()}, handle)
+    fails_cleanly(capsys, ["--teacher", str(evil), "--out", str(tmp_path / "o")], "cannot be loaded safely")
+
+
+def test_foreign_checkpoint_is_refused(capsys, tmp_path):
+    foreign = tmp_path / "resnet.pt"
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, foreign)
+    fails_cleanly(capsys, ["--teacher", str(foreign), "--out", str(tmp_path / "o")], "not a generator state_dict")
+
+
+def test_incompatible_results_directory_is_left_alone(capsys, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "grid.json").write_text('{"schema_version": 0}')
+    (out / "results.csv").write_text("run_id\nabc\n")
+    fails_cleanly(capsys, tiny_grid_args(out), "results schema 0")
+    assert (out / "grid.json").read_text() == '{"schema_version": 0}'
+    assert (out / "results.csv").read_text() == "run_id\nabc\n"
+
+
+def test_output_directory_that_cannot_be_written(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    fails_cleanly(capsys, ["--epochs", "1", "--out", str(blocker / "results")], "is not writable")
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--dataset", "--data-root", "--download", "--widths", "--kd", "--kd-weight", "--seeds",
+                 "--epochs", "--batch-size", "--device", "--out", "--teacher", "--fid-samples"):  # fmt: skip
+        assert flag in out

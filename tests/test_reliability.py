@@ -1,0 +1,61 @@
+"""A killed grid resumes without redoing finished runs; two processes share a results directory safely."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.records import results_table
+from tests.conftest import ROOT, tiny_grid_args
+from tests.test_runner import comparable
+
+
+def start(out: Path) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "run_bench.py"), *tiny_grid_args(out)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"finished before it could be killed: {process.communicate()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_kill_9_mid_grid_then_resume_matches_an_uninterrupted_run(tiny_results, tmp_path):
+    out = tmp_path / "killed"
+    runs = out / "runs"
+    process = start(out)
+
+    # kill once the scratch cohort is recorded and a distilled student has an epoch checkpoint
+    def mid_distillation() -> bool:
+        states = list(runs.glob("*pixel-l1*/state.pt"))
+        return len(list(runs.glob("*/result.json"))) == 3 and bool(states)
+
+    wait_until(mid_distillation, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {p: p.stat().st_mtime_ns for p in runs.glob("*/result.json")}
+    assert not list(out.rglob("*.tmp"))  # nothing half-written is left behind as a result
+
+    resumed = start(out)
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished runs were not redone
+    pd.testing.assert_frame_equal(comparable(results_table(tiny_results)), comparable(results_table(out)))
+    for run in runs.iterdir():
+        assert (run / "generator.pt").read_bytes() == (tiny_results / "runs" / run.name / "generator.pt").read_bytes()
+
+
+def test_two_processes_on_one_results_directory(tiny_results, tmp_path):
+    out = tmp_path / "shared"
+    first, second = start(out), start(out)
+    assert first.wait(timeout=300) == 0, first.communicate()
+    assert second.wait(timeout=300) == 0, second.communicate()
+    table = results_table(out)
+    assert len(table) == 5 and table["run_id"].is_unique
+    pd.testing.assert_frame_equal(comparable(results_table(tiny_results)), comparable(table))
+    assert pd.read_csv(out / "results.csv")["run_id"].tolist() == table["run_id"].tolist()

@@ -1,0 +1,423 @@
+"""reports/: every table and figure is written, the Markdown agrees with the CSV, intervals and diverged
+runs are shown honestly, the CLI fails in one line, and the package never imports torch."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imsave
+
+from reports import build_report
+from reports.load import Results, load
+from reports.metrics import ALL
+from reports.stats import ci95, t975
+from reports.tables import main_table, runs_table
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("main", "gain", "sizes", "runs", "references")
+FIGURES = ("quality_vs_compression", "pareto", "training_curves", "samples")
+
+
+def _generator_params(width: int) -> tuple[int, int]:
+    """(parameters, BatchNorm channels) of the conditional DCGAN generator of DESIGN.md."""
+    ngf = width // 8
+    convs = 110 * 8 * ngf * 16 + 8 * ngf * 4 * ngf * 16 + 4 * ngf * 2 * ngf * 16 + 2 * ngf * ngf * 16 + ngf
+    bn = 8 * ngf + 4 * ngf + 2 * ngf + ngf
+    return convs + 2 * bn, bn
+
+
+def _discriminator_params(width: int) -> tuple[int, int]:
+    ndf = width // 8
+    bn = 2 * ndf + 4 * ndf
+    return 2 * ndf * 16 + ndf * 2 * ndf * 16 + 2 * ndf * 4 * ndf * 16 + 4 * ndf * 16 + 2 * bn, bn
+
+
+def _state_dict_bytes(params: int, bn: int) -> int:
+    return 4 * (params + 2 * bn) + 1_800  # running stats and the zip container of torch.save
+
+
+def _generator_macs(width: int) -> int:
+    ngf = width // 8
+    return 110 * 8 * ngf * 16 + 8 * ngf * 4 * ngf * 16 * 16 + 4 * ngf * 2 * ngf * 16 * 64 + 2 * ngf * ngf * 16 * 256
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory) -> Path:
+    """A synthetic results directory shaped like a real grid's: 2 seeds x widths {32, 512} x kd {none,
+    pixel-l1}, plus width 64 where pixel-l1 has a single seed and the scratch run of seed 1315 diverged."""
+    root = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    plan = [(seed, width, kd) for seed in (1314, 1315) for width in (512, 32) for kd in ("none", "pixel-l1")]
+    plan += [(1314, 64, "none"), (1314, 64, "pixel-l1"), (1315, 64, "none")]
+    rows = []
+    for seed, width, kd in plan:
+        diverged = (seed, width, kd) == (1315, 64, "none")
+        g_params, g_bn = _generator_params(width)
+        d_params, d_bn = _discriminator_params(width)
+        run_id = f"digits-w{width}-{kd}-s{seed}-{abs(hash((seed, width, kd))) % 10**10:010d}"
+        fid = 4.0 + 40.0 / math.sqrt(width) * (0.6 if kd != "none" else 1.0) + rng.normal(0, 0.4)
+        latency = 0.05 + g_params / 4e6 * rng.uniform(0.95, 1.05)
+        row = {
+            "run_id": run_id,
+            "role": "teacher" if (width, kd) == (512, "none") else "student",
+            "dataset": "digits",
+            "width": width,
+            "kd": kd,
+            "kd_weight": 0.0 if kd == "none" else 1.0,
+            "seed": seed,
+            "epochs": 3,
+            "batch_size": 64,
+            "lr": 2e-4,
+            "beta1": 0.5,
+            "beta2": 0.999,
+            "family": "dcgan",
+            "disc_width": math.nan,
+            "teacher_width": 512,
+            "teacher_sha": math.nan,
+            "precision": "fp32",
+            "status": "diverged" if diverged else "done",
+            "diverged_step": 120 if diverged else math.nan,
+            "train_seconds": width * 0.3 + rng.uniform(5, 10),
+            "steps": 120 if diverged else 300,
+            "loss_g_final": 1.2,
+            "loss_d_final": 1.1,
+            "loss_kd_final": 0.0 if kd == "none" else 0.2,
+            "g_params": g_params,
+            "d_params": d_params,
+            "g_bytes_fp32": _state_dict_bytes(g_params, g_bn),
+            "g_bytes_fp16": _state_dict_bytes(g_params, g_bn) // 2,
+            "d_bytes_fp32": _state_dict_bytes(d_params, d_bn),
+            "d_bytes_fp16": _state_dict_bytes(d_params, d_bn) // 2,
+            "g_macs": _generator_macs(width),
+            "g_flops": 2 * _generator_macs(width),
+            "latency_ms_cpu": latency,
+            "latency_iqr_ms_cpu": latency * 0.05,
+            "throughput_ips_cpu": 256 / (latency * 30) * 1e3,
+            "throughput_iqr_ips_cpu": 10.0,
+            "device_name_cpu": "Intel Xeon (2 threads)",
+            "threads_cpu": 2,
+            "fid_lenet": fid,
+            "is_lenet": 9.5 - fid / 10 + rng.normal(0, 0.05),
+            "is_lenet_std": 0.1,
+            "kid_lenet": fid / 400 + rng.normal(0, 1e-3),
+            "kid_lenet_std": 1e-3,
+            "precision_lenet": 0.9 - fid / 100,
+            "recall_lenet": 0.85 - fid / 80,
+            "class_consistency": 0.99 - fid / 60 + rng.normal(0, 0.005),
+            "teacher_fidelity_l1": 0.0 if (width, kd) == (512, "none") else 0.3 - (0.1 if kd != "none" else 0),
+            "quality_n_fake": 1000,
+            "quality_n_real": 1000,
+            "classifier_test_acc": 0.991,
+            "finished_at": "2025-01-01T12:00:00+00:00",
+            "schema_version": 1,
+        }
+        if diverged:
+            for col in (
+                "fid_lenet",
+                "is_lenet",
+                "kid_lenet",
+                "precision_lenet",
+                "recall_lenet",
+                "class_consistency",
+                "teacher_fidelity_l1",
+            ):
+                row[col] = math.nan
+        rows.append(row)
+
+        run = root / "runs" / run_id
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps({"run_id": run_id}))
+        steps = np.arange(0, row["steps"], 10)
+        decay = np.exp(-steps / 150)
+        pd.DataFrame(
+            {
+                "epoch": steps // 100,
+                "step": steps,
+                "loss_d": 1.0 + 0.4 * decay + rng.normal(0, 0.05, len(steps)),
+                "loss_g_gan": 1.5 - 0.5 * decay + rng.normal(0, 0.1, len(steps)),
+                "loss_kd": 0.0 if kd == "none" else 0.15 + 0.4 * decay + rng.normal(0, 0.01, len(steps)),
+            }
+        ).assign(loss_g=lambda f: f["loss_g_gan"] + f["loss_kd"]).to_csv(run / "losses.csv", index=False)
+        image = rng.uniform(-1, 1, (2 * 28, 10 * 28)) * (0.3 if kd != "none" else 1.0)
+        imsave(run / "samples.png", image, cmap="gray", vmin=-1, vmax=1)
+
+    runs = pd.DataFrame(rows)
+    teacher = runs[runs["role"] == "teacher"].set_index("seed")
+    for column, ratio in {
+        "g_params": "ratio_params",
+        "g_bytes_fp32": "ratio_bytes",
+        "g_macs": "ratio_macs",
+        "d_params": "d_ratio_params",
+        "d_bytes_fp32": "d_ratio_bytes",
+        "latency_ms_cpu": "speedup_latency_cpu",
+    }.items():
+        runs[ratio] = runs["seed"].map(teacher[column]) / runs[column]
+    runs.to_csv(root / "results.csv", index=False)
+    pd.DataFrame(
+        {
+            "reference": ["real-test", "untrained"],
+            "dataset": ["digits", "digits"],
+            "fid_lenet": [0.6, 310.0],
+            "is_lenet": [9.8, 1.2],
+            "kid_lenet": [0.0004, 0.9],
+            "precision_lenet": [0.95, 0.0],
+            "recall_lenet": [0.96, 0.0],
+            "class_consistency": [0.992, 0.1],
+        }
+    ).to_csv(root / "references.csv", index=False)
+    grid = {
+        "preset": "quick",
+        "dataset": "digits",
+        "widths": [32, 64, 512],
+        "kd": ["none", "pixel-l1"],
+        "seeds": [1314, 1315],
+        "epochs": 3,
+        "device": "cpu (Intel Xeon, 2 threads)",
+        "started_at": "2025-01-01T11:00:00+00:00",
+        "something_new": {"ignored": True},
+    }
+    (root / "grid.json").write_text(json.dumps(grid))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cli_run(results_dir: Path) -> subprocess.CompletedProcess:
+    """The report, built once by the CLI in a fresh interpreter that then lists the heavy modules it loaded."""
+    code = (
+        "import sys\n"
+        "from reports.__main__ import main\n"
+        f"status = main([{str(results_dir)!r}])\n"
+        "heavy = ('torch', 'bench', 'gans', 'distill', 'data')\n"
+        "print('loaded:', sorted(m for m in heavy if m in sys.modules))\n"
+        "sys.exit(status)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def report_dir(results_dir: Path, cli_run: subprocess.CompletedProcess) -> Path:
+    assert cli_run.returncode == 0, cli_run.stderr
+    return results_dir / "report"
+
+
+def _markdown_rows(path: Path) -> pd.DataFrame:
+    """The pipe table of a Markdown file, as strings."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    header, body = cells[0], [row for row in cells[2:]]
+    return pd.DataFrame(body, columns=header)
+
+
+def _mean_and_ci(cell: str) -> tuple[float, float, int]:
+    """('12.30 ± 0.45') -> (12.30, 0.45, decimals shown); '–' -> NaN."""
+    if cell == "–":
+        return math.nan, math.nan, 0
+    mean, _, ci = cell.partition("±")
+    mean = mean.strip().replace(",", "")
+    places = len(mean.partition(".")[2])
+    return float(mean), float(ci.replace(",", "")) if ci.strip() else math.nan, places
+
+
+def test_every_table_and_figure_is_written(results_dir: Path, report_dir: Path):
+    with_references = (results_dir / "references.csv").is_file()
+    for name in TABLES if with_references else tuple(t for t in TABLES if t != "references"):
+        for ext in ("csv", "md", "tex"):
+            path = report_dir / "tables" / f"{name}.{ext}"
+            assert path.is_file() and path.stat().st_size > 0, path
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            path = report_dir / "figures" / f"{name}.{ext}"
+            assert path.is_file() and path.stat().st_size > 1000, path
+    assert "\\toprule" in (report_dir / "tables" / "main.tex").read_text(encoding="utf-8")
+    markdown = (report_dir / "report.md").read_text(encoding="utf-8")
+    grid = json.loads((results_dir / "grid.json").read_text())
+    widths = ", ".join(str(width) for width in grid["widths"])
+    device = f"device {grid['device']}; date {grid['started_at'][:10]}."
+    first_line = markdown.splitlines()[0]
+    assert first_line.startswith(f"Grid: preset {grid['preset']}, dataset {grid['dataset']}, widths {widths}, ")
+    assert first_line.endswith(device)
+    for name in FIGURES:
+        assert f"](figures/{name}.png)" in markdown
+
+
+def test_markdown_main_table_equals_csv(report_dir: Path):
+    data = pd.read_csv(report_dir / "tables" / "main.csv")
+    shown = _markdown_rows(report_dir / "tables" / "main.md")
+    assert len(shown) == len(data)
+    by_label = {metric.label: metric for metric in ALL}
+    compared = 0
+    for (_, row), (_, cells) in zip(data.iterrows(), shown.iterrows(), strict=True):
+        assert cells["width"] == str(row["width"]) and cells["objective"] == row["objective"]
+        for label in set(shown.columns) & set(by_label):
+            mean, _, places = _mean_and_ci(cells[label])
+            expected = row[f"{by_label[label].name}_mean"]
+            if math.isnan(expected):
+                assert math.isnan(mean)
+            else:
+                assert mean == pytest.approx(expected, abs=0.5 * 10**-places + 1e-9), (label, cells[label])
+                compared += 1
+    assert compared > 5 * len(data)
+    assert {"FID (LeNet)", "G params", "CPU latency (ms)", "compression, params (×)"} <= set(shown.columns)
+
+
+def _variant(results_dir: Path, directory: Path, edit) -> Results:
+    """``results_dir``'s results.csv changed by ``edit(frame) -> frame``, loaded from ``directory``."""
+    edit(pd.read_csv(results_dir / "results.csv")).to_csv(directory / "results.csv", index=False)
+    return load(directory)
+
+
+def test_one_seed_interval_is_absent_not_zero(results_dir: Path, tmp_path: Path):
+    def one_and_two_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+        """The narrowest scratch group keeps one seed; the teacher group gets a second one if it has none."""
+        narrowest = (runs["kd"] == "none") & (runs["width"] == runs["width"].min())
+        runs = runs[~narrowest | (runs["seed"] == runs.loc[narrowest, "seed"].min())]
+        teacher = runs[runs["role"] == "teacher"]
+        if teacher["seed"].nunique() < 2:
+            extra = teacher.iloc[:1].assign(seed=teacher["seed"].max() + 1, run_id="extra-teacher")
+            runs = pd.concat([runs, extra.assign(fid_lenet=extra["fid_lenet"] * 1.1)], ignore_index=True)
+        return runs
+
+    results = _variant(results_dir, tmp_path, one_and_two_seeds)
+    table = main_table(results)
+    single = (table.data["kd"] == "none") & (table.data["width"] == table.data["width"].min())
+    assert table.data.loc[single, "fid_lenet_n"].eq(1).all()
+    assert table.data.loc[single, "fid_lenet_ci95"].isna().all()
+    assert not table.display.loc[single, "FID (LeNet)"].str.contains("±").any()
+    assert not table.display.loc[single, "FID (LeNet)"].str.contains("–").any()  # the mean is still there
+    teacher = table.data["model"] == "teacher"
+    assert (table.data.loc[teacher, "fid_lenet_ci95"] > 0).all()
+    assert table.display.loc[teacher, "FID (LeNet)"].str.contains("±").all()
+
+
+def test_report_intervals_match_seed_counts(report_dir: Path):
+    data = pd.read_csv(report_dir / "tables" / "main.csv")
+    shown = _markdown_rows(report_dir / "tables" / "main.md")
+    single = (data["fid_lenet_n"] == 1).to_numpy()
+    assert data.loc[single, "fid_lenet_ci95"].isna().all()
+    assert not shown.loc[single, "FID (LeNet)"].str.contains("±").any()
+    several = (data["fid_lenet_n"] >= 2).to_numpy()
+    assert shown.loc[several, "FID (LeNet)"].str.contains("±").all()
+    gain = pd.read_csv(report_dir / "tables" / "gain.csv")
+    assert gain.loc[gain["pairs"] == 1, "fid_lenet_gain_ci95"].isna().all()
+
+
+def test_diverged_runs_are_shown(results_dir: Path, tmp_path: Path):
+    def diverge_one(runs: pd.DataFrame) -> pd.DataFrame:
+        victim = runs.index[(runs["role"] == "student") & (runs["status"] == "done")][0]
+        runs.loc[victim, ["status", "diverged_step"]] = ["diverged", 77]
+        runs.loc[victim, [m.column for m in ALL if m.quality and m.column in runs]] = math.nan
+        return runs
+
+    results = _variant(results_dir, tmp_path, diverge_one)
+    diverged = results.runs[results.runs["status"] == "diverged"]
+    listed = runs_table(results).display
+    assert set(diverged["run_id"]) <= set(listed.loc[listed["status"] == "diverged", "run id"])
+    assert "77" in set(listed["diverged at step"])
+    main = main_table(results).data
+    assert main["diverged"].sum() == len(diverged)
+    assert main.loc[main["diverged"] > 0, "status"].str.contains("diverged").all()
+    assert main["status"].str.contains("at step 77").any()
+
+
+def test_report_lists_every_run(results_dir: Path, report_dir: Path):
+    runs = pd.read_csv(results_dir / "results.csv")
+    listed = _markdown_rows(report_dir / "tables" / "runs.md")
+    assert sorted(listed["run id"]) == sorted(runs["run_id"])
+    for run_id, status in zip(runs["run_id"], runs["status"], strict=True):
+        assert listed.loc[listed["run id"] == run_id, "status"].item() == status
+
+
+def test_gain_is_kd_minus_scratch_per_seed(results_dir: Path, report_dir: Path):
+    runs = pd.read_csv(results_dir / "results.csv")
+    done = runs[runs["status"] == "done"].set_index(["width", "seed", "kd"])["fid_lenet"]
+    gain = pd.read_csv(report_dir / "tables" / "gain.csv").set_index(["width", "kd"])
+    scratch = done.xs("none", level="kd")
+    compared = 0
+    for kd in set(runs["kd"]) - {"none"}:
+        expected = (done.xs(kd, level="kd") - scratch).dropna().groupby("width").mean()
+        for width, value in expected.items():
+            assert gain.loc[(width, kd), "fid_lenet_gain_mean"] == pytest.approx(value)
+            compared += 1
+    assert compared > 0
+    assert "(< 0 better)" in (report_dir / "tables" / "gain.md").read_text(encoding="utf-8")
+
+
+def test_size_table_uses_original_units(report_dir: Path):
+    sizes = pd.read_csv(report_dir / "tables" / "sizes.csv").set_index("width")
+    assert list(sizes.index) == [512, 64, 32]
+    assert list(sizes["g_original_kib"]) == [14_300, 618, 271]
+    assert sizes.loc[32, "g_compression_original"] == 52.75 and sizes.loc[32, "d_compression_original"] == 153
+    shown = _markdown_rows(report_dir / "tables" / "sizes.md").set_index(sizes.index)
+    assert shown.loc[512, "G original"] == "14.3 MB" and shown.loc[32, "D original"] == "17 KB"
+    assert re.fullmatch(r"\d+\.\d MB", shown.loc[512, "G ours (original units)"])
+    for width in (64, 32):
+        if math.isfinite(sizes.loc[width, "g_bytes"]):
+            assert re.fullmatch(r"\d+ KB", shown.loc[width, "G ours (original units)"])
+            assert sizes.loc[width, "g_compression"] == pytest.approx(
+                sizes.loc[512, "g_bytes"] / sizes.loc[width, "g_bytes"]
+            )
+            assert shown.loc[width, "G ours (bytes)"] == f"{sizes.loc[width, 'g_bytes']:,.0f}"
+        else:  # a width the grid did not train
+            assert shown.loc[width, "G ours (original units)"] == "–"
+
+
+def test_html_is_self_contained(report_dir: Path):
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r"<img[^>]*src=\"([^\"]*)\"", html)
+    assert len(images) == len(FIGURES)
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r"(href|src)=\"(https?:)?//", html)
+    assert "<table" in html
+
+
+def test_cli_fails_in_one_line_on_bad_input(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "results.csv").write_text("")
+    for target in (tmp_path / "missing", empty):
+        done = subprocess.run(
+            [sys.executable, "-m", "reports", str(target)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert str(target) in done.stderr
+
+
+def test_cli_builds_without_torch(results_dir: Path, cli_run: subprocess.CompletedProcess):
+    assert cli_run.returncode == 0, cli_run.stderr
+    assert "loaded: []" in cli_run.stdout
+    assert f"report written to {results_dir / 'report'}" in cli_run.stdout
+
+
+def test_report_without_grid_runs_or_quality(results_dir: Path, tmp_path: Path):
+    runs = pd.read_csv(results_dir / "results.csv")
+    quality = [metric.column for metric in ALL if metric.quality]
+    runs.drop(columns=[col for col in quality if col in runs]).to_csv(tmp_path / "results.csv", index=False)
+    assert build_report(tmp_path, tmp_path / "elsewhere") == tmp_path / "elsewhere"
+    markdown = (tmp_path / "elsewhere" / "report.md").read_text(encoding="utf-8")
+    widths = ", ".join(str(width) for width in sorted(runs["width"].unique()))
+    assert markdown.startswith(f"Grid: preset unknown, dataset {runs['dataset'].iloc[0]}, widths {widths}, ")
+    assert "grid.json missing" in markdown.splitlines()[0]
+    assert markdown.count("Not drawn") == len(FIGURES)  # nothing to draw is said, not a crash
+    assert "FID" not in (tmp_path / "elsewhere" / "tables" / "main.md").read_text(encoding="utf-8")
+    assert not (tmp_path / "elsewhere" / "tables" / "references.csv").exists()
+
+
+def test_t_quantile_and_interval():
+    assert t975(1) == 12.7062 and t975(2) == 4.3027 and math.isnan(t975(0))
+    assert t975(35) == pytest.approx(2.0301, abs=1e-3)  # scipy.stats.t.ppf(0.975, 35)
+    assert t975(1000) == pytest.approx(1.9623, abs=1e-3)
+    assert ci95([1.0, 2.0, 3.0]) == pytest.approx(4.3027 / math.sqrt(3))
+    assert math.isnan(ci95([5.0])) and math.isnan(ci95([5.0, math.nan]))

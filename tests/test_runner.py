@@ -1,0 +1,88 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.cli import main
+from bench.records import RESULTS_CSV, results_table
+from bench.runner import plan
+from bench.spec import make_grid
+from tests.conftest import tiny_grid_args
+
+# columns that measure time, not what was computed
+TIMING = ("train_seconds", "latency", "throughput", "finished_at", "threads_", "device_name")
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in frame if any(c.startswith(t) or t in c for t in TIMING)])
+
+
+def test_plan_trains_scratch_with_the_teacher_then_the_distilled():
+    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))
+    cohorts = plan(grid.runs())
+    assert [(c.seed, c.phase) for c in cohorts] == [(1, "scratch"), (1, "distill"), (2, "scratch"), (2, "distill")]
+    assert [s.width for s in cohorts[0].specs] == [512, 16, 32]
+    assert cohorts[0].specs[0].is_teacher and cohorts[1].teacher == cohorts[0].specs[0]
+
+
+def test_tiny_grid_csv_schema_and_values(tiny_results):
+    frame = pd.read_csv(tiny_results / RESULTS_CSV)
+    assert len(frame) == 5  # teacher + 2 widths x {none, pixel-l1}
+    assert set(frame["status"]) == {"done"}
+    teacher = frame[frame["role"] == "teacher"].iloc[0]
+    assert (teacher["width"], teacher["kd"]) == (64, "none")
+    params = {16: 19_804, 32: 67_196, 64: 245_456}  # generator parameters by width
+    for _, row in frame.iterrows():
+        assert row["g_params"] == params[row["width"]]
+        assert row["g_bytes_fp32"] > 4 * row["g_params"]
+        assert row["ratio_params"] == pytest.approx(teacher["g_params"] / row["g_params"])
+        assert row["ratio_bytes"] == pytest.approx(teacher["g_bytes_fp32"] / row["g_bytes_fp32"])
+        assert row["latency_ms_cpu"] > 0 and row["throughput_ips_cpu"] > 0
+        assert row["g_macs"] > 0 and row["fid_lenet"] >= 0 and 0 <= row["class_consistency"] <= 1
+        assert row["quality_n_fake"] == 100
+    assert teacher["ratio_params"] == 1.0
+    for name in ("results.csv", "references.csv", "grid.json"):
+        assert (tiny_results / name).is_file()
+    grid = json.loads((tiny_results / "grid.json").read_text())
+    assert grid["widths"] == [16, 32] and grid["device_type"] == "cpu"
+
+
+def test_run_directories_hold_their_artifacts(tiny_results):
+    for run in (tiny_results / "runs").iterdir():
+        names = {p.name for p in run.iterdir()}
+        assert {"spec.json", "result.json", "generator.pt", "losses.csv", "samples.png"} <= names
+        assert "state.pt" not in names  # the resume state goes once the run is recorded
+        state = torch.load(run / "generator.pt", weights_only=True)
+        assert "blocks.0.0.weight" in state
+
+
+def test_rerun_skips_finished_runs(tiny_results):
+    before = {p: p.stat().st_mtime_ns for p in (tiny_results / "runs").glob("*/result.json")}
+    assert main(tiny_grid_args(tiny_results)) == 0
+    after = {p: p.stat().st_mtime_ns for p in (tiny_results / "runs").glob("*/result.json")}
+    assert before == after
+
+
+def test_same_spec_twice_gives_identical_metrics_and_checkpoints(tiny_results, tmp_path):
+    again = tmp_path / "again"
+    assert main(tiny_grid_args(again)) == 0
+    first, second = results_table(tiny_results), results_table(again)
+    pd.testing.assert_frame_equal(comparable(first), comparable(second))
+    for run in (tiny_results / "runs").iterdir():
+        assert (run / "generator.pt").read_bytes() == (again / "runs" / run.name / "generator.pt").read_bytes()
+
+
+def test_given_teacher_checkpoint_is_distilled_from(tiny_results, tmp_path):
+    frame = pd.read_csv(tiny_results / RESULTS_CSV)
+    teacher_id = frame.loc[frame["role"] == "teacher", "run_id"].iloc[0]
+    checkpoint = tiny_results / "runs" / teacher_id / "generator.pt"
+    out = tmp_path / "given"
+    args = tiny_grid_args(out, "--teacher", str(checkpoint), "--kd", "pixel-l1", "--widths", "16")
+    assert main(args) == 0
+    given = pd.read_csv(out / RESULTS_CSV)
+    assert sorted(given["role"]) == ["student", "teacher"]
+    student = given[given["role"] == "student"].iloc[0]
+    assert student["teacher_width"] == 64 and student["ratio_params"] == pytest.approx(245_456 / 19_804)
+    trained_here = frame[(frame["width"] == 16) & (frame["kd"] == "pixel-l1")].iloc[0]
+    assert student["teacher_fidelity_l1"] == pytest.approx(trained_here["teacher_fidelity_l1"])
