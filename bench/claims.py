@@ -11,17 +11,20 @@ import os
 from pathlib import Path
 
 CLAIM_FILE = ".claim"
+_held: set[Path] = set()  # run directories this process holds: waiting on one of them would deadlock
 
 
 class Claim:
     """An exclusive hold on one run directory, released by ``release`` or by the process ending."""
 
     def __init__(self, run_dir: Path, handle) -> None:
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()
         self._handle = handle
+        _held.add(self.run_dir)
 
     def release(self) -> None:
         if self._handle is not None:
+            _held.discard(self.run_dir)
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
@@ -48,6 +51,8 @@ def try_claim(run_dir: Path) -> Claim | None:
 
 def wait_for(run_dir: Path) -> None:
     """Block until no other process holds ``run_dir``."""
+    if run_dir.resolve() in _held:
+        return
     handle = _open(run_dir)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast training")
     p.add_argument("--device", choices=DEVICE_CHOICES, help="auto (default: CUDA when present), cpu or cuda")
     p.add_argument("--out", help="results directory (default: ./results/<preset>)")
+    p.add_argument("--cache-dir", help="classifier and real-data statistics cache (default: <out>/cache)")
     p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (default 512)")
     p.add_argument("--teacher", help="a trained teacher generator.pt to distil from instead of training one")
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
@@ -93,6 +94,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
         out=args.out or str(Path("results") / args.preset), teacher=args.teacher, teacher_width=args.teacher_width,
+        cache_dir=args.cache_dir,
         log_every=args.log_every, samples_every_epoch=args.samples_every_epoch or None,
         quality=quality, speed=speed,
     )  # fmt: skip

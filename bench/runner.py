@@ -93,7 +93,8 @@ class GridContext:
         device = resolve_device(grid.device)
         results_dir = Path(grid.out)
         dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download)
-        evaluator = QualityEvaluator(dataset, grid.quality, device, results_dir / CACHE_DIR)
+        cache_dir = Path(grid.cache_dir) if grid.cache_dir else results_dir / CACHE_DIR
+        evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir)
         return cls(grid, results_dir, device, dataset, evaluator, progress)
 
     def teacher_generator(self, teacher: RunSpec) -> nn.Module:

@@ -94,6 +94,7 @@ class GridSpec:
     download: bool = False
     device: str = "auto"
     out: str = "results"
+    cache_dir: str | None = None  # classifier and real-statistics cache; None: <out>/cache
     teacher: str | None = None  # a given teacher checkpoint instead of training one
     teacher_width: int = TEACHER_WIDTH
     disc_width: int | None = None

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
-import pytest
-import torch
+# One thread everywhere, subprocesses included: results are bit-identical only at equal thread counts, and
+# processes running side by side on two cores must not oversubscribe them.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# the domain classifier and real-data statistics, trained and computed once per test session
+CACHE_DIR = Path(tempfile.mkdtemp(prefix="gan-kd-bench-cache-"))
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +32,7 @@ def tiny_grid_args(out: Path, *extra: str) -> list[str]:
     """A grid that exercises every stage in seconds: teacher 64, students 16 and 32, scratch and pixel-l1."""
     return [
         "--widths", "16,32", "--teacher-width", "64", "--epochs", "2", "--fid-samples", "100",
-        "--log-every", "5", "--quiet", "--no-report", "--out", str(out), *extra,
+        "--log-every", "5", "--quiet", "--no-report", "--cache-dir", str(CACHE_DIR), "--out", str(out), *extra,
     ]  # fmt: skip
 
 

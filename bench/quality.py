@@ -1,0 +1,304 @@
+"""Sample quality of a conditional generator: FID, IS, KID and precision/recall through torch-fidelity, plus class
+consistency and teacher fidelity.
+
+How every number is computed (so two users get the same one):
+
+- Evaluation set: ``n = QualitySpec.fid_samples`` pairs (z, y) fixed by the evaluator's ``seed``: y = i mod
+  num_classes (balanced), z ~ N(0, 1) of size (n, nz) drawn on the CPU from ``torch.Generator().manual_seed(seed)``.
+  Generated images are mapped to uint8 with ``data.to_uint8`` (round, clamp) before any metric sees them.
+- Real side: the real TRAINING split, as uint8. Its features and FID statistics are cached under
+  ``cache_dir/fidelity`` by a name holding the backbone, the dataset, a hash of its data, a hash of the backbone
+  weights and the sample count (torch-fidelity's own cache key ignores weights). The generated side is never
+  cached.
+- ``*_lenet``: torch-fidelity's ``calculate_metrics`` with the domain classifier of ``bench/classifier.py``
+  (``lenet-domain``): FID and KID (polynomial kernel, 100 subsets of ``min(1000, n_fake, n_real)``) on the 128-d
+  penultimate features, Inception Score (10 splits) on the logits, precision/recall (k = 3) on the features.
+  Precision/recall compare sets of equal size (Kynkaanniemi et al. 2019: both are biased by unequal sizes), so
+  their real side is a fixed random subset of ``min(n_fake, n_real)`` training images drawn with ``seed``.
+- ``*_inception``: the same FID/IS/KID with torch-fidelity's Inception-v3 (``inception-v3-compat``: 2048-d pool
+  features, IS on ``logits_unbiased``) when ``QualitySpec.inception_weights`` names a weights file or
+  ``inception_download`` lets torch-fidelity download its own; grayscale is repeated to 3 channels and
+  torch-fidelity resizes to 299x299 itself.
+- ``class_consistency``: the classifier's accuracy on the generated images against the labels asked for.
+- ``teacher_fidelity_l1``: mean |G_student(z, y) - G_teacher(z, y)| over all pixels, in [-1, 1] units, before
+  quantisation; None without a teacher.
+- All torch-fidelity randomness (IS split shuffling, KID subsets) uses ``rng_seed = seed``; the classifier is the
+  one trained with the same ``seed``. KID is reported as torch-fidelity returns it (raw feature units, not x1000).
+- Cost: the LeNet metrics take seconds on a CPU; Inception-v3 runs 299x299 inputs (about 0.2 s per image on 2 CPU
+  cores), so ``*_inception`` on MNIST-sized sets is a GPU job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch_fidelity
+from torch import nn
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+from bench.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_or_train_classifier
+from bench.errors import CheckpointError, UserError
+from bench.io import safe_torch_load
+from bench.spec import QualitySpec
+from data import ImageDataset, from_uint8, to_uint8
+
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+DEFAULT_NZ = 100
+KID_MAX_SUBSET = 1000
+LENET_KEYS = ("fid_lenet", "is_lenet", "is_lenet_std", "kid_lenet", "kid_lenet_std", "precision_lenet", "recall_lenet")
+INCEPTION_KEYS = ("fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std")
+COMMON_KEYS = ("class_consistency", "teacher_fidelity_l1", "quality_n_fake", "quality_n_real", "classifier_test_acc")
+
+# torch-fidelity result key -> our column name, formatted with the backbone
+_FIDELITY_KEYS = {
+    torch_fidelity.KEY_METRIC_FID: "fid_{}",
+    torch_fidelity.KEY_METRIC_ISC_MEAN: "is_{}",
+    torch_fidelity.KEY_METRIC_ISC_STD: "is_{}_std",
+    torch_fidelity.KEY_METRIC_KID_MEAN: "kid_{}",
+    torch_fidelity.KEY_METRIC_KID_STD: "kid_{}_std",
+    torch_fidelity.KEY_METRIC_PRECISION: "precision_{}",
+    torch_fidelity.KEY_METRIC_RECALL: "recall_{}",
+}
+
+
+class QualityError(UserError):
+    """Generated images or models that cannot be scored against this dataset."""
+
+
+class InceptionWeightsError(UserError):
+    """``--inception-weights`` names no usable file, or the weights could not be downloaded."""
+
+
+class Uint8Images(Dataset):
+    """uint8 (N, C, H, W) pixels as a torch-fidelity input: item i is the (C, H, W) tensor, 3 channels if ``rgb``."""
+
+    def __init__(self, pixels: torch.Tensor, rgb: bool = False) -> None:
+        if pixels.dtype != torch.uint8 or pixels.dim() != 4:
+            raise ValueError(f"expected uint8 (N, C, H, W) pixels, got {pixels.dtype} {tuple(pixels.shape)}")
+        self.pixels = pixels.cpu()
+        self.rgb = rgb and pixels.shape[1] == 1
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        item = self.pixels[index]
+        return item.expand(3, -1, -1) if self.rgb else item
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_inception(spec: QualitySpec) -> tuple[str | None, str] | None:
+    """(weights path or None to download, content tag) when Inception metrics are asked for, else None.
+
+    The weights are checked here, once, so a bad ``--inception-weights`` fails before any training: the file must
+    exist, load with ``weights_only=True`` (no code in it) and fit torch-fidelity's Inception-v3.
+    """
+    if spec.inception_weights:
+        path = Path(spec.inception_weights).expanduser()
+        if not path.is_file():
+            raise InceptionWeightsError(f"--inception-weights {path}: no such file")
+        try:
+            safe_torch_load(path)
+        except CheckpointError:
+            raise InceptionWeightsError(
+                f"--inception-weights {path} cannot be loaded safely: it is corrupt or holds more than tensors "
+                "(torch.load with weights_only=True refused it)"
+            ) from None
+        _check_inception(str(path))
+        return str(path), "sha" + _file_sha256(path)[:16]
+    if spec.inception_download:
+        _check_inception(None)
+        return None, Path(URL_INCEPTION_V3).stem  # the file name carries torch-fidelity's own content hash
+    return None
+
+
+def _check_inception(path: str | None) -> None:
+    """Build torch-fidelity's Inception-v3 from ``path`` (None: download it); one-line errors."""
+    try:
+        FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"], feature_extractor_weights_path=path, verbose=False)
+    except Exception as err:  # a wrong state_dict (RuntimeError), a failed download (URLError, OSError), ...
+        text = str(err).strip()
+        first = text.splitlines()[0].rstrip(":") if text else type(err).__name__
+        if path is None:
+            raise InceptionWeightsError(
+                f"the Inception-v3 weights could not be downloaded ({first}): pass --inception-weights PATH instead"
+            ) from None
+        raise InceptionWeightsError(
+            f"--inception-weights {path} does not fit torch-fidelity's Inception-v3: {first}"
+        ) from None
+
+
+class QualityEvaluator:
+    """Scores generators of one dataset on a fixed evaluation set, with the dataset's cached domain classifier."""
+
+    def __init__(
+        self, dataset: ImageDataset, spec: QualitySpec, device: torch.device, cache_dir: Path, seed: int = 0
+    ) -> None:
+        if spec.fid_samples < 10:
+            raise UserError(f"--fid-samples must be at least 10, got {spec.fid_samples}")
+        self.dataset, self.spec, self.device, self.seed = dataset, spec, torch.device(device), seed
+        self.cache_dir = Path(cache_dir)
+        self.inception = resolve_inception(spec)  # before the classifier: a bad path fails at once
+        data_sha = dataset_sha256(dataset)
+        self.data_tag = data_sha[:16]
+        self.classifier = load_or_train_classifier(dataset, seed, self.cache_dir, self.device, data_sha=data_sha)
+        self.real = to_uint8(dataset.train_images)
+        self.labels = torch.arange(spec.fid_samples) % dataset.num_classes
+        self._noise: dict[int, torch.Tensor] = {}
+        # a fixed order of the training split: its first m images are the precision/recall real side
+        self._real_order = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(seed))
+
+    def noise(self, nz: int) -> torch.Tensor:
+        """The fixed (fid_samples, nz) evaluation noise, on the CPU."""
+        if nz not in self._noise:
+            generator = torch.Generator().manual_seed(self.seed)
+            self._noise[nz] = torch.randn(self.spec.fid_samples, nz, generator=generator)
+        return self._noise[nz]
+
+    def score_generator(self, generator: nn.Module, teacher: nn.Module | None = None) -> dict[str, float | int | None]:
+        """Every quality metric of ``generator`` on the fixed (z, y); teacher fidelity when ``teacher`` is given."""
+        cfg = getattr(generator, "cfg", None)
+        nz = getattr(cfg, "nz", DEFAULT_NZ)
+        classes = getattr(cfg, "num_classes", self.dataset.num_classes)
+        if classes != self.dataset.num_classes:
+            raise QualityError(
+                f"the generator draws {classes} classes but {self.dataset.name} has {self.dataset.num_classes}"
+            )
+        if teacher is not None and getattr(getattr(teacher, "cfg", None), "nz", DEFAULT_NZ) != nz:
+            raise QualityError("the teacher and the student generator take noise of different sizes")
+        pixels, l1 = self._generate(generator, teacher, self.noise(nz), self.labels)
+        metrics = self._score_pixels(pixels, self.labels)
+        metrics["teacher_fidelity_l1"] = l1
+        return metrics
+
+    def score_images(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float | int | None]:
+        """The same metrics for given images (float in [-1, 1] or uint8) with their labels; no teacher fidelity."""
+        if tuple(images.shape[1:]) != tuple(self.dataset.image_shape):
+            raise QualityError(
+                f"images of shape {tuple(images.shape[1:])} cannot be scored against {self.dataset.name} "
+                f"images of shape {tuple(self.dataset.image_shape)}"
+            )
+        if len(images) != len(labels):
+            raise QualityError(f"{len(images)} images but {len(labels)} labels")
+        if len(images) < 10:
+            raise QualityError(f"at least 10 images are needed to score, got {len(images)}")
+        pixels = images.cpu() if images.dtype == torch.uint8 else to_uint8(images.detach().cpu())
+        return self._score_pixels(pixels, labels.cpu())
+
+    def reference_rows(self, untrained_generator: nn.Module) -> list[dict[str, float | int | str | None]]:
+        """The floor (real test split vs training split) and the ceiling (an untrained generator) of every metric."""
+        real = self.score_images(self.dataset.test_images, self.dataset.test_labels)
+        untrained = self.score_generator(untrained_generator)
+        return [{"reference": "real-test", **real}, {"reference": "untrained", **untrained}]
+
+    @torch.no_grad()
+    def _generate(
+        self, generator: nn.Module, teacher: nn.Module | None, z: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, float | None]:
+        """uint8 images of ``generator`` on (z, labels) in batches, and the mean L1 distance to ``teacher``."""
+        models = [m for m in (generator, teacher) if m is not None]
+        modes = [m.training for m in models]
+        for m in models:
+            m.eval()
+        try:
+            where = _device_of(generator, self.device)
+            pixels, l1_sum, count = [], 0.0, 0
+            for start in range(0, len(z), self.spec.batch_size):
+                zb = z[start : start + self.spec.batch_size].to(where)
+                yb = labels[start : start + self.spec.batch_size].to(where)
+                images = generator(zb, yb).float()
+                if tuple(images.shape[1:]) != tuple(self.dataset.image_shape):
+                    raise QualityError(
+                        f"the generator makes images of shape {tuple(images.shape[1:])}, but {self.dataset.name} "
+                        f"images are {tuple(self.dataset.image_shape)}"
+                    )
+                if teacher is not None:
+                    target = teacher(zb.to(_device_of(teacher, where)), yb.to(_device_of(teacher, where)))
+                    l1_sum += (images - target.float().to(where)).abs().double().sum().item()
+                    count += images.numel()
+                pixels.append(to_uint8(images).cpu())
+        finally:
+            for m, mode in zip(models, modes, strict=True):
+                m.train(mode)
+        return torch.cat(pixels), (l1_sum / count if teacher is not None else None)
+
+    def _score_pixels(self, fake: torch.Tensor, labels: torch.Tensor) -> dict[str, float | int | None]:
+        n_fake, n_real = len(fake), len(self.real)
+        clf = self.classifier
+        lenet = self._fidelity(
+            fake, self.real, FEATURE_EXTRACTOR, str(clf.weights_path), self._cache_name("lenet", clf.weights_sha),
+            isc=True, fid=True, kid=True,
+        )  # fmt: skip
+        m = min(n_fake, n_real)
+        prc_real = self.real[self._real_order[:m]]
+        prc_name = self._cache_name("lenet", clf.weights_sha, f"prc{m}s{self.seed}")
+        lenet.update(self._fidelity(fake, prc_real, FEATURE_EXTRACTOR, str(clf.weights_path), prc_name, prc=True))
+        metrics: dict[str, float | int | None] = {_FIDELITY_KEYS[k].format("lenet"): v for k, v in lenet.items()}
+        if self.inception is not None:
+            path, tag = self.inception
+            inception = self._fidelity(
+                fake, self.real, INCEPTION_EXTRACTOR, path, self._cache_name("inception", tag),
+                rgb=True, isc=True, fid=True, kid=True,
+            )  # fmt: skip
+            metrics.update({_FIDELITY_KEYS[k].format("inception"): v for k, v in inception.items()})
+        metrics["class_consistency"] = accuracy(clf.model, from_uint8(fake), labels, self.device)
+        metrics["teacher_fidelity_l1"] = None
+        metrics["quality_n_fake"] = n_fake
+        metrics["quality_n_real"] = n_real
+        metrics["classifier_test_acc"] = clf.test_accuracy
+        return {key: metrics[key] for key in self.metric_keys}
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        """The keys of every ``score_*`` result, in column order."""
+        return LENET_KEYS + (INCEPTION_KEYS if self.inception is not None else ()) + COMMON_KEYS
+
+    def _cache_name(self, backbone: str, weights_tag: str, extra: str = "") -> str:
+        parts = [backbone, self.dataset.name, f"d{self.data_tag}", f"w{weights_tag}", f"n{len(self.real)}", extra]
+        return "-".join(part for part in parts if part)
+
+    def _fidelity(
+        self,
+        fake: torch.Tensor,
+        real: torch.Tensor,
+        extractor: str,
+        weights_path: str | None,
+        real_cache_name: str,
+        rgb: bool = False,
+        **metrics: bool,
+    ) -> dict[str, float]:
+        cuda = self.device.type == "cuda"
+        kwargs = dict(
+            input1=Uint8Images(fake, rgb),
+            input2=Uint8Images(real, rgb),
+            input2_cache_name=real_cache_name,  # input1 (generated) has no cache name: never cached
+            cache_root=str(self.cache_dir / "fidelity"),
+            feature_extractor=extractor,
+            feature_extractor_weights_path=weights_path,
+            batch_size=self.spec.batch_size,
+            kid_subset_size=min(KID_MAX_SUBSET, len(fake), len(real)),
+            rng_seed=self.seed,
+            cuda=cuda,
+            save_cpu_ram=True,  # no DataLoader worker processes (the data is in memory) and chunked precision/recall
+            verbose=False,
+            **metrics,
+        )
+        with torch.cuda.device(self.device) if cuda else nullcontext():
+            result = torch_fidelity.calculate_metrics(**kwargs)
+        return {k: float(v) for k, v in result.items() if k in _FIDELITY_KEYS}
+
+
+def _device_of(module: nn.Module, default: torch.device) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else default

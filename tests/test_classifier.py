@@ -1,0 +1,176 @@
+"""The domain classifier: architecture, training, on-disk cache, and its torch-fidelity feature extractor."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch_fidelity.utils import create_feature_extractor
+
+import data
+from bench import classifier as clf
+from bench.errors import CheckpointError
+from bench.io import atomic_torch_save
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="session")
+def digits() -> data.ImageDataset:
+    return data.get_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory) -> Path:
+    # the same directory as tests/test_quality.py's, so the digits classifier is trained once per session
+    path = tmp_path_factory.getbasetemp() / "classifier-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_classifier(digits, classifier_cache) -> clf.Classifier:
+    return clf.load_or_train_classifier(digits, 0, classifier_cache, CPU)
+
+
+def tiny(dataset: data.ImageDataset, n_train: int = 40, n_test: int = 20, name: str = "tiny") -> data.ImageDataset:
+    """The first images of ``dataset``: a classifier trains on them in about a second."""
+    return replace(
+        dataset,
+        name=name,
+        train_images=dataset.train_images[:n_train],
+        train_labels=dataset.train_labels[:n_train],
+        test_images=dataset.test_images[:n_test],
+        test_labels=dataset.test_labels[:n_test],
+    )
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+def test_lenet_shapes(channels, size):
+    model = clf.LeNet(channels, size, num_classes=7).eval()
+    x = torch.rand(5, channels, size, size) * 2 - 1
+    features, logits = model.features_and_logits(x)
+    assert features.shape == (5, clf.FEATURE_DIM)
+    assert logits.shape == (5, 7)
+    assert torch.equal(model.features(x), features)
+    assert torch.equal(model(x), logits)
+
+
+def test_lenet_refuses_other_sizes():
+    with pytest.raises(ValueError, match="28x28 or 32x32"):
+        clf.LeNet(1, 64)
+
+
+def test_random_shift_moves_whole_pixels_and_fills_with_background():
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    shifted = clf.random_shift(images, 1, torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape
+    again = clf.random_shift(images, 1, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, again)
+    for original, moved in zip(images, shifted, strict=True):
+        candidates = []
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                padded = torch.nn.functional.pad(original, (1, 1, 1, 1), value=-1.0)
+                candidates.append(padded[:, 1 + dy : 29 + dy, 1 + dx : 29 + dx])
+        assert any(torch.equal(moved, c) for c in candidates)
+    assert torch.equal(clf.random_shift(images, 0, torch.Generator()), images)
+
+
+def test_digits_classifier_is_accurate_frozen_and_cached(digits_classifier, classifier_cache):
+    c = digits_classifier
+    assert c.test_accuracy >= 0.97  # 0.9917 measured
+    assert not c.model.training
+    assert all(not p.requires_grad for p in c.model.parameters())
+    assert c.weights_path == classifier_cache / f"classifier-{c.key}.pt"
+    assert c.weights_path.is_file()
+
+
+def test_accuracy_matches_predictions(digits, digits_classifier):
+    predicted = clf.predict(digits_classifier.model, digits.test_images, CPU, batch_size=64)
+    expected = (predicted == digits.test_labels).sum().item() / len(digits.test_labels)
+    assert digits_classifier.test_accuracy == expected
+    assert clf.accuracy(digits_classifier.model, digits.test_images, digits.test_labels, CPU) == expected
+
+
+def test_cache_hit_does_not_retrain(digits, digits_classifier, classifier_cache, monkeypatch):
+    mtime = digits_classifier.weights_path.stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier was retrained")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    again = clf.load_or_train_classifier(digits, 0, classifier_cache, CPU)
+    assert again.key == digits_classifier.key
+    assert again.weights_sha == digits_classifier.weights_sha
+    assert again.test_accuracy == digits_classifier.test_accuracy
+    assert digits_classifier.weights_path.stat().st_mtime_ns == mtime
+
+
+def test_key_depends_on_seed_data_and_name(digits):
+    key = clf.classifier_key(digits, 0)
+    assert len(key) == 16
+    assert clf.classifier_key(digits, 0) == key
+    assert clf.classifier_key(digits, 1) != key
+    assert clf.classifier_key(replace(digits, name="other"), 0) != key
+    flipped = digits.train_labels.clone()
+    flipped[0] = (flipped[0] + 1) % 10
+    assert clf.classifier_key(replace(digits, train_labels=flipped), 0) != key
+
+
+def test_training_is_deterministic_for_a_seed(digits, monkeypatch):
+    monkeypatch.setattr(clf, "MIN_STEPS", 20)  # determinism does not need a good classifier
+    small = tiny(digits)
+    first = clf.train_classifier(small, 3, CPU).state_dict()
+    second = clf.train_classifier(small, 3, CPU).state_dict()
+    other = clf.train_classifier(small, 4, CPU).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    assert clf.state_dict_sha256(first) == clf.state_dict_sha256(second)
+
+
+def test_unusable_cache_file_is_retrained(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(clf, "MIN_STEPS", 20)
+    small = tiny(digits)
+    key = clf.classifier_key(small, 0)
+    path = tmp_path / f"classifier-{key}.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unusable"):
+        c = clf.load_or_train_classifier(small, 0, tmp_path, CPU)
+    assert c.weights_path == path
+    assert clf.load_lenet(path)[1]["key"] == key
+
+
+def test_load_lenet_refuses_foreign_files(tmp_path):
+    path = tmp_path / "foreign.pt"
+    atomic_torch_save(path, {"weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match="not a lenet"):
+        clf.load_lenet(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        clf.load_lenet(tmp_path / "missing.pt")
+
+
+def test_feature_extractor_returns_requested_features_in_order(digits, digits_classifier):
+    extractor = create_feature_extractor(
+        clf.FEATURE_EXTRACTOR,
+        ["logits", "features"],
+        cuda=False,
+        feature_extractor_weights_path=str(digits_classifier.weights_path),
+        verbose=False,
+    )
+    pixels = data.to_uint8(digits.test_images[:32])
+    logits, features = extractor(pixels)
+    expected_features, expected_logits = digits_classifier.model.features_and_logits(data.from_uint8(pixels))
+    assert torch.allclose(features, expected_features)
+    assert torch.allclose(logits, expected_logits)
+    assert extractor.get_default_feature_layer_for_metric("isc") == "logits"
+    assert extractor.get_default_feature_layer_for_metric("fid") == "features"
+    with pytest.raises(ValueError, match="uint8"):
+        extractor(digits.test_images[:2])
+
+
+def test_feature_extractor_needs_a_weights_path():
+    with pytest.raises(ValueError, match="feature_extractor_weights_path"):
+        create_feature_extractor(clf.FEATURE_EXTRACTOR, ["features"], cuda=False, verbose=False)

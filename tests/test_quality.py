@@ -1,0 +1,306 @@
+"""Quality metrics: real data scores near the floor, noise and untrained generators far above it, and every number
+is reproducible, cached where it should be, and never cached where it should not."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch_fidelity import feature_extractor_inceptionv3 as tfi
+
+import data
+import gans
+from bench import classifier as clf
+from bench import quality
+from bench.errors import UserError
+from bench.quality import InceptionWeightsError, QualityError, QualityEvaluator, Uint8Images
+from bench.spec import QualitySpec
+
+CPU = torch.device("cpu")
+N = 360  # the size of the digits test split
+KEYS = [
+    "fid_lenet", "is_lenet", "is_lenet_std", "kid_lenet", "kid_lenet_std", "precision_lenet", "recall_lenet",
+    "class_consistency", "teacher_fidelity_l1", "quality_n_fake", "quality_n_real", "classifier_test_acc",
+]  # fmt: skip
+INCEPTION_KEYS = ["fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std"]
+
+
+@pytest.fixture(scope="session")
+def digits() -> data.ImageDataset:
+    return data.get_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory) -> Path:
+    # the same directory as tests/test_classifier.py's, so the digits classifier is trained once per session
+    path = tmp_path_factory.getbasetemp() / "classifier-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def evaluator(digits, classifier_cache) -> QualityEvaluator:
+    return QualityEvaluator(digits, QualitySpec(fid_samples=N), CPU, classifier_cache, seed=0)
+
+
+def untrained(width: int = 32, seed: int = 0, **kwargs) -> nn.Module:
+    torch.manual_seed(seed)
+    return gans.build("dcgan", width, **kwargs)[0]
+
+
+def noisy(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    return (images + sigma * noise).clamp(-1, 1)
+
+
+@pytest.fixture(scope="session")
+def real_scores(evaluator, digits) -> dict:
+    return evaluator.score_images(digits.test_images, digits.test_labels)
+
+
+@pytest.fixture(scope="session")
+def untrained_scores(evaluator) -> dict:
+    return evaluator.score_generator(untrained())
+
+
+def test_keys_and_types(real_scores, untrained_scores):
+    for scores in (real_scores, untrained_scores):
+        assert list(scores) == KEYS
+        assert scores["teacher_fidelity_l1"] is None
+        assert isinstance(scores["quality_n_fake"], int) and isinstance(scores["quality_n_real"], int)
+        assert all(isinstance(v, float) and math.isfinite(v) for k, v in scores.items() if k not in KEYS[8:11])
+    assert real_scores["quality_n_fake"] == N and untrained_scores["quality_n_fake"] == N
+    assert real_scores["quality_n_real"] == untrained_scores["quality_n_real"] == 1437
+
+
+def test_real_test_split_is_near_zero_and_far_below_noise_and_untrained(
+    evaluator, digits, real_scores, untrained_scores
+):
+    gaussian = evaluator.score_images(torch.randn(N, 1, 28, 28).clamp(-1, 1), digits.test_labels)
+    real = real_scores["fid_lenet"]
+    assert 0 <= real < 10  # 4.2 measured; the floor is not 0 with 360 vs 1,437 samples
+    assert gaussian["fid_lenet"] > 50 * real
+    assert untrained_scores["fid_lenet"] > 50 * real
+    assert real_scores["kid_lenet"] < 0.01 * min(gaussian["kid_lenet"], untrained_scores["kid_lenet"])
+    assert real_scores["precision_lenet"] > 0.8 and real_scores["recall_lenet"] > 0.8
+    # all untrained images are one flat gray: they cover none of the real manifold (recall 0), while their single
+    # point may well fall inside some real outlier's k-NN ball (precision is known to be outlier-sensitive)
+    assert untrained_scores["recall_lenet"] < 0.05
+
+
+def test_fid_grows_with_noise(evaluator, digits):
+    fids = [
+        evaluator.score_images(noisy(digits.test_images, sigma), digits.test_labels)["fid_lenet"]
+        for sigma in (0.0, 0.1, 0.3, 0.6, 1.0)
+    ]
+    assert fids == sorted(fids) and len(set(fids)) == len(fids), fids
+
+
+def test_real_images_score_a_high_inception_score_and_class_consistency(evaluator, real_scores, untrained_scores):
+    assert real_scores["is_lenet"] > 7.5  # 8.7 measured over 10 splits of 36; at most 10 classes
+    assert untrained_scores["is_lenet"] < 1.5  # an untrained generator's images all look the same
+    assert real_scores["class_consistency"] == evaluator.classifier.test_accuracy
+    assert real_scores["classifier_test_acc"] == evaluator.classifier.test_accuracy
+    assert untrained_scores["class_consistency"] < 0.3
+
+
+def test_same_seed_same_numbers(digits, classifier_cache, evaluator, untrained_scores, real_scores):
+    # a second evaluator reads the classifier and the real-image features from the caches the first one wrote
+    again = QualityEvaluator(digits, QualitySpec(fid_samples=N), CPU, classifier_cache, seed=0)
+    assert torch.equal(again.noise(100), evaluator.noise(100))
+    assert again.score_generator(untrained()) == untrained_scores
+    assert again.score_images(digits.test_images, digits.test_labels) == real_scores
+
+
+def test_evaluation_set_is_fixed_and_balanced(evaluator):
+    assert torch.equal(evaluator.labels, torch.arange(N) % 10)
+    assert evaluator.noise(100).shape == (N, 100)
+    assert torch.equal(evaluator.noise(100), torch.randn(N, 100, generator=torch.Generator().manual_seed(0)))
+    assert evaluator.noise(64).shape == (N, 64)
+
+
+def test_training_mode_is_restored(evaluator):
+    generator = untrained(16)
+    generator.train()
+    evaluator.score_generator(generator)
+    assert generator.training
+    generator.eval()
+    evaluator.score_generator(generator)
+    assert not generator.training
+
+
+def test_teacher_fidelity_is_the_mean_l1_to_the_teacher(evaluator):
+    student = untrained(16, seed=1)
+    assert evaluator.score_generator(student, copy.deepcopy(student))["teacher_fidelity_l1"] == 0.0
+    # untrained generators draw almost flat gray images, so the teacher here is the student pushed towards white
+    teacher = Brighter(untrained(32, seed=2), 0.25)
+    scores = evaluator.score_generator(student, teacher)
+    assert teacher.training and teacher.inner.training  # the teacher's mode is restored too
+    with torch.no_grad():
+        z, y = evaluator.noise(100), evaluator.labels
+        expected = (student.eval()(z, y) - teacher.eval()(z, y)).abs().mean().item()
+    assert scores["teacher_fidelity_l1"] == pytest.approx(expected, rel=1e-6)
+    assert scores["teacher_fidelity_l1"] == pytest.approx(0.25, abs=0.01)
+
+
+class Brighter(nn.Module):
+    """A generator whose images are ``offset`` brighter than those of ``inner``."""
+
+    def __init__(self, inner: nn.Module, offset: float) -> None:
+        super().__init__()
+        self.inner, self.offset, self.cfg = inner, offset, inner.cfg
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.inner(z, labels) + self.offset).clamp(-1, 1)
+
+
+def test_real_statistics_are_cached_and_generated_ones_never(evaluator, classifier_cache):
+    cache = classifier_cache / "fidelity"
+    evaluator.score_generator(untrained(16))
+    before = sorted(p.name for p in cache.iterdir())
+    name = f"lenet-digits-d{evaluator.data_tag}-w{evaluator.classifier.weights_sha}-n1437"
+    assert f"{name}-{clf.FEATURE_EXTRACTOR}-features-features.pt" in before
+    assert f"{name}-{clf.FEATURE_EXTRACTOR}-stat-fid-features.pt" in before
+    evaluator.score_generator(untrained(24, seed=5))
+    assert sorted(p.name for p in cache.iterdir()) == before
+
+
+def test_reference_rows(evaluator, real_scores, untrained_scores):
+    rows = evaluator.reference_rows(untrained())
+    assert [row["reference"] for row in rows] == ["real-test", "untrained"]
+    assert {k: v for k, v in rows[0].items() if k != "reference"} == real_scores
+    assert {k: v for k, v in rows[1].items() if k != "reference"} == untrained_scores
+
+
+def test_mismatched_generators_and_images_are_user_errors(evaluator, digits):
+    with pytest.raises(QualityError, match="shape"):
+        evaluator.score_generator(untrained(16, image_size=32))
+    with pytest.raises(QualityError, match="classes"):
+        evaluator.score_generator(untrained(16, num_classes=5))
+    with pytest.raises(QualityError, match="shape"):
+        evaluator.score_images(torch.zeros(20, 3, 28, 28), digits.test_labels[:20])
+    with pytest.raises(QualityError, match="labels"):
+        evaluator.score_images(digits.test_images[:20], digits.test_labels[:10])
+    assert issubclass(QualityError, UserError)
+
+
+def test_uint8_images_dataset():
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    assert torch.equal(Uint8Images(pixels)[2], pixels[2])
+    rgb = Uint8Images(pixels, rgb=True)[1]
+    assert rgb.shape == (3, 28, 28) and all(torch.equal(c, pixels[1, 0]) for c in rgb)
+    assert len(Uint8Images(pixels)) == 4
+    with pytest.raises(ValueError, match="uint8"):
+        Uint8Images(pixels.float())
+
+
+# Inception-v3: wiring only, with random weights in torch-fidelity's own architecture. Never real numbers.
+
+
+class _RandomInception(tfi.FeatureExtractorInceptionV3):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        return None  # keep the random initialisation
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """A state_dict of torch-fidelity's InceptionV3 with random (He-normal) weights, saved like the real one."""
+    folder = tmp_path_factory.mktemp("inception")
+    empty = folder / "empty.pt"
+    torch.save({}, empty)
+    torch.manual_seed(0)
+    model = _RandomInception("random", ["2048"], feature_extractor_weights_path=str(empty))
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")  # keeps activations O(1) through 90 layers
+    path = folder / "inception-random.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def small(dataset: data.ImageDataset, n_train: int, n_test: int) -> data.ImageDataset:
+    return replace(
+        dataset,
+        name="digits-small",
+        train_images=dataset.train_images[:n_train],
+        train_labels=dataset.train_labels[:n_train],
+        test_images=dataset.test_images[:n_test],
+        test_labels=dataset.test_labels[:n_test],
+    )
+
+
+def test_inception_metrics_are_wired_offline(digits, random_inception_weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(clf, "MIN_STEPS", 20)  # a tiny dataset and a quick classifier: only the wiring counts
+    spec = QualitySpec(fid_samples=10, inception_weights=str(random_inception_weights))
+    evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
+    scores = evaluator.score_generator(untrained(16))
+    assert list(scores) == KEYS[:7] + INCEPTION_KEYS + KEYS[7:]
+    assert all(math.isfinite(scores[k]) for k in INCEPTION_KEYS)
+    assert scores["is_inception"] >= 1.0 - 1e-6
+    assert scores["quality_n_fake"] == 10 and scores["quality_n_real"] == 12
+    cached = [p.name for p in (tmp_path / "fidelity").iterdir()]
+    assert any(name.startswith("inception-digits-small-") and "-stat-fid-2048" in name for name in cached)
+
+
+def test_missing_inception_weights_is_a_user_error(digits, tmp_path):
+    spec = QualitySpec(fid_samples=10, inception_weights=str(tmp_path / "nope.pt"))
+    with pytest.raises(UserError, match="no such file") as info:
+        QualityEvaluator(digits, spec, CPU, tmp_path)
+    assert isinstance(info.value, InceptionWeightsError)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.glob("classifier-*.pt"))  # refused before any classifier training
+
+
+@pytest.mark.parametrize("content", ["garbage", "lenet"])
+def test_unusable_inception_weights_are_a_user_error(digits, digits_weights_file, tmp_path, content):
+    path = tmp_path / "inception.pt"
+    if content == "garbage":
+        path.write_bytes(b"this is not a checkpoint")
+    else:
+        path.write_bytes(digits_weights_file.read_bytes())
+    with pytest.raises(InceptionWeightsError) as info:
+        QualityEvaluator(digits, QualitySpec(fid_samples=10, inception_weights=str(path)), CPU, tmp_path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.fixture
+def digits_weights_file(evaluator) -> Path:
+    return evaluator.classifier.weights_path
+
+
+def test_failed_inception_download_is_a_user_error(digits, tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tfi, "load_state_dict_from_url", offline)
+    with pytest.raises(InceptionWeightsError, match="--inception-weights PATH"):
+        QualityEvaluator(digits, QualitySpec(fid_samples=10, inception_download=True), CPU, tmp_path)
+
+
+def test_code_carrying_inception_weights_are_refused(digits, tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"fn": print}, path)  # a pickled callable: weights_only=True refuses it
+    with pytest.raises(InceptionWeightsError, match="cannot be loaded safely"):
+        QualityEvaluator(digits, QualitySpec(fid_samples=10, inception_weights=str(path)), CPU, tmp_path)
+
+
+# Real MNIST (skipped when absent): the classifier and the real-image features persist in pytest's cache folder,
+# so only the first run pays for training (about a minute on 2 CPU cores).
+
+
+def test_mnist_real_test_split_scores_like_real_data(mnist_root, request, tmp_path):
+    mnist = data.get_dataset("mnist", mnist_root)
+    store = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    cache = Path(store.mkdir("gan-kd-bench-quality")) if store is not None else tmp_path
+    evaluator = QualityEvaluator(mnist, QualitySpec(fid_samples=10_000, batch_size=1000), CPU, cache)
+    assert evaluator.classifier.test_accuracy >= 0.99
+    scores = evaluator.score_images(mnist.test_images, mnist.test_labels)
+    assert scores["is_lenet"] > 9  # 9.67 measured
+    assert scores["class_consistency"] == evaluator.classifier.test_accuracy
+    assert scores["fid_lenet"] < 5
+    assert quality.LENET_KEYS == tuple(KEYS[:7])
