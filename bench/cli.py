@@ -46,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="where torchvision datasets lie (default: ./datasets)")
     p.add_argument("--download", action="store_true", default=None, help="fetch a missing dataset")
     p.add_argument("--widths", type=_int_list, help="student widths (first-layer channels), e.g. 16,32,64")
-    p.add_argument(
-        "--disc-width", type=int, help="pin every student's discriminator width (default: follows)"
-    )
+    p.add_argument("--disc-width", type=int, help="pin every student's discriminator width (default: follows)")
     p.add_argument("--kd", type=_str_list, help="objectives, e.g. none,pixel-l1 (none = from scratch)")
     p.add_argument("--kd-weight", type=float, help="weight of the distillation term (default 1)")
     p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 1314,1315,1316")
@@ -61,9 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (default 512)")
     p.add_argument("--teacher", help="a trained teacher generator.pt to distil from instead of training one")
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
-    p.add_argument(
-        "--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS"
-    )
+    p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     p.add_argument("--log-every", type=int, help="log losses every N steps (default 10)")

@@ -215,9 +215,7 @@ def record_member(ctx: GridContext, cohort: Cohort, member) -> RunRecord:
     }  # fmt: skip
     if member.active:
         teacher = ctx.teacher_generator(cohort.teacher) if cohort.teacher else None
-        metrics = assess(
-            member.generator, member.discriminator, teacher, ctx.evaluator, ctx.grid.speed, ctx.device
-        )
+        metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator, ctx.grid.speed, ctx.device)
         record = RunRecord(member.spec, STATUS_DONE, {**training, **metrics})
     else:
         record = RunRecord(member.spec, STATUS_DIVERGED, training, diverged_step=member.diverged_step)
@@ -233,9 +231,7 @@ def record_given_teacher(ctx: GridContext, teacher: RunSpec) -> None:
     generator = ctx.teacher_generator(teacher)
     _, discriminator = build_models(teacher, ctx.dataset)  # sizes depend on the architecture alone
     metrics = assess(generator, discriminator, None, ctx.evaluator, ctx.grid.speed, ctx.device)
-    write_record(
-        ctx.results_dir, RunRecord(teacher, STATUS_DONE, {"given_checkpoint": ctx.grid.teacher, **metrics})
-    )
+    write_record(ctx.results_dir, RunRecord(teacher, STATUS_DONE, {"given_checkpoint": ctx.grid.teacher, **metrics}))
 
 
 def write_references(ctx: GridContext) -> None:
@@ -244,9 +240,7 @@ def write_references(ctx: GridContext) -> None:
     if path.is_file():
         return
     untrained, _ = build_models(ctx.grid.runs()[0], ctx.dataset)
-    rows = [
-        {"dataset": ctx.grid.dataset, **row} for row in ctx.evaluator.reference_rows(untrained.to(ctx.device))
-    ]
+    rows = [{"dataset": ctx.grid.dataset, **row} for row in ctx.evaluator.reference_rows(untrained.to(ctx.device))]
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 

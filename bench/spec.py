@@ -117,9 +117,7 @@ class GridSpec:
                 specs.append(base)
             for kd in self.kd:
                 for width in self.widths:
-                    spec = replace(
-                        base, width=width, kd=kd, kd_weight=self.kd_weight, disc_width=self.disc_width
-                    )
+                    spec = replace(base, width=width, kd=kd, kd_weight=self.kd_weight, disc_width=self.disc_width)
                     if spec != base and spec not in specs:
                         specs.append(spec)
         return specs

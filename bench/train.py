@@ -169,9 +169,7 @@ def teacher_hidden_channels(spec: RunSpec) -> list[int]:
     return [spec.teacher_width >> i for i in range(4)]
 
 
-def fixed_noise(
-    nz: int, num_classes: int, seed: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_noise(nz: int, num_classes: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The (z, y) of every sample grid of a seed: SAMPLE_ROWS rows, one column per class."""
     rng = torch.Generator().manual_seed(stream_seed(seed, 0, salt=1))
     z = torch.randn(SAMPLE_ROWS * num_classes, nz, generator=rng)
@@ -186,9 +184,7 @@ def save_samples(generator: nn.Module, noise: tuple[torch.Tensor, torch.Tensor],
         images = generator(*noise).float().cpu()
     generator.train(was_training)
     buffer = io.BytesIO()
-    save_image(
-        images, buffer, format="png", nrow=noise[1].max().item() + 1, normalize=True, value_range=(-1, 1)
-    )
+    save_image(images, buffer, format="png", nrow=noise[1].max().item() + 1, normalize=True, value_range=(-1, 1))
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -256,9 +252,7 @@ def train_cohort(
         m.generator.train(), m.discriminator.train()
 
     first_epoch = min(m.start_epoch for m in members)
-    epochs = tqdm(
-        range(first_epoch, spec.epochs), desc=_cohort_name(members), disable=not progress, leave=False
-    )
+    epochs = tqdm(range(first_epoch, spec.epochs), desc=_cohort_name(members), disable=not progress, leave=False)
     for epoch in epochs:
         todo = [m for m in members if m.active and m.start_epoch <= epoch]
         started = time.perf_counter()

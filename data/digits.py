@@ -29,6 +29,4 @@ def load(root: Path, download: bool) -> ImageDataset:
         range(len(labels)), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=bunch.target
     )
     train_idx, test_idx = torch.tensor(train_idx), torch.tensor(test_idx)
-    return ImageDataset(
-        "digits", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10
-    )
+    return ImageDataset("digits", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10)

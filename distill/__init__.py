@@ -30,9 +30,7 @@ def objectives() -> list[str]:
     return sorted(_OBJECTIVES)
 
 
-def build_objective(
-    name: str, student_channels: Sequence[int], teacher_channels: Sequence[int]
-) -> nn.Module | None:
+def build_objective(name: str, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> nn.Module | None:
     """The objective ``name`` for a student/teacher pair with these hidden-layer channel counts."""
     if name not in _OBJECTIVES:
         raise UserError(f"unknown distillation objective {name!r}: choose one of {', '.join(objectives())}")

@@ -40,8 +40,7 @@ class FeatureLoss(nn.Module):
 
     def forward(self, student_images, student_features, teacher_images, teacher_features) -> torch.Tensor:
         losses = [
-            self.distance(adapter(s), t)
-            for adapter, s, t in zip(self.adapters, student_features, teacher_features)
+            self.distance(adapter(s), t) for adapter, s, t in zip(self.adapters, student_features, teacher_features)
         ]
         return torch.stack(losses).mean()
 

@@ -87,9 +87,7 @@ class Generator(nn.Module):
         # kernel 1 with padding 2 crops 32x32 -> 28x28, as in the original
         self.to_image = nn.ConvTranspose2d(ngf, cfg.channels, 1, 1, crop, bias=False)
 
-    def forward_features(
-        self, z: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_features(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         onehot = F.one_hot(labels, self.cfg.num_classes).to(z.dtype)
         h = torch.cat([z, onehot], dim=1)[:, :, None, None]  # (nz + classes, 1, 1)
         features = []

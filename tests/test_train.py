@@ -19,9 +19,7 @@ def digits():
 
 
 def spec(width=16, kd="none", seed=7, epochs=1, batch_size=64, kd_weight=1.0, teacher_width=64, lr=2e-4):
-    return RunSpec(
-        "digits", width, kd, kd_weight, seed, epochs, batch_size, lr=lr, teacher_width=teacher_width
-    )
+    return RunSpec("digits", width, kd, kd_weight, seed, epochs, batch_size, lr=lr, teacher_width=teacher_width)
 
 
 def teacher_for(digits, seed=3):
