@@ -190,6 +190,8 @@ def run_cohort(ctx: GridContext, cohort: Cohort) -> list[RunRecord]:
         members = []
         for spec, _ in held:
             directory = run_dir(ctx.results_dir, spec)
+            for orphan in directory.glob(".*.tmp"):  # left by a process killed mid-write; the claim is ours now
+                orphan.unlink()
             atomic_write_json(directory / "spec.json", {"run_id": spec.run_id, **asdict(spec)})
             members.append(make_member(spec, directory, ctx.dataset, ctx.device))
         train_cohort(

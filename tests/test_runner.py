@@ -32,7 +32,7 @@ def test_tiny_grid_csv_schema_and_values(tiny_results):
     assert set(frame["status"]) == {"done"}
     teacher = frame[frame["role"] == "teacher"].iloc[0]
     assert (teacher["width"], teacher["kd"]) == (64, "none")
-    params = {16: 19_804, 32: 67_196, 64: 245_456}  # generator parameters by width
+    params = {16: 30_910, 32: 67_196, 64: 155_896}  # generator parameters by width
     for _, row in frame.iterrows():
         assert row["g_params"] == params[row["width"]]
         assert row["g_bytes_fp32"] > 4 * row["g_params"]
@@ -83,6 +83,6 @@ def test_given_teacher_checkpoint_is_distilled_from(tiny_results, tmp_path):
     given = pd.read_csv(out / RESULTS_CSV)
     assert sorted(given["role"]) == ["student", "teacher"]
     student = given[given["role"] == "student"].iloc[0]
-    assert student["teacher_width"] == 64 and student["ratio_params"] == pytest.approx(245_456 / 19_804)
+    assert student["teacher_width"] == 64 and student["ratio_params"] == pytest.approx(155_896 / 30_910)
     trained_here = frame[(frame["width"] == 16) & (frame["kd"] == "pixel-l1")].iloc[0]
     assert student["teacher_fidelity_l1"] == pytest.approx(trained_here["teacher_fidelity_l1"])
