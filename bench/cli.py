@@ -64,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     p.add_argument("--log-every", type=int, help="log losses every N steps (default 10)")
     p.add_argument("--samples-every-epoch", action="store_true", help="save a sample grid after every epoch")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): this process; ray: one Ray task per cohort (docs/scale-out.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="Ray cluster to join: auto, host:port or ray://host:port (default: start Ray here); needs --executor ray",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help="GPU share each cohort asks Ray for, 0 to 1 (default: 1 when the cluster has GPUs, else 0)",
+    )
+    p.add_argument("--cpus-per-run", type=int, help="CPUs (torch threads) per cohort under Ray (default: a fair share)")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -104,7 +120,16 @@ def main(argv: list[str] | None = None) -> int:
 
         default_threads()
         started = time.perf_counter()
-        results_dir = run_local(grid, progress=not args.quiet)
+        if args.executor == "ray":
+            from bench.ray_executor import run_ray
+
+            results_dir = run_ray(
+                grid, args.ray_address, args.gpus_per_run, progress=not args.quiet, cpus_per_run=args.cpus_per_run
+            )
+        elif args.ray_address or args.gpus_per_run is not None or args.cpus_per_run is not None:
+            raise UserError("--ray-address, --gpus-per-run and --cpus-per-run need --executor ray")
+        else:
+            results_dir = run_local(grid, progress=not args.quiet)
         print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
         if not args.no_report:
             from reports import ReportInputError, build_report

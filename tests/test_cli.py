@@ -95,3 +95,7 @@ def test_help_lists_every_flag(capsys):
     for flag in ("--dataset", "--data-root", "--download", "--widths", "--kd", "--kd-weight", "--seeds",
                  "--epochs", "--batch-size", "--device", "--out", "--teacher", "--fid-samples"):  # fmt: skip
         assert flag in out
+
+
+def test_ray_flags_need_the_ray_executor(capsys, tmp_path):
+    fails_cleanly(capsys, ["--gpus-per-run", "0.5", "--out", str(tmp_path / "o")], "need --executor ray")

@@ -1,0 +1,227 @@
+"""Run the grid on a Ray cluster: one Ray task per cohort, every result written to a shared directory.
+
+The driver does what a local run does first (``prepare_grid``: validate, write ``grid.json`` and the reference
+rows), then submits every cohort as a task. A task builds its own ``GridContext`` on its worker and calls
+``run_cohort``, which skips finished runs, claims the others and writes each ``result.json`` atomically, so
+resume and two drivers on one directory behave exactly as locally. A seed's distill cohort takes the ObjectRef
+of the seed's scratch cohort as an argument, so Ray starts it only once the teacher is saved; the cohorts of
+different seeds run side by side. A worker or node lost mid-run is retried by Ray (``MAX_RETRIES``); the
+retry resumes from the runs' last epoch checkpoints. An exception raised by the bench itself is not retried:
+it would fail the same way again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from bench.errors import DataUnavailableError, UserError
+from bench.runner import Cohort, GridContext, finish_grid, prepare_grid, run_cohort
+from bench.spec import GridSpec
+
+RAY_MISSING = "--executor ray needs Ray: pip install '.[ray]'"
+MAX_RETRIES = 3  # per cohort, for lost workers and nodes only
+
+
+class RayRunError(UserError):
+    """A cohort failed on the cluster for a reason outside the bench: its worker or node was lost too often."""
+
+
+def run_ray(
+    grid: GridSpec,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    progress: bool = True,
+    *,
+    cpus_per_run: int | None = None,
+) -> Path:
+    """Run the whole grid as Ray tasks, one per cohort; returns the results directory.
+
+    ``address`` None starts a Ray instance on this machine; otherwise it is the cluster to join (``auto``,
+    ``host:port`` or ``ray://host:port``). ``gpus_per_run`` is the GPU share each cohort asks Ray for (0 to 1);
+    None takes one GPU when the cluster has any and ``grid.device`` allows it. ``cpus_per_run`` None takes a
+    fair share of a node (see ``default_cpus_per_run``). A Ray session already open in this process is used
+    as it is and left open.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    if gpus_per_run is not None:
+        check_gpus_per_run(gpus_per_run, grid.device)
+    if cpus_per_run is not None and cpus_per_run < 1:
+        raise UserError(f"--cpus-per-run must be at least 1, got {cpus_per_run}")
+    grid = absolute_paths(grid)  # workers start in other directories, on other machines
+    started = not ray.is_initialized()
+    if started:
+        connect(address)
+    try:
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        if gpus_per_run is None:
+            has_gpus = any(node.get("GPU", 0) > 0 for node in nodes)
+            gpus_per_run = 1.0 if has_gpus and grid.device != "cpu" else 0.0
+        if gpus_per_run == 0:
+            # Ray leaves a GPU-less task every GPU of its node visible: "auto" would pile CPU runs onto GPU 0
+            grid = replace(grid, device="cpu")
+        cpus = cpus_per_run or default_cpus_per_run(nodes, gpus_per_run, len(grid.seeds))
+        ctx, specs, cohorts = prepare_grid(grid, progress)
+        # the driver has downloaded the data already; workers must find it on shared storage, not race for it
+        worker_grid = replace(grid, download=False)
+        task = ray.remote(cohort_task).options(
+            num_cpus=cpus, num_gpus=gpus_per_run, max_retries=MAX_RETRIES, retry_exceptions=False
+        )
+        refs = submit(task, worker_grid, cohorts)
+        wait_all(refs, progress)
+        return finish_grid(ctx, specs, cohorts)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def cohort_task(grid: GridSpec, cohort: Cohort, *after: object) -> list[str]:
+    """Train and record one cohort on this Ray worker; returns the ids of the runs it recorded.
+
+    ``after`` holds the results of the cohorts this one waits for; Ray passes them once they are done.
+    """
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:  # a reused worker may have run a task of another size; OMP_NUM_THREADS is read once
+        torch.set_num_threads(max(1, math.floor(cpus)))
+    ctx = GridContext.create(grid, progress=False)
+    return [record.run_id for record in run_cohort(ctx, cohort)]
+
+
+def submit(task, grid: GridSpec, cohorts: list[Cohort]) -> dict:
+    """Submit every cohort; a distill cohort takes its seed's scratch cohort as an argument. Ref -> cohort."""
+    refs = {}
+    scratch = {}
+    for cohort in cohorts:
+        after = [scratch[cohort.seed]] if cohort.phase == "distill" and cohort.seed in scratch else []
+        ref = task.remote(grid, cohort, *after)
+        if cohort.phase == "scratch":
+            scratch[cohort.seed] = ref
+        refs[ref] = cohort
+    return refs
+
+
+def wait_all(refs: dict, progress: bool) -> None:
+    """Wait for every cohort, then raise the first failure in grid order (finished cohorts stay recorded)."""
+    import ray.exceptions
+
+    pending = dict(refs)
+    failures: dict[object, BaseException] = {}
+    try:
+        with tqdm(total=len(refs), desc="grid", unit="cohort", disable=not progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    pending.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        failures[ref] = err
+                    bar.update()
+    except BaseException:
+        for ref in pending:  # Ctrl-C: claims die with the workers, epoch checkpoints let a rerun resume
+            with contextlib.suppress(Exception):  # a lost connection must not hide what stopped us
+                ray.cancel(ref, force=True)
+        raise
+    for ref, cohort in refs.items():
+        if ref in failures:
+            raise failure(cohort, failures[ref])
+
+
+def failure(cohort: Cohort, err: BaseException) -> BaseException:
+    """What to raise for a failed cohort: the bench's own UserError as it was, a lost worker as one line."""
+    import ray.exceptions
+
+    cause = getattr(err, "cause", None)
+    if isinstance(err, ray.exceptions.RayTaskError) and isinstance(cause, DataUnavailableError):
+        return DataUnavailableError(f"{cause} (on a Ray worker: every node must see --data-root at the same path)")
+    if isinstance(err, ray.exceptions.RayTaskError) and isinstance(cause, UserError):
+        return cause
+    if isinstance(err, ray.exceptions.RayTaskError) and not isinstance(cause, ray.exceptions.RayError):
+        return err  # a bug in the bench: keep its traceback
+    kind = type(cause if isinstance(cause, ray.exceptions.RayError) else err).__name__
+    return RayRunError(
+        f"{cohort.name} failed on the cluster ({kind}) after {MAX_RETRIES} retries: finished runs are kept, "
+        "run the same command again to resume"
+    )
+
+
+def connect(address: str | None) -> None:
+    """Start a Ray instance on this machine (address None) or join the cluster at ``address``, quietly."""
+    import ray
+
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if address is None:  # "local": a new instance even where RAY_ADDRESS names a cluster
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+        return
+    check_reachable(address)
+    try:
+        ray.init(address=address, **quiet)
+    except ConnectionError as err:
+        raise UserError(f"--ray-address {address}: cannot join the Ray cluster: {err}") from None
+
+
+def check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at ``host:port`` (Ray itself retries for long)."""
+    if address == "auto" or address.startswith("ray://") or address.startswith("local"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray-address {address}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        raise UserError(f"--ray-address {address}: nothing answers there ({err.strerror or err})") from None
+
+
+def check_gpus_per_run(gpus: float, device: str) -> None:
+    """A cohort trains on one device: a GPU share is between 0 and 1, and needs a device that may be CUDA."""
+    if not 0 <= gpus <= 1:
+        raise UserError(f"--gpus-per-run must be between 0 and 1 (a cohort trains on one GPU), got {gpus}")
+    if gpus > 0 and device == "cpu":
+        raise UserError("--gpus-per-run > 0 needs --device auto or cuda, not cpu")
+    if gpus == 0 and device == "cuda":
+        raise UserError("--device cuda needs --gpus-per-run > 0 under --executor ray")
+
+
+def default_cpus_per_run(nodes: list[dict], gpus_per_run: float, n_seeds: int) -> int:
+    """A fair share of a node for one cohort.
+
+    With GPUs: the CPUs that go with ``gpus_per_run`` on the leanest GPU node (16 CPUs and 8 GPUs: 2 per GPU).
+    Without: the cluster's CPUs split among the seeds, whose chains are what runs at once, capped at the
+    largest node (one seed on a 2-core machine: both cores, like the local executor).
+    """
+    if gpus_per_run > 0:
+        shares = [node.get("CPU", 0) / node["GPU"] for node in nodes if node.get("GPU", 0) > 0]
+        return max(1, math.floor(min(shares, default=1) * gpus_per_run))
+    cpus = [node.get("CPU", 0) for node in nodes]
+    if not cpus:
+        return 1
+    return max(1, math.floor(min(max(cpus), sum(cpus) // max(n_seeds, 1))))
+
+
+def absolute_paths(grid: GridSpec) -> GridSpec:
+    """The grid with every path resolved on the driver, as every node of the cluster must see it."""
+    quality = grid.quality
+    if quality.inception_weights is not None:
+        quality = replace(quality, inception_weights=str(Path(quality.inception_weights).resolve()))
+    return replace(
+        grid,
+        out=str(Path(grid.out).resolve()),
+        data_root=str(Path(grid.data_root).resolve()),
+        teacher=None if grid.teacher is None else str(Path(grid.teacher).resolve()),
+        cache_dir=None if grid.cache_dir is None else str(Path(grid.cache_dir).resolve()),
+        quality=quality,
+    )
