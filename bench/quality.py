@@ -288,6 +288,7 @@ class QualityEvaluator:
             feature_extractor_weights_path=weights_path,
             batch_size=self.spec.batch_size,
             kid_subset_size=min(KID_MAX_SUBSET, len(fake), len(real)),
+            kid_subsets=self.spec.kid_subsets,
             rng_seed=self.seed,
             cuda=cuda,
             save_cpu_ram=True,  # no DataLoader worker processes (the data is in memory) and chunked precision/recall

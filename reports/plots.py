@@ -163,9 +163,11 @@ def quality_vs_compression(results: Results) -> Figure | None:
             ax = grid.axes_dict[labels[column]]
             ax.set_xlabel(RATIO_LABEL)
             ax.set_ylabel(f"{labels[column]}{_better(column)}")
-            teacher = tidy[(tidy["column"] == column) & (tidy["role"] == "teacher")]["value"]
+            teacher_rows = tidy[(tidy["column"] == column) & (tidy["role"] == "teacher")]
+            teacher = teacher_rows["value"]
             if len(teacher):
-                _reference_line(ax, teacher.mean(), f"teacher (width 512): {teacher.mean():.3g}", "0.25", "--")
+                label = f"teacher (width {int(teacher_rows['width'].iloc[0])}): {teacher.mean():.3g}"
+                _reference_line(ax, teacher.mean(), label, "0.25", "--")
             if not references.empty and column in references and "reference" in references:
                 real = references.loc[references["reference"] == REAL_REFERENCE, column].dropna()
                 if len(real):
@@ -368,7 +370,7 @@ def sample_grid(results: Results) -> Figure | None:
             run = match.sort_values("role", ascending=False).iloc[0]  # the teacher before a same-width student
             image = imread(available[run["run_id"]])
             axes[i, j].imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-            title = "teacher (width 512)" if run["role"] == "teacher" else f"width {width}, {objective}"
+            title = f"teacher (width {width})" if run["role"] == "teacher" else f"width {width}, {objective}"
             failed = run["status"] != DONE
             if failed:
                 title += f" ({run['status']})"

@@ -176,7 +176,7 @@ def main_table(results: Results) -> Table:
     caption = (
         "Mean ± 95% Student-t confidence interval over seeds. A value without ± comes from a single seed "
         "(no interval exists); sizes and MACs are the same for every seed and carry none. Quality metrics of "
-        "diverged runs are left out of the means (see status). Compression = teacher (width 512) value / "
+        "diverged runs are left out of the means (see status). Compression = the teacher's value / "
         f"this model's value; kd = none is training from scratch. {direction_note(metrics)}"
     )
     return Table("main", "Main results per width and objective", caption, data, display)
