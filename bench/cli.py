@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICE_CHOICES, help="auto (default: CUDA when present), cpu or cuda")
     p.add_argument("--out", help="results directory (default: ./results/<preset>)")
     p.add_argument("--cache-dir", help="classifier and real-data statistics cache (default: <out>/cache)")
-    p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (default 512)")
+    p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (paper: 512, quick: 256)")
     p.add_argument("--teacher", help="a trained teacher generator.pt to distil from instead of training one")
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
     p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")

@@ -1,6 +1,6 @@
 """Size and speed of a generator/discriminator pair: pure measurement functions, no files, no printing.
 
-How each number is computed (DESIGN.md section 3, "Size and cost" and "Speed"):
+How each number is computed:
 
 - **Parameters**: ``sum(p.numel())`` over ``module.parameters()``; buffers (batch-norm statistics) excluded.
 - **Bytes**: the length of ``torch.save(module.state_dict())`` written to memory, so buffers and the

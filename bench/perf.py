@@ -17,6 +17,7 @@ overhead alone. This is a benchmark, not a test: it writes a CSV and a Markdown 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def reference_loader(dataset: ImageDataset, batch_size: int, seed: int) -> DataL
 
 
 def reference_steps(spec: RunSpec, dataset: ImageDataset, device: torch.device, steps: int) -> float:
-    """Seconds for ``steps`` updates of ``spec`` in the original's style (after one warm-up step)."""
+    """Seconds per update of ``spec`` in the original's style, over ``steps`` updates after one warm-up."""
     generator, discriminator = (m.to(device) for m in build_models(spec, dataset))
     teacher = None
     if spec.kd != SCRATCH:
@@ -113,30 +114,34 @@ def reference_steps(spec: RunSpec, dataset: ImageDataset, device: torch.device, 
             if done == steps:
                 break
     _sync(device)
-    return time.perf_counter() - started
+    return (time.perf_counter() - started) / steps
 
 
 def harness_steps(
     specs: list[RunSpec], dataset: ImageDataset, device: torch.device, steps: int, workdir: Path
 ) -> float:
-    """Seconds for ``steps`` updates of every spec trained as one cohort by ``train_cohort``."""
+    """Seconds per update of every spec trained as one cohort by ``train_cohort`` (about ``steps`` updates)."""
     batch = specs[0].batch_size
     subset = replace(dataset, train_images=dataset.train_images[: steps * batch],
                      train_labels=dataset.train_labels[: steps * batch])  # fmt: skip
+    per_epoch = len(subset.train_labels) // batch
+    epochs = math.ceil(steps / per_epoch)
     teacher = None
     if any(spec.kd != SCRATCH for spec in specs):
         teacher = build_models(specs[0].teacher(), dataset)[0].to(device).eval()
 
-    def cohort(tag: str) -> list[Member]:
-        return [make_member(spec, workdir / tag / spec.run_id, subset, device) for spec in specs]
+    fresh = Path(tempfile.mkdtemp(dir=workdir))  # no checkpoint of an earlier call may be resumed
 
-    train_cohort(cohort("warm-up"), subset, teacher, device, progress=False)
-    members = cohort("timed")
+    def cohort(tag: str, epochs: int) -> list[Member]:
+        return [make_member(replace(s, epochs=epochs), fresh / tag / s.run_id, subset, device) for s in specs]
+
+    train_cohort(cohort("warm-up", 1), subset, teacher, device, progress=False)
+    members = cohort("timed", epochs)
     _sync(device)
     started = time.perf_counter()
     train_cohort(members, subset, teacher, device, log_every=10, progress=False)
     _sync(device)
-    return time.perf_counter() - started
+    return (time.perf_counter() - started) / (epochs * per_epoch)
 
 
 def _sync(device: torch.device) -> None:
@@ -163,12 +168,12 @@ def benchmark(dataset: ImageDataset, widths, kds, steps: int, batch_size: int, d
     """Every (objective, width) alone in both loops, then each objective's widths as one cohort."""
     name = device_name(device)
     specs = [RunSpec(dataset.name, width, kd, 1.0, 1314, 1, batch_size) for kd in kds for width in widths]
-    images = steps * batch_size
     rows: list[PerfRow] = []
 
     def add(loop: str, kd: str, label: str, count: int, reference_s: float, harness_s: float) -> None:
-        row = PerfRow(loop, kd, label, steps, batch_size, count * images / reference_s, count * images / harness_s,
-                      reference_s / harness_s, name)  # fmt: skip
+        """``reference_s`` and ``harness_s``: seconds per step of all ``count`` runs together."""
+        row = PerfRow(loop, kd, label, steps, batch_size, count * batch_size / reference_s,
+                      count * batch_size / harness_s, reference_s / harness_s, name)  # fmt: skip
         rows.append(row)
         print(_line(row), flush=True)
 

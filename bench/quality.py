@@ -11,8 +11,9 @@ How every number is computed (so two users get the same one):
   weights and the sample count (torch-fidelity's own cache key ignores weights). The generated side is never
   cached.
 - ``*_lenet``: torch-fidelity's ``calculate_metrics`` with the domain classifier of ``bench/classifier.py``
-  (``lenet-domain``): FID and KID (polynomial kernel, 100 subsets of ``min(1000, n_fake, n_real)``) on the 128-d
-  penultimate features, Inception Score (10 splits) on the logits, precision/recall (k = 3) on the features.
+  (``lenet-domain``): FID and KID (polynomial kernel, ``QualitySpec.kid_subsets`` subsets of
+  ``min(1000, n_fake, n_real)``) on the 128-d penultimate features, Inception Score (10 splits) on the logits,
+  precision/recall (k = 3) on the features.
   Precision/recall compare sets of equal size (Kynkaanniemi et al. 2019: both are biased by unequal sizes), so
   their real side is a fixed random subset of ``min(n_fake, n_real)`` training images drawn with ``seed``.
 - ``*_inception``: the same FID/IS/KID with torch-fidelity's Inception-v3 (``inception-v3-compat``: 2048-d pool

@@ -1,6 +1,6 @@
 """Conditional DCGAN generator and discriminator, parameterised by width.
 
-The architecture is the one of the original course project (DESIGN.md section 1) with its defects fixed:
+The architecture is the one of the original course project with its defects fixed:
 the generator's condition is a one-hot vector (same parameter count as the original's integer label
 repeated over 10 channels), and the discriminator's condition channel is the label scaled to [-1, 1].
 The discriminator returns logits: the original's final Sigmoid is folded into the loss

@@ -182,7 +182,7 @@ def main_table(results: Results) -> Table:
     return Table("main", "Main results per width and objective", caption, data, display)
 
 
-# the original project's reported sizes (SEED.md), in KiB: its "KB" is KiB and its "MB" is 1000 KiB
+# the original project's reported sizes (its README), in KiB: its "KB" is KiB and its "MB" is 1000 KiB
 ORIGINAL = {  # width: (generator KiB, discriminator KiB, the way the original wrote them)
     512: (14_300.0, 2_600.0, "14.3 MB", "2.6 MB"),
     64: (618.0, 49.0, "618 KB", "49 KB"),

@@ -27,7 +27,7 @@ FIGURES = ("quality_vs_compression", "pareto", "training_curves", "samples")
 
 
 def _generator_params(width: int) -> tuple[int, int]:
-    """(parameters, BatchNorm channels) of the conditional DCGAN generator of DESIGN.md."""
+    """(parameters, BatchNorm channels) of the conditional DCGAN generator."""
     ngf = width // 8
     convs = 110 * 8 * ngf * 16 + 8 * ngf * 4 * ngf * 16 + 4 * ngf * 2 * ngf * 16 + 2 * ngf * ngf * 16 + ngf
     bn = 8 * ngf + 4 * ngf + 2 * ngf + ngf
