@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from reports.load import Results, load
 from reports.metrics import ALL
 from reports.stats import ci95, t975
 from reports.tables import main_table, runs_table
+from tests.conftest import tiny_grid_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("main", "gain", "sizes", "runs", "references")
@@ -227,6 +229,10 @@ def _mean_and_ci(cell: str) -> tuple[float, float, int]:
 
 
 def test_every_table_and_figure_is_written(results_dir: Path, report_dir: Path):
+    check_every_table_and_figure(results_dir, report_dir)
+
+
+def check_every_table_and_figure(results_dir: Path, report_dir: Path) -> None:
     with_references = (results_dir / "references.csv").is_file()
     for name in TABLES if with_references else tuple(t for t in TABLES if t != "references"):
         for ext in ("csv", "md", "tex"):
@@ -249,6 +255,10 @@ def test_every_table_and_figure_is_written(results_dir: Path, report_dir: Path):
 
 
 def test_markdown_main_table_equals_csv(report_dir: Path):
+    check_markdown_main_table_equals_csv(report_dir)
+
+
+def check_markdown_main_table_equals_csv(report_dir: Path) -> None:
     data = pd.read_csv(report_dir / "tables" / "main.csv")
     shown = _markdown_rows(report_dir / "tables" / "main.md")
     assert len(shown) == len(data)
@@ -421,3 +431,17 @@ def test_t_quantile_and_interval():
     assert t975(1000) == pytest.approx(1.9623, abs=1e-3)
     assert ci95([1.0, 2.0, 3.0]) == pytest.approx(4.3027 / math.sqrt(3))
     assert math.isnan(ci95([5.0])) and math.isnan(ci95([5.0, math.nan]))
+
+
+def test_report_of_a_real_tiny_grid(tiny_results: Path, tmp_path: Path):
+    """The tiny grid of tests/conftest.py grown to two seeds (the first is reused, not retrained)."""
+    from bench.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    assert main(tiny_grid_args(results, "--seeds", "1314,1315")) == 0
+    report = build_report(results)
+    check_every_table_and_figure(results, report)
+    check_markdown_main_table_equals_csv(report)
+    main_table = pd.read_csv(report / "tables" / "main.csv")
+    assert set(main_table["seeds"]) == {2} and main_table["fid_lenet_ci95"].notna().all()
