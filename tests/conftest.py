@@ -22,6 +22,19 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
+def digits():
+    from data import get_dataset
+
+    return get_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def classifier_cache() -> Path:
+    """The session's cache directory: the digits classifier is trained once for every test."""
+    return CACHE_DIR
+
+
+@pytest.fixture(scope="session")
 def mnist_root() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST not found at {SHARED_DATA}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,19 +14,6 @@ from bench.errors import CheckpointError
 from bench.io import atomic_torch_save
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="session")
-def digits() -> data.ImageDataset:
-    return data.get_dataset("digits")
-
-
-@pytest.fixture(scope="session")
-def classifier_cache(tmp_path_factory) -> Path:
-    # the same directory as tests/test_quality.py's, so the digits classifier is trained once per session
-    path = tmp_path_factory.getbasetemp() / "classifier-cache"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="session")

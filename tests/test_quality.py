@@ -31,19 +31,6 @@ INCEPTION_KEYS = ["fid_inception", "is_inception", "is_inception_std", "kid_ince
 
 
 @pytest.fixture(scope="session")
-def digits() -> data.ImageDataset:
-    return data.get_dataset("digits")
-
-
-@pytest.fixture(scope="session")
-def classifier_cache(tmp_path_factory) -> Path:
-    # the same directory as tests/test_classifier.py's, so the digits classifier is trained once per session
-    path = tmp_path_factory.getbasetemp() / "classifier-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
 def evaluator(digits, classifier_cache) -> QualityEvaluator:
     return QualityEvaluator(digits, QualitySpec(fid_samples=N), CPU, classifier_cache, seed=0)
 

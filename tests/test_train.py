@@ -1,21 +1,14 @@
 import hashlib
 
-import pytest
 import torch
 from torch import nn
 
 import bench.train as train
 from bench.spec import RunSpec
 from bench.train import BatchStream, build_models, make_member, train_cohort
-from data import get_dataset
 from distill import register_objective
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return get_dataset("digits")
 
 
 def spec(width=16, kd="none", seed=7, epochs=1, batch_size=64, kd_weight=1.0, teacher_width=64, lr=2e-4):
