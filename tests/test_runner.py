@@ -22,7 +22,7 @@ def test_plan_trains_scratch_with_the_teacher_then_the_distilled():
     grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))
     cohorts = plan(grid.runs())
     assert [(c.seed, c.phase) for c in cohorts] == [(1, "scratch"), (1, "distill"), (2, "scratch"), (2, "distill")]
-    assert [s.width for s in cohorts[0].specs] == [512, 16, 32]
+    assert [s.width for s in cohorts[0].specs] == [256, 16, 32]  # the quick preset's teacher first
     assert cohorts[0].specs[0].is_teacher and cohorts[1].teacher == cohorts[0].specs[0]
 
 
