@@ -98,7 +98,11 @@ def _reference_line(ax, y: float, label: str, colour: str, style: str) -> None:
 
 def _plain_log_ticks(ax) -> None:
     """Log-axis tick labels as plain numbers (0.1, 1, 10) rather than powers of ten."""
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    low, high = ax.get_xlim()
+    if 0 < low and high / low < 10:  # within a decade matplotlib labels minor ticks, as powers of ten
+        ax.xaxis.set_minor_formatter(plain)
 
 
 def _width_axis(ax, tidy: pd.DataFrame, x: str) -> None:
