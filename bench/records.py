@@ -27,6 +27,7 @@ RUNS_DIR = "runs"
 
 STATUS_DONE = "done"
 STATUS_DIVERGED = "diverged"
+STATUS_TEACHER_DIVERGED = "teacher-diverged"  # a distilled student whose teacher diverged: never trained
 
 # (numerator column, ratio column): teacher value / student value
 RATIOS = {

@@ -27,11 +27,13 @@ from bench.assess import assess
 from bench.device import device_name, resolve_device
 from bench.errors import CheckpointError, UserError
 from bench.io import atomic_write_json, atomic_write_text, read_json, safe_torch_load
+from bench.measure import size_metrics
 from bench.quality import QualityEvaluator
 from bench.records import (
     REFERENCES_CSV,
     STATUS_DIVERGED,
     STATUS_DONE,
+    STATUS_TEACHER_DIVERGED,
     RunRecord,
     check_schema,
     find_record,
@@ -97,13 +99,17 @@ class GridContext:
         evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir)
         return cls(grid, results_dir, device, dataset, evaluator, progress)
 
-    def teacher_generator(self, teacher: RunSpec) -> nn.Module:
-        """The frozen teacher: a given checkpoint, or the generator the grid's teacher run saved."""
+    def teacher_generator(self, teacher: RunSpec) -> nn.Module | None:
+        """The frozen teacher: a given checkpoint, or the generator the grid's teacher run saved (None if it
+        diverged)."""
         if teacher.run_id not in self.teachers:
             if self.grid.teacher is not None:
                 path = Path(self.grid.teacher)
             else:
                 claims.wait_for(run_dir(self.results_dir, teacher))  # another process may be training it
+                record = find_record(self.results_dir, teacher)
+                if record is not None and record.status != STATUS_DONE:
+                    return None
                 path = run_dir(self.results_dir, teacher) / GENERATOR_FILE
             self.teachers[teacher.run_id] = load_generator(path, teacher, self.dataset).to(self.device).eval()
         return self.teachers[teacher.run_id]
@@ -187,6 +193,12 @@ def run_cohort(ctx: GridContext, cohort: Cohort) -> list[RunRecord]:
         if not held:
             return []
         teacher = ctx.teacher_generator(cohort.teacher) if cohort.phase == "distill" else None
+        if cohort.phase == "distill" and teacher is None:  # nothing to distil from: recorded, not trained
+            records = [RunRecord(spec, STATUS_TEACHER_DIVERGED) for spec, _ in held]
+            for record in records:
+                write_record(ctx.results_dir, record)
+            write_results_csv(ctx.results_dir)
+            return records
         members = []
         for spec, _ in held:
             directory = run_dir(ctx.results_dir, spec)
@@ -220,7 +232,8 @@ def record_member(ctx: GridContext, cohort: Cohort, member) -> RunRecord:
         metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator, ctx.grid.speed, ctx.device)
         record = RunRecord(member.spec, STATUS_DONE, {**training, **metrics})
     else:
-        record = RunRecord(member.spec, STATUS_DIVERGED, training, diverged_step=member.diverged_step)
+        sizes = asdict(size_metrics(member.generator, member.discriminator))  # the architecture's, still valid
+        record = RunRecord(member.spec, STATUS_DIVERGED, {**training, **sizes}, diverged_step=member.diverged_step)
     write_record(ctx.results_dir, record)
     (member.run_dir / "state.pt").unlink(missing_ok=True)  # the optimiser state is only needed to resume
     return record

@@ -4,10 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
+import bench.train as train
 from bench.cli import main
 from bench.records import RESULTS_CSV, results_table
 from bench.runner import plan
 from bench.spec import make_grid
+from reports import build_report
 from tests.conftest import tiny_grid_args
 
 # columns that measure time, not what was computed
@@ -86,3 +88,22 @@ def test_given_teacher_checkpoint_is_distilled_from(tiny_results, tmp_path):
     assert student["teacher_width"] == 64 and student["ratio_params"] == pytest.approx(155_896 / 30_910)
     trained_here = frame[(frame["width"] == 16) & (frame["kd"] == "pixel-l1")].iloc[0]
     assert student["teacher_fidelity_l1"] == pytest.approx(trained_here["teacher_fidelity_l1"])
+
+
+def test_a_diverged_teacher_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
+    real_step = train.train_step
+
+    def teacher_diverges(member, *args):
+        losses = real_step(member, *args)
+        return losses * float("nan") if member.spec.is_teacher else losses
+
+    monkeypatch.setattr(train, "train_step", teacher_diverges)
+    out = tmp_path / "diverged"
+    assert main(tiny_grid_args(out)) == 0
+    frame = pd.read_csv(out / RESULTS_CSV).set_index(["width", "kd"])
+    assert frame.loc[(64, "none"), "status"] == "diverged" and frame.loc[(64, "none"), "diverged_step"] == 5
+    assert set(frame.loc[[(16, "none"), (32, "none")], "status"]) == {"done"}
+    assert frame.loc[[(16, "none"), (32, "none")], "teacher_fidelity_l1"].isna().all()
+    assert set(frame.loc[[(16, "pixel-l1"), (32, "pixel-l1")], "status"]) == {"teacher-diverged"}
+    assert frame.loc[(16, "none"), "ratio_params"] == pytest.approx(155_896 / 30_910)  # sizes survive divergence
+    assert (build_report(out) / "report.md").read_text().count("diverged") >= 3
