@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.device import DEVICE_CHOICES
 from bench.errors import UserError
-from bench.spec import PRECISIONS, PRESETS, GridSpec, QualitySpec, SpeedSpec, make_grid
+from bench.spec import PRECISIONS, PRESETS, GridSpec, QualitySpec, SpeedSpec, make_grid, preset_values
 
 EXIT_USER_ERROR = 2
 
@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def grid_from_args(args: argparse.Namespace) -> GridSpec:
     """The preset's grid with every flag the user gave applied on top."""
-    if args.preset not in PRESETS:
-        raise UserError(f"unknown preset {args.preset!r}: choose one of {', '.join(PRESETS)}")
-    base = PRESETS[args.preset]
+    base = preset_values(args.preset)
     quality: QualitySpec = base["quality"]
     quality = replace(
         quality,

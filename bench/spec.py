@@ -140,11 +140,16 @@ PRESETS: dict[str, dict] = {
 }  # fmt: skip
 
 
+def preset_values(preset: str) -> dict:
+    """The settings of ``preset``, or a one-line error listing the presets."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[preset])
+
+
 def make_grid(preset: str, **overrides) -> GridSpec:
     """The preset's grid with every non-None override applied, validated."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(sorted(PRESETS))}")
-    values = dict(PRESETS[preset])
+    values = preset_values(preset)
     values.update({key: value for key, value in overrides.items() if value is not None})
     grid = GridSpec(preset=preset, **values)
     validate(grid)
@@ -153,19 +158,17 @@ def make_grid(preset: str, **overrides) -> GridSpec:
 
 def validate(grid: GridSpec) -> None:
     """Raise a one-line ``UserError`` for anything that would otherwise fail deep inside a run."""
-    from data import datasets
-    from distill import objectives
+    from data import check_dataset
+    from distill import check_objective
 
-    if grid.dataset not in datasets():
-        raise UserError(f"unknown dataset {grid.dataset!r}: choose one of {', '.join(datasets())}")
+    check_dataset(grid.dataset)
     for width in grid.widths:
         check_width(width)
     check_width(grid.teacher_width, "teacher width")
     if grid.disc_width is not None:
         check_width(grid.disc_width, "discriminator width")
     for kd in grid.kd:
-        if kd not in objectives():
-            raise UserError(f"unknown distillation objective {kd!r}: choose one of {', '.join(objectives())}")
+        check_objective(kd)
     checks = [
         (not grid.widths, "--widths needs at least one width"),
         (not grid.kd, "--kd needs at least one objective"),

@@ -48,11 +48,16 @@ def datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
-def get_dataset(name: str, root: str | Path = "datasets", download: bool = False) -> ImageDataset:
-    """Load dataset ``name`` from ``root`` (fetching it only when ``download`` is true)."""
+def check_dataset(name: str) -> str:
+    """Return ``name`` if it is registered, else raise a one-line error listing the choices."""
     if name not in _DATASETS:
         raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(datasets())}")
-    return _DATASETS[name](Path(root), download)
+    return name
+
+
+def get_dataset(name: str, root: str | Path = "datasets", download: bool = False) -> ImageDataset:
+    """Load dataset ``name`` from ``root`` (fetching it only when ``download`` is true)."""
+    return _DATASETS[check_dataset(name)](Path(root), download)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -68,4 +73,4 @@ def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
 # the loaders register themselves on import
 from data import digits, torchvision_sets  # noqa: E402,F401
 
-__all__ = ["ImageDataset", "datasets", "from_uint8", "get_dataset", "register_dataset", "to_uint8"]
+__all__ = ["ImageDataset", "check_dataset", "datasets", "from_uint8", "get_dataset", "register_dataset", "to_uint8"]

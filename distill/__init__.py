@@ -30,13 +30,18 @@ def objectives() -> list[str]:
     return sorted(_OBJECTIVES)
 
 
-def build_objective(name: str, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> nn.Module | None:
-    """The objective ``name`` for a student/teacher pair with these hidden-layer channel counts."""
+def check_objective(name: str) -> str:
+    """Return ``name`` if it is registered, else raise a one-line error listing the choices."""
     if name not in _OBJECTIVES:
         raise UserError(f"unknown distillation objective {name!r}: choose one of {', '.join(objectives())}")
-    return _OBJECTIVES[name](student_channels, teacher_channels)
+    return name
+
+
+def build_objective(name: str, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> nn.Module | None:
+    """The objective ``name`` for a student/teacher pair with these hidden-layer channel counts."""
+    return _OBJECTIVES[check_objective(name)](student_channels, teacher_channels)
 
 
 from distill import losses  # noqa: E402,F401  (registers the built-in objectives)
 
-__all__ = ["build_objective", "objectives", "register_objective"]
+__all__ = ["build_objective", "check_objective", "objectives", "register_objective"]
