@@ -2,10 +2,9 @@
 
 ``python -m bench.perf`` times, for every width and objective, training steps per second of
 
-* the **reference** loop: a torchvision-style dataset of PIL images with per-item ``ToTensor`` and
-  ``Normalize`` through a shuffling ``DataLoader``; condition tensors (the one-hot vector and the
-  discriminator's label channel) built on the CPU each step and copied over; one model per process, so a
-  distilled student runs its own teacher forward;
+* the **reference** loop (``bench.reference``), written the way the original was: per-item PIL transforms
+  through a ``DataLoader``, conditions built on the CPU each step, a loss ``.item()`` every step, one run per
+  process, so a distilled student runs its own teacher forward;
 * the **harness** loop (``bench.train.train_cohort``): the dataset on the device, batches and noise drawn
   there, one-hot built there, epoch checkpoints included; first each width alone, then the whole grid of a
   seed as one cohort sharing every batch and one teacher forward per step.
@@ -27,92 +26,27 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from PIL import Image
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
 from bench.device import device_name, resolve_device
 from bench.errors import UserError
 from bench.io import atomic_write_text
+from bench.reference import ReferenceRun
 from bench.spec import SCRATCH, RunSpec
 from bench.train import Member, build_models, make_member, train_cohort
-from data import ImageDataset, get_dataset, to_uint8
-
-
-class PilImages(Dataset):
-    """Images kept as uint8 arrays and served one by one as PIL images through ``transform``, like torchvision."""
-
-    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, transform) -> None:
-        self.pixels = pixels[:, 0].numpy()
-        self.labels = labels.numpy()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.transform(Image.fromarray(self.pixels[index], mode="L")), int(self.labels[index])
-
-
-def reference_loader(dataset: ImageDataset, batch_size: int, seed: int) -> DataLoader:
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-    images = PilImages(to_uint8(dataset.train_images), dataset.train_labels, transform)
-    return DataLoader(
-        images, batch_size=batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
-    )
+from data import ImageDataset, get_dataset
 
 
 def reference_steps(spec: RunSpec, dataset: ImageDataset, device: torch.device, steps: int) -> float:
     """Seconds per update of ``spec`` in the original's style, over ``steps`` updates after one warm-up."""
-    generator, discriminator = (m.to(device) for m in build_models(spec, dataset))
     teacher = None
     if spec.kd != SCRATCH:
-        teacher = build_models(spec.teacher(), dataset)[0].to(device).eval()
-    opt_g = torch.optim.Adam(generator.parameters(), lr=spec.lr, betas=(spec.beta1, spec.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=spec.lr, betas=(spec.beta1, spec.beta2))
-    classes, nz = dataset.num_classes, generator.cfg.nz
-
-    def generate(model, z, onehot):  # the original fed a CPU-built condition tensor to the generator
-        h = torch.cat([z, onehot.to(device)], 1)[:, :, None, None]
-        for block in model.blocks:
-            h = block(h)
-        return torch.tanh(model.to_image(h))
-
-    def discriminate(images, labels):  # and a CPU-built label channel to the discriminator
-        channel = (labels.float() * (2 / (classes - 1)) - 1)[:, None, None, None].expand(-1, 1, *images.shape[2:])
-        return discriminator.net(torch.cat([images, channel.to(device)], 1)).flatten()
-
-    done, started = -1, 0.0
-    while done < steps:
-        for real, labels in reference_loader(dataset, spec.batch_size, spec.seed):
-            if done == 0:
-                _sync(device)
-                started = time.perf_counter()
-            real = real.to(device)
-            b = real.shape[0]
-            z = torch.randn(b, nz).to(device)
-            fake_labels = torch.randint(0, classes, (b,))
-            onehot = F.one_hot(fake_labels, classes).float()
-            fake = generate(generator, z, onehot)
-            real_logits, fake_logits = discriminate(real, labels), discriminate(fake.detach(), fake_labels)
-            loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.ones(b).to(device))
-            loss_d = loss_d + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros(b).to(device))
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
-            loss_g = F.binary_cross_entropy_with_logits(discriminate(fake, fake_labels), torch.ones(b).to(device))
-            if teacher is not None:
-                with torch.no_grad():
-                    target = generate(teacher, z, onehot)
-                loss_g = loss_g + spec.kd_weight * F.l1_loss(fake, target)
-            opt_g.zero_grad()
-            loss_g.backward()
-            opt_g.step()
-            loss_g.item()  # the original printed its losses every step
-            done += 1
-            if done == steps:
-                break
+        teacher = build_models(spec.teacher(), dataset)[0]
+    updates = ReferenceRun.create(spec, dataset, device, teacher).updates()
+    next(updates)
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        next(updates)
     _sync(device)
     return (time.perf_counter() - started) / steps
 
