@@ -10,7 +10,10 @@
   seed as one cohort sharing every batch and one teacher forward per step.
 
 Both loops make the same updates (same models, losses and optimisers), so their ratio is the loop's
-overhead alone. This is a benchmark, not a test: it writes a CSV and a Markdown table, it asserts nothing.
+overhead alone. Each is timed ``--repeats`` times, alternating, and the median kept. ``--variants`` adds, per
+width, the bare update (no loop around it) in eager mode and under each way in that changes the kernels
+(channels-last, ``torch.compile``, bf16 autocast): the floor a loop can reach, and what each way in buys.
+This is a benchmark, not a test: it writes a CSV and a Markdown table, it asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from itertools import chain, count
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +37,7 @@ from bench.errors import UserError
 from bench.io import atomic_write_text
 from bench.reference import ReferenceRun
 from bench.spec import SCRATCH, RunSpec
-from bench.train import Member, build_models, make_member, train_cohort
+from bench.train import BatchStream, Member, build_models, make_member, train_cohort, train_step
 from data import ImageDataset, get_dataset
 
 
@@ -78,6 +83,59 @@ def harness_steps(
     return (time.perf_counter() - started) / (epochs * per_epoch)
 
 
+VARIANTS = ("eager", "channels-last", "compile", "bf16")
+WARMUP_STEPS = 3
+
+
+def step_seconds(spec: RunSpec, dataset: ImageDataset, device: torch.device, steps: int, repeats: int,
+                 variant: str, workdir: Path) -> float:  # fmt: skip
+    """Median seconds per bare ``train_step`` of ``spec`` (teacher forward included) under ``variant``.
+
+    Nothing runs around the update (no logging, checkpoints or host syncs), so this is the floor any loop can
+    reach with these kernels; the variants are the ways in that change the kernels themselves.
+    """
+    if variant == "bf16":
+        spec = replace(spec, precision="bf16")
+    member = make_member(spec, Path(tempfile.mkdtemp(dir=workdir)), dataset, device)
+    teacher = build_models(spec.teacher(), dataset)[0].to(device).eval() if spec.kd != SCRATCH else None
+    models = [model for model in (member.generator, member.discriminator, teacher) if model is not None]
+    if variant == "channels-last":
+        for model in models:
+            model.to(memory_format=torch.channels_last)
+    if variant == "compile":
+        torch.compiler.reset()  # each model instance is compiled afresh, never hitting the recompile limit
+        for model in models:
+            name = "forward_features" if hasattr(model, "forward_features") else "forward"
+            setattr(model, name, torch.compile(getattr(model, name)))
+    nz = member.generator.cfg.nz
+    images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
+    stream = BatchStream(images, labels, spec.batch_size, nz, dataset.num_classes, spec.seed)
+    batches = chain.from_iterable(stream.epoch(epoch) for epoch in count())
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant == "bf16")
+
+    def update() -> None:
+        real, real_labels, z, fake_labels = next(batches)
+        teacher_out = None
+        if teacher is not None:
+            with torch.no_grad(), autocast:
+                teacher_out = teacher.forward_features(z, fake_labels)
+        train_step(member, real, real_labels, z, fake_labels, teacher_out, autocast)
+
+    for _ in range(WARMUP_STEPS):
+        update()
+    timings = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            update()
+        _sync(device)
+        timings.append((time.perf_counter() - started) / steps)
+    if variant == "compile":
+        torch.compiler.reset()
+    return statistics.median(timings)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -87,7 +145,8 @@ def _sync(device: torch.device) -> None:
 class PerfRow:
     """One comparison: images per second of the reference loop and of the harness, and their ratio."""
 
-    loop: str  # "per-width" or "cohort"
+    loop: str  # "per-width", "cohort" or "step" (a bare update, see step_seconds)
+    variant: str  # "eager", or the way in a "step" row was timed with
     kd: str
     width: str
     steps: int
@@ -98,42 +157,59 @@ class PerfRow:
     device: str
 
 
-def benchmark(dataset: ImageDataset, widths, kds, steps: int, batch_size: int, device: torch.device) -> list[PerfRow]:
-    """Every (objective, width) alone in both loops, then each objective's widths as one cohort."""
+def benchmark(
+    dataset: ImageDataset,
+    widths,
+    kds,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    repeats: int = 3,
+    variants: tuple[str, ...] = (),
+) -> list[PerfRow]:
+    """Every (objective, width) alone in both loops, then each objective's widths as one cohort.
+
+    Each loop is timed ``repeats`` times, alternating, and the median is kept: a shared machine's noise
+    touches both loops alike. ``variants`` adds one bare-update row per way in for every (objective, width).
+    """
     name = device_name(device)
     specs = [RunSpec(dataset.name, width, kd, 1.0, 1314, 1, batch_size) for kd in kds for width in widths]
     rows: list[PerfRow] = []
 
-    def add(loop: str, kd: str, label: str, count: int, reference_s: float, harness_s: float) -> None:
+    def add(loop: str, variant: str, kd: str, label: str, count: int, reference_s: float, harness_s: float) -> None:
         """``reference_s`` and ``harness_s``: seconds per step of all ``count`` runs together."""
-        row = PerfRow(loop, kd, label, steps, batch_size, count * batch_size / reference_s,
+        row = PerfRow(loop, variant, kd, label, steps, batch_size, count * batch_size / reference_s,
                       count * batch_size / harness_s, reference_s / harness_s, name)  # fmt: skip
         rows.append(row)
         print(_line(row), flush=True)
 
+    def medians(group: list[RunSpec], workdir: Path) -> tuple[float, float]:
+        """Median seconds per step of the group's runs one after another (reference) and as one cohort."""
+        reference, harness = [], []
+        for _ in range(repeats):
+            reference.append(sum(reference_steps(spec, dataset, device, steps) for spec in group))
+            harness.append(harness_steps(group, dataset, device, steps, workdir))
+        return statistics.median(reference), statistics.median(harness)
+
     with tempfile.TemporaryDirectory() as tmp:
         reference = {}
         for spec in specs:
-            reference[spec] = reference_steps(spec, dataset, device, steps)
-            add(
-                "per-width",
-                spec.kd,
-                str(spec.width),
-                1,
-                reference[spec],
-                harness_steps([spec], dataset, device, steps, Path(tmp)),
-            )
+            reference[spec], harness = medians([spec], Path(tmp))
+            add("per-width", "eager", spec.kd, str(spec.width), 1, reference[spec], harness)
+            for variant in variants:
+                seconds = step_seconds(spec, dataset, device, steps, repeats, variant, Path(tmp))
+                add("step", variant, spec.kd, str(spec.width), 1, reference[spec], seconds)
         # the whole grid of a seed: the reference trains each run alone, the harness one cohort per objective
         for kd in kds:
             group = [spec for spec in specs if spec.kd == kd]
             label = "+".join(str(spec.width) for spec in group)
-            total = sum(reference[spec] for spec in group)
-            add("cohort", kd, label, len(group), total, harness_steps(group, dataset, device, steps, Path(tmp)))
+            add("cohort", "eager", kd, label, len(group), *medians(group, Path(tmp)))
     return rows
 
 
 def _line(row: PerfRow) -> str:
-    return (f"{row.loop:9s} {row.kd:8s} width {row.width:>22s}: reference {row.reference_img_s:9.0f} img/s, "
+    return (f"{row.loop:9s} {row.variant:13s} {row.kd:8s} width {row.width:>22s}: "
+            f"reference {row.reference_img_s:9.0f} img/s, "
             f"harness {row.harness_img_s:9.0f} img/s, x{row.speedup:.2f}")  # fmt: skip
 
 
@@ -157,14 +233,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kd", default="none,pixel-l1")
     p.add_argument("--steps", type=int, default=20, help="timed steps per loop (after warm-up)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3, help="timings per loop, alternating; the median is kept")
+    p.add_argument("--variants", default="", help=f"bare-update rows, comma-separated from {', '.join(VARIANTS)}")
     p.add_argument("--preset", help="also time this whole preset end to end (one seed), e.g. paper")
     p.add_argument("--out", default="results/perf", help="where perf.csv and perf.md go")
     args = p.parse_args(argv)
     try:
         device = resolve_device(args.device)
         dataset = get_dataset(args.dataset, args.data_root)
-        widths = [int(w) for w in args.widths.split(",")]
-        rows = benchmark(dataset, widths, args.kd.split(","), args.steps, args.batch_size, device)
+        try:
+            widths = [int(w) for w in args.widths.split(",")]
+        except ValueError:
+            raise UserError(f"--widths takes comma-separated integers, got {args.widths!r}") from None
+        variants = tuple(v for v in args.variants.split(",") if v)
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown:
+            raise UserError(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
+        if args.steps < 1 or args.repeats < 1:
+            raise UserError("--steps and --repeats must be at least 1")
+        rows = benchmark(dataset, widths, args.kd.split(","), args.steps, args.batch_size, device, args.repeats,
+                         variants)  # fmt: skip
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -68,10 +68,12 @@ def test_reference_loop_knows_the_original_objectives_only(digits):
 
 def test_perf_benchmark_runs_and_writes_its_table(tmp_path):
     out = tmp_path / "perf"
-    argv = ["--widths", "16", "--kd", "none,pixel-l1", "--steps", "2", "--batch-size", "16", "--out", str(out)]
+    argv = ["--widths", "16", "--kd", "none,pixel-l1", "--steps", "2", "--repeats", "2", "--batch-size", "16",
+            "--variants", "eager,channels-last", "--out", str(out)]  # fmt: skip
     assert perf.main(argv) == 0
     frame = pd.read_csv(out / "perf.csv")
-    assert list(frame["loop"]) == ["per-width", "per-width", "cohort", "cohort"]
+    assert list(frame["loop"]) == ["per-width", "step", "step"] * 2 + ["cohort", "cohort"]
+    assert list(frame["variant"]) == ["eager", "eager", "channels-last"] * 2 + ["eager", "eager"]
     assert set(frame.columns) >= {"kd", "width", "reference_img_s", "harness_img_s", "speedup", "device"}
     assert all(math.isfinite(v) and v > 0 for v in frame["speedup"])
     assert "python -m bench.perf" in (out / "perf.md").read_text()
@@ -110,6 +112,17 @@ def test_parity_within_means_two_reference_sds():
     assert summary["harness within"] == "yes"  # |15.45 - 12| <= 2 x 2
     frame.loc[frame["arm"] == "harness", "fid_lenet"] = [16.5, 16.5]
     assert parity.summarise(frame).iloc[0]["harness within"] == "no"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--variants", "fp8"], "unknown variant 'fp8'"), (["--widths", "16,x"], "comma-separated integers")],
+)
+def test_perf_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    assert perf.main([*argv, "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.parametrize(
