@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test lint format report perf clean
+.PHONY: bench test lint format perf parity clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ format: $(STAMP)
 
 perf: $(STAMP)  ## the training-loop benchmark against an original-style loop
 	$(PY) -m bench.perf $(ARGS)
+
+parity: $(STAMP)  ## the quality of both loops' models over seeds
+	$(PY) -m bench.parity $(ARGS)
 
 clean:
 	rm -rf $(VENV) results
