@@ -41,9 +41,10 @@ COLUMNS = ("arm", "role", "width", "kd", "seed", "status", "fid_lenet", "is_lene
 SPREAD_SDS = 2.0  # "within the spread": |harness mean - reference mean| <= SPREAD_SDS * reference sd
 
 
-def reference_records(grid: GridSpec, dataset: ImageDataset, out: Path, progress: bool = True) -> list[dict]:
+def reference_records(
+    grid: GridSpec, dataset: ImageDataset, device: torch.device, out: Path, progress: bool = True
+) -> list[dict]:
     """Train and score every run of ``grid`` with the reference loop, teacher first in each seed."""
-    device = resolve_device(grid.device)
     evaluator = QualityEvaluator(dataset, grid.quality, device, Path(grid.cache_dir))
     records = []
     for spec in tqdm(grid_runs(grid), desc="reference", unit="run", disable=not progress):
@@ -132,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     default_threads()
     try:
         grid, dataset = _grid(args)
+        device = resolve_device(grid.device)
         out, progress = Path(args.out), not args.no_progress
-        records = reference_records(grid, dataset, out / REFERENCE, progress)
+        records = reference_records(grid, dataset, device, out / REFERENCE, progress)
         records += harness_records(replace(grid, out=str(out / HARNESS)), HARNESS, progress)
         if args.bf16:
             bf16 = replace(grid, out=str(out / HARNESS_BF16), precision="bf16")
@@ -145,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "parity.csv", frame.to_csv(index=False))
     summary = summarise(frame)
     lines = [
-        f"- device: {device_name(resolve_device(grid.device))}; torch {torch.__version__}; "
-        f"Python {platform.python_version()}",
+        f"- device: {device_name(device)}; torch {torch.__version__}; Python {platform.python_version()}",
         f"- command: `python -m bench.parity {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- {grid.preset} preset: {grid.dataset}, {grid.epochs} epochs, batch {grid.batch_size}, teacher width "
         f"{grid.teacher_width}, seeds {', '.join(map(str, grid.seeds))}, FID on {grid.quality.fid_samples} samples",
@@ -176,7 +177,6 @@ def _grid(args: argparse.Namespace) -> tuple[GridSpec, ImageDataset]:
         grid = replace(grid, quality=replace(grid.quality, fid_samples=args.fid_samples))
     for kd in grid.kd:
         check_reference_objective(kd)
-    resolve_device(grid.device)
     return grid, get_dataset(grid.dataset, grid.data_root, grid.download)
 
 

@@ -25,35 +25,37 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from itertools import chain, count
 from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from bench.device import device_name, resolve_device
 from bench.errors import UserError
 from bench.io import atomic_write_text
 from bench.reference import ReferenceRun
 from bench.spec import SCRATCH, RunSpec
-from bench.train import BatchStream, Member, build_models, make_member, train_cohort, train_step
+from bench.train import (
+    BatchStream,
+    Member,
+    build_models,
+    make_member,
+    precision_autocast,
+    train_cohort,
+    train_step,
+)  # fmt: skip
 from data import ImageDataset, get_dataset
 
 
 def reference_steps(spec: RunSpec, dataset: ImageDataset, device: torch.device, steps: int) -> float:
     """Seconds per update of ``spec`` in the original's style, over ``steps`` updates after one warm-up."""
-    teacher = None
-    if spec.kd != SCRATCH:
-        teacher = build_models(spec.teacher(), dataset)[0]
-    updates = ReferenceRun.create(spec, dataset, device, teacher).updates()
+    updates = ReferenceRun.create(spec, dataset, device, _untrained_teacher([spec], dataset, device)).updates()
     next(updates)
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        next(updates)
-    _sync(device)
-    return (time.perf_counter() - started) / steps
+    return _seconds_per_call(lambda: next(updates), steps, device)
 
 
 def harness_steps(
@@ -65,10 +67,7 @@ def harness_steps(
                      train_labels=dataset.train_labels[: steps * batch])  # fmt: skip
     per_epoch = len(subset.train_labels) // batch
     epochs = math.ceil(steps / per_epoch)
-    teacher = None
-    if any(spec.kd != SCRATCH for spec in specs):
-        teacher = build_models(specs[0].teacher(), dataset)[0].to(device).eval()
-
+    teacher = _untrained_teacher(specs, dataset, device)
     fresh = Path(tempfile.mkdtemp(dir=workdir))  # no checkpoint of an earlier call may be resumed
 
     def cohort(tag: str, epochs: int) -> list[Member]:
@@ -76,11 +75,8 @@ def harness_steps(
 
     train_cohort(cohort("warm-up", 1), subset, teacher, device, progress=False)
     members = cohort("timed", epochs)
-    _sync(device)
-    started = time.perf_counter()
-    train_cohort(members, subset, teacher, device, log_every=10, progress=False)
-    _sync(device)
-    return (time.perf_counter() - started) / (epochs * per_epoch)
+    seconds = _seconds_per_call(lambda: train_cohort(members, subset, teacher, device, progress=False), 1, device)
+    return seconds / (epochs * per_epoch)
 
 
 VARIANTS = ("eager", "channels-last", "compile", "bf16")
@@ -97,7 +93,7 @@ def step_seconds(spec: RunSpec, dataset: ImageDataset, device: torch.device, ste
     if variant == "bf16":
         spec = replace(spec, precision="bf16")
     member = make_member(spec, Path(tempfile.mkdtemp(dir=workdir)), dataset, device)
-    teacher = build_models(spec.teacher(), dataset)[0].to(device).eval() if spec.kd != SCRATCH else None
+    teacher = _untrained_teacher([spec], dataset, device)
     models = [model for model in (member.generator, member.discriminator, teacher) if model is not None]
     if variant == "channels-last":
         for model in models:
@@ -111,7 +107,7 @@ def step_seconds(spec: RunSpec, dataset: ImageDataset, device: torch.device, ste
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
     stream = BatchStream(images, labels, spec.batch_size, nz, dataset.num_classes, spec.seed)
     batches = chain.from_iterable(stream.epoch(epoch) for epoch in count())
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant == "bf16")
+    autocast = precision_autocast(spec.precision, device)
 
     def update() -> None:
         real, real_labels, z, fake_labels = next(batches)
@@ -123,17 +119,27 @@ def step_seconds(spec: RunSpec, dataset: ImageDataset, device: torch.device, ste
 
     for _ in range(WARMUP_STEPS):
         update()
-    timings = []
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
-        for _ in range(steps):
-            update()
-        _sync(device)
-        timings.append((time.perf_counter() - started) / steps)
+    timings = [_seconds_per_call(update, steps, device) for _ in range(repeats)]
     if variant == "compile":
         torch.compiler.reset()
     return statistics.median(timings)
+
+
+def _untrained_teacher(specs: list[RunSpec], dataset: ImageDataset, device: torch.device) -> nn.Module | None:
+    """A freshly initialised teacher when any spec distils (its forward costs the same as a trained one's)."""
+    if all(spec.kd == SCRATCH for spec in specs):
+        return None
+    return build_models(specs[0].teacher(), dataset)[0].to(device).eval()
+
+
+def _seconds_per_call(call: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Mean wall seconds of ``calls`` calls, the device's queue drained before and after."""
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(calls):
+        call()
+    _sync(device)
+    return (time.perf_counter() - started) / calls
 
 
 def _sync(device: torch.device) -> None:

@@ -188,6 +188,11 @@ def save_samples(generator: nn.Module, noise: tuple[torch.Tensor, torch.Tensor],
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def precision_autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of a run's precision: bf16 autocast, or a disabled one for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_step(
     member: Member,
     real: torch.Tensor,
@@ -247,7 +252,7 @@ def train_cohort(
     needs_teacher = teacher is not None and any(m.objective is not None for m in members)
     if teacher is not None:
         teacher.to(device).eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+    autocast = precision_autocast(spec.precision, device)
     for m in members:
         m.generator.train(), m.discriminator.train()
 
