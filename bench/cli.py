@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     p.add_argument("--log-every", type=int, help="log losses every N steps (default 10)")
+    p.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="on CUDA, train eagerly instead of replaying each step from a CUDA graph",
+    )
+    p.add_argument(
+        "--no-concurrency",
+        action="store_true",
+        help="on CUDA, train one seed's cohort at a time and its members one after another",
+    )
     p.add_argument("--samples-every-epoch", action="store_true", help="save a sample grid after every epoch")
     p.add_argument(
         "--executor",
@@ -106,6 +116,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         out=args.out or str(Path("results") / args.preset), teacher=args.teacher, teacher_width=args.teacher_width,
         cache_dir=args.cache_dir,
         log_every=args.log_every, samples_every_epoch=args.samples_every_epoch or None,
+        cuda_graphs=not args.no_cuda_graphs, concurrent=not args.no_concurrency,
         quality=quality, speed=speed,
     )  # fmt: skip
 

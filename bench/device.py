@@ -22,6 +22,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def tune_for(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms once per shape and keep the fastest.
+
+    Every training step of a run has the same shapes, so the timing is paid once (in the warm-up before a
+    graph capture, or the first eager steps) and every later step gains. It makes GPU runs choose kernels by
+    timing, so their last bits may differ between runs; GPU runs are not bit-reproducible anyway (atomics).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def device_name(device: torch.device) -> str:
     """A human-readable name of the hardware behind ``device`` (GPU model, or CPU model and threads)."""
     if device.type == "cuda":

@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 import gans
 from bench import claims
 from bench.assess import assess
-from bench.device import device_name, resolve_device
+from bench.device import device_name, resolve_device, tune_for
 from bench.errors import CheckpointError, UserError
 from bench.io import atomic_write_json, atomic_write_text, read_json, safe_torch_load
 from bench.measure import size_metrics
 from bench.quality import QualityEvaluator
 from bench.records import (
     REFERENCES_CSV,
+    SPEC_FILE,
     STATUS_DIVERGED,
     STATUS_DONE,
     STATUS_TEACHER_DIVERGED,
@@ -42,7 +43,7 @@ from bench.records import (
     write_results_csv,
 )
 from bench.spec import SCHEMA_VERSION, SCRATCH, GridSpec, RunSpec
-from bench.train import GENERATOR_FILE, build_models, make_member, train_cohort
+from bench.train import GENERATOR_FILE, LoopOptions, Member, TrainGroup, build_models, make_member, train_cohorts
 from data import ImageDataset, get_dataset
 
 GRID_FILE = "grid.json"
@@ -93,11 +94,23 @@ class GridContext:
     @classmethod
     def create(cls, grid: GridSpec, dataset: ImageDataset | None = None, progress: bool = True) -> GridContext:
         device = resolve_device(grid.device)
+        tune_for(device)
         results_dir = Path(grid.out)
         dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download)
         cache_dir = Path(grid.cache_dir) if grid.cache_dir else results_dir / CACHE_DIR
         evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir)
         return cls(grid, results_dir, device, dataset, evaluator, progress)
+
+    @property
+    def trains_together(self) -> bool:
+        """Every seed of a phase in one training loop: on CUDA with graphs, where concurrency pays."""
+        return self.device.type == "cuda" and self.grid.cuda_graphs and self.grid.concurrent
+
+    def loop_options(self) -> LoopOptions:
+        return LoopOptions(
+            log_every=self.grid.log_every, samples_every_epoch=self.grid.samples_every_epoch, progress=self.progress,
+            cuda_graphs=self.grid.cuda_graphs, concurrent=self.grid.concurrent,
+        )  # fmt: skip
 
     def teacher_generator(self, teacher: RunSpec) -> nn.Module | None:
         """The frozen teacher: a given checkpoint, or the generator the grid's teacher run saved (None if it
@@ -180,48 +193,87 @@ def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
 
 def run_cohort(ctx: GridContext, cohort: Cohort) -> list[RunRecord]:
     """Train and measure the runs of ``cohort`` that are neither finished nor claimed by another process."""
-    held = []
+    return run_cohorts(ctx, [cohort])
+
+
+def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
+    """Train ``cohorts`` together (one group each, stepping in lock-step), then measure every run they trained.
+
+    Only runs that are neither finished nor claimed by another process are trained; distilled cohorts whose
+    teacher diverged are recorded as such, not trained.
+    """
+    held: list = []
     try:
-        for spec in cohort.specs:
-            if find_record(ctx.results_dir, spec) is not None:
+        groups, trained, records = [], [], []
+        for cohort in cohorts:
+            mine = _claim_unfinished(ctx, cohort)
+            held += mine
+            if not mine:
                 continue
-            claim = claims.try_claim(run_dir(ctx.results_dir, spec))
-            if claim is not None and find_record(ctx.results_dir, spec) is None:
-                held.append((spec, claim))
-            elif claim is not None:
-                claim.release()
-        if not held:
-            return []
-        teacher = ctx.teacher_generator(cohort.teacher) if cohort.phase == "distill" else None
-        if cohort.phase == "distill" and teacher is None:  # nothing to distil from: recorded, not trained
-            records = [RunRecord(spec, STATUS_TEACHER_DIVERGED) for spec, _ in held]
-            for record in records:
-                write_record(ctx.results_dir, record)
+            teacher = ctx.teacher_generator(cohort.teacher) if cohort.phase == "distill" else None
+            if cohort.phase == "distill" and teacher is None:  # nothing to distil from: recorded, not trained
+                for spec, _ in mine:
+                    records.append(RunRecord(spec, STATUS_TEACHER_DIVERGED))
+                    write_record(ctx.results_dir, records[-1])
+                continue
+            members = [_member(ctx, spec) for spec, _ in mine]
+            groups.append(TrainGroup(members, teacher))
+            trained += [(cohort, member) for member in members]
+        if groups:
+            window = {"train_started_at": _now()}
+            train_cohorts(groups, ctx.dataset, ctx.device, ctx.loop_options())
+            window["train_finished_at"] = _now()
+            records += [record_member(ctx, cohort, member, window) for cohort, member in trained]
+        if records:
             write_results_csv(ctx.results_dir)
-            return records
-        members = []
-        for spec, _ in held:
-            directory = run_dir(ctx.results_dir, spec)
-            for orphan in directory.glob(".*.tmp"):  # left by a process killed mid-write; the claim is ours now
-                orphan.unlink()
-            atomic_write_json(directory / "spec.json", {"run_id": spec.run_id, **asdict(spec)})
-            members.append(make_member(spec, directory, ctx.dataset, ctx.device))
-        train_cohort(
-            members, ctx.dataset, teacher, ctx.device,
-            log_every=ctx.grid.log_every, samples_every_epoch=ctx.grid.samples_every_epoch, progress=ctx.progress,
-        )  # fmt: skip
-        records = [record_member(ctx, cohort, member) for member in members]
-        write_results_csv(ctx.results_dir)
         return records
     finally:
         for _, claim in held:
             claim.release()
 
 
-def record_member(ctx: GridContext, cohort: Cohort, member) -> RunRecord:
-    """Measure a trained member and write its ``result.json``; a diverged one keeps its sizes only."""
+def _claim_unfinished(ctx: GridContext, cohort: Cohort) -> list[tuple[RunSpec, claims.Claim]]:
+    held = []
+    for spec in cohort.specs:
+        if find_record(ctx.results_dir, spec) is not None:
+            continue
+        claim = claims.try_claim(run_dir(ctx.results_dir, spec))
+        if claim is not None and find_record(ctx.results_dir, spec) is None:
+            held.append((spec, claim))
+        elif claim is not None:
+            claim.release()
+    return held
+
+
+def _member(ctx: GridContext, spec: RunSpec) -> Member:
+    directory = run_dir(ctx.results_dir, spec)
+    for orphan in directory.glob(".*.tmp"):  # left by a process killed mid-write; the claim is ours now
+        orphan.unlink()
+    atomic_write_json(directory / SPEC_FILE, {"run_id": spec.run_id, **asdict(spec)})
+    return make_member(spec, directory, ctx.dataset, ctx.device)
+
+
+def schedule(cohorts: list[Cohort], together: bool) -> list[list[Cohort]]:
+    """Batches of cohorts trained at once: every seed's scratch cohort, then every distilled one (``together``),
+    or one cohort at a time."""
+    if not together:
+        return [[cohort] for cohort in cohorts]
+    phases = [[cohort for cohort in cohorts if cohort.phase == phase] for phase in ("scratch", "distill")]
+    return [phase for phase in phases if phase]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict[str, str] | None = None) -> RunRecord:
+    """Measure a trained member and write its ``result.json``; a diverged one keeps its sizes only.
+
+    ``window``: when the training loop that trained it (its whole batch of cohorts) started and finished.
+    """
     steps = int(member.log[-1][1]) if member.log else 0
     training = {
+        **(window or {}),
         "train_seconds": member.train_seconds,
         "steps": steps,
         **dict(zip(("loss_d_final", "loss_g_gan_final", "loss_kd_final", "loss_g_final"),
@@ -289,8 +341,8 @@ def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -
 def run_local(grid: GridSpec, progress: bool = True) -> Path:
     """Run the whole grid in this process, cohort by cohort; returns the results directory."""
     ctx, specs, cohorts = prepare_grid(grid, progress)
-    for cohort in tqdm(cohorts, desc="grid", unit="cohort", disable=not progress):
-        run_cohort(ctx, cohort)
+    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="phase", disable=not progress):
+        run_cohorts(ctx, batch)
     return finish_grid(ctx, specs, cohorts)
 
 

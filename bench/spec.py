@@ -102,6 +102,8 @@ class GridSpec:
     precision: str = "fp32"
     log_every: int = 10
     samples_every_epoch: bool = False
+    cuda_graphs: bool = True  # on CUDA: every training step replayed from a CUDA graph
+    concurrent: bool = True  # on CUDA with graphs: members on their own streams, all seeds of a phase at once
     quality: QualitySpec = field(default_factory=QualitySpec)
     speed: SpeedSpec = field(default_factory=SpeedSpec)
 
@@ -135,7 +137,7 @@ PRESETS: dict[str, dict] = {
     "paper": dict(
         dataset="mnist", widths=(16, 32, 64, 128, 256, 512), kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
         seeds=(1314, 1315, 1316), epochs=25, batch_size=128, quality=QualitySpec(fid_samples=10_000),
-        speed=SpeedSpec(min_run_time=1.0, throughput_batch=256),
+        speed=SpeedSpec(min_run_time=0.25, throughput_batch=256),
     ),
 }  # fmt: skip
 

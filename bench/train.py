@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 import gans
+from bench import cuda_graphs
+from bench.cuda_graphs import Batch, Branches, StateSnapshot
 from bench.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, safe_torch_load
 from bench.spec import RunSpec
 from data import ImageDataset
@@ -189,8 +192,11 @@ def save_samples(generator: nn.Module, noise: tuple[torch.Tensor, torch.Tensor],
 
 
 def precision_autocast(precision: str, device: torch.device) -> torch.autocast:
-    """The autocast context of a run's precision: bf16 autocast, or a disabled one for fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """The autocast context of a run's precision: bf16 autocast, or a disabled one for fp32.
+
+    Its cast cache is off: a CUDA graph cannot capture it, and each weight is cast once per forward anyway.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
 def train_step(
@@ -229,72 +235,188 @@ def train_step(
     return torch.stack([loss_d.float(), loss_gan.float(), loss_kd, loss_g.float()]).detach()
 
 
-def train_cohort(
-    members: list[Member],
-    dataset: ImageDataset,
-    teacher: nn.Module | None,
-    device: torch.device,
-    *,
-    log_every: int = 10,
-    samples_every_epoch: bool = False,
-    progress: bool = True,
-) -> None:
-    """Train every member to its spec's epochs on one shared stream; diverged members stop, the rest go on."""
-    if not members:
-        return
-    spec = members[0].spec
-    assert all((m.spec.seed, m.spec.epochs, m.spec.batch_size) == (spec.seed, spec.epochs, spec.batch_size)
-               for m in members), "a cohort shares seed, epochs and batch size"  # fmt: skip
-    images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
-    nz = members[0].generator.cfg.nz
-    stream = BatchStream(images, labels, spec.batch_size, nz, dataset.num_classes, spec.seed)
-    noise = fixed_noise(nz, dataset.num_classes, spec.seed, device)
-    needs_teacher = teacher is not None and any(m.objective is not None for m in members)
-    if teacher is not None:
-        teacher.to(device).eval()
-    autocast = precision_autocast(spec.precision, device)
-    for m in members:
-        m.generator.train(), m.discriminator.train()
+@dataclass
+class TrainGroup:
+    """The members of one seed's cohort, trained on that seed's stream, and the frozen teacher they share."""
 
-    first_epoch = min(m.start_epoch for m in members)
-    epochs = tqdm(range(first_epoch, spec.epochs), desc=_cohort_name(members), disable=not progress, leave=False)
+    members: list[Member]
+    teacher: nn.Module | None = None
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.teacher is not None and any(m.objective is not None for m in self.members)
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How a training loop runs; none of it changes what a run is (its id), only how fast it gets there."""
+
+    log_every: int = 10
+    samples_every_epoch: bool = False
+    progress: bool = True
+    cuda_graphs: bool = True  # on CUDA: replay each step from a CUDA graph (bench/cuda_graphs.py)
+    concurrent: bool = True  # in a graph: every member's update on its own CUDA stream
+
+
+def cohort_step(
+    groups: list[TrainGroup], batches: Sequence[Batch], autocast: torch.autocast, branches: Branches | None = None
+) -> list[torch.Tensor]:
+    """One update of every member of every group; returns one (members, 4) loss tensor per group.
+
+    The teachers run first, on the current stream. With ``branches`` (CUDA), each member's update then runs on
+    its own stream, forked from the current one and joined back, so small models need not wait for big ones.
+    """
+    branches = branches or Branches(torch.device("cpu"), 0)
+    teacher_outs = []
+    for group, (_, _, z, fake_labels) in zip(groups, batches, strict=True):
+        teacher_out = None
+        if group.needs_teacher:
+            with torch.no_grad(), autocast:
+                teacher_out = group.teacher.forward_features(z, fake_labels)
+        teacher_outs.append(teacher_out)
+    branches.fork()  # after the teachers: every branch waits for their outputs
+    index, per_group = 0, []
+    for group, batch, teacher_out in zip(groups, batches, teacher_outs, strict=True):
+        losses = []
+        for m in group.members:
+            with branches.branch(index):
+                losses.append(train_step(m, *batch, teacher_out, autocast))
+            index += 1
+        per_group.append(losses)
+    branches.join()
+    return [torch.stack(losses) for losses in per_group]
+
+
+def train_cohort(
+    members: list[Member], dataset: ImageDataset, teacher: nn.Module | None, device: torch.device, **options
+) -> None:
+    """Train one seed's cohort (see ``train_cohorts``); ``options`` are ``LoopOptions`` fields."""
+    train_cohorts([TrainGroup(members, teacher)], dataset, device, LoopOptions(**options))
+
+
+def train_cohorts(
+    groups: list[TrainGroup], dataset: ImageDataset, device: torch.device, options: LoopOptions = LoopOptions()
+) -> None:
+    """Train every member of every group to its spec's epochs; diverged members stop, the rest go on.
+
+    All groups step together (on a GPU, one graph replay per step covers every group), each on its own seed's
+    stream, so the result of every member is what it would be trained alone.
+    """
+    groups = [group for group in groups if group.members]
+    if not groups:
+        return
+    spec = groups[0].members[0].spec
+    everyone = [m for group in groups for m in group.members]
+    assert all((m.spec.epochs, m.spec.batch_size, m.spec.precision) == (spec.epochs, spec.batch_size, spec.precision)
+               for m in everyone), "groups trained together share epochs, batch size and precision"  # fmt: skip
+    assert all(len({m.spec.seed for m in group.members}) == 1 for group in groups), "a group shares its seed"
+    images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
+    nz = groups[0].members[0].generator.cfg.nz
+    streams = [
+        BatchStream(images, labels, spec.batch_size, nz, dataset.num_classes, group.members[0].spec.seed)
+        for group in groups
+    ]
+    noises = [fixed_noise(nz, dataset.num_classes, s.seed, device) for s in streams]
+    for group in groups:
+        if group.teacher is not None:
+            group.teacher.to(device).eval()
+    autocast = precision_autocast(spec.precision, device)
+    for m in everyone:
+        m.generator.train(), m.discriminator.train()
+    steps = StepRunner(groups, autocast, device, options)
+
+    first_epoch = min(m.start_epoch for m in everyone)
+    epochs = tqdm(range(first_epoch, spec.epochs), desc=_cohort_name(groups), disable=not options.progress,
+                  leave=False)  # fmt: skip
+    per_epoch = streams[0].steps_per_epoch
     for epoch in epochs:
-        todo = [m for m in members if m.active and m.start_epoch <= epoch]
+        todo = [[m for m in group.members if m.active and m.start_epoch <= epoch] for group in groups]
         started = time.perf_counter()
-        for step_in_epoch, (real, real_labels, z, fake_labels) in enumerate(stream.epoch(epoch)):
-            step = epoch * stream.steps_per_epoch + step_in_epoch + 1
-            teacher_out = None
-            if needs_teacher:
-                with torch.no_grad(), autocast:
-                    teacher_out = teacher.forward_features(z, fake_labels)
-            for m in todo:
-                if not m.active:
-                    continue
-                losses = train_step(m, real, real_labels, z, fake_labels, teacher_out, autocast)
-                if step % log_every == 0 or step_in_epoch + 1 == stream.steps_per_epoch:
-                    _log(m, epoch, step, losses)
+        for step_in_epoch, batches in enumerate(zip(*(stream.epoch(epoch) for stream in streams))):
+            step = epoch * per_epoch + step_in_epoch + 1
+            active = [[m for m in members if m.active] for members in todo]
+            losses = steps(active, batches)
+            if step % options.log_every == 0 or step_in_epoch + 1 == per_epoch:
+                values = torch.cat(losses).tolist()  # the only host sync: once every log_every steps
+                for m, row in zip([m for members in active for m in members], values, strict=True):
+                    _log(m, epoch, step, row)
         elapsed = time.perf_counter() - started
-        for m in todo:
+        for m in (m for members in todo for m in members):
             m.train_seconds += elapsed
             m.checkpoint(epoch + 1)
-            if samples_every_epoch and m.active:
-                save_samples(m.generator, noise, m.run_dir / f"samples_epoch{epoch + 1:03d}.png")
-        epochs.set_postfix(active=sum(m.active for m in members))
-    for m in members:
+        if options.samples_every_epoch:
+            for m, noise in _with_noise(todo, noises):
+                if m.active:
+                    save_samples(m.generator, noise, m.run_dir / f"samples_epoch{epoch + 1:03d}.png")
+        epochs.set_postfix(active=sum(m.active for m in everyone))
+    for m, noise in _with_noise([group.members for group in groups], noises):
         if m.active:
             save_samples(m.generator, noise, m.run_dir / SAMPLES_FILE)
             atomic_torch_save(m.run_dir / GENERATOR_FILE, m.generator.state_dict())
             atomic_torch_save(m.run_dir / DISCRIMINATOR_FILE, m.discriminator.state_dict())
 
 
-def _log(member: Member, epoch: int, step: int, losses: torch.Tensor) -> None:
-    values = losses.tolist()  # the only host sync: once every log_every steps
+def _with_noise(members: list[list[Member]], noises: list[tuple[torch.Tensor, torch.Tensor]]):
+    return ((m, noise) for group, noise in zip(members, noises, strict=True) for m in group)
+
+
+class StepRunner:
+    """Runs one step of the active members: from a CUDA graph where it can, eagerly elsewhere.
+
+    A graph is captured for one set of active members and captured again when that set changes (a member
+    diverged, or a resumed member joins at its epoch). If warm-up or capture fails, one warning says why and
+    every later step runs eagerly.
+    """
+
+    def __init__(self, groups: list[TrainGroup], autocast: torch.autocast, device: torch.device,
+                 options: LoopOptions) -> None:  # fmt: skip
+        self.groups, self.autocast, self.device = groups, autocast, device
+        self.use_graphs = options.cuda_graphs and cuda_graphs.graphs_supported(device)
+        self.concurrent = options.concurrent
+        self._key: tuple[int, ...] | None = None
+        self._graph: cuda_graphs.GraphedStep | None = None
+
+    def __call__(self, active: list[list[Member]], batches: Sequence[Batch]) -> list[torch.Tensor]:
+        groups = [TrainGroup(members, group.teacher) for group, members in zip(self.groups, active, strict=True)]
+        if not self.use_graphs:
+            return cohort_step(groups, batches, self.autocast)
+        key = tuple(id(m) for members in active for m in members)
+        if key != self._key:
+            self._graph, self._key = None, key
+            self._graph = self._capture(groups, batches)
+        if self._graph is None:
+            return cohort_step(groups, batches, self.autocast)
+        return self._graph(batches)
+
+    def _capture(self, groups: list[TrainGroup], batches: Sequence[Batch]) -> cuda_graphs.GraphedStep | None:
+        members = [m for group in groups for m in group.members]
+        optimizers = [opt for m in members for opt in (m.opt_g, m.opt_d)]
+        modules = [module for m in members for module in (m.generator, m.discriminator, m.objective) if module]
+        snapshot = StateSnapshot.take(modules, optimizers)
+        branches = Branches(self.device, len(members) if self.concurrent else 0)
+        try:
+            step = lambda b: cohort_step(groups, b, self.autocast, branches)  # noqa: E731
+            return cuda_graphs.GraphedStep.capture(step, batches, snapshot)
+        except Exception as error:  # any failure: train eagerly, say why once
+            reason = (str(error).strip().splitlines() or [""])[0]
+            warnings.warn(
+                f"CUDA graph capture failed, training eagerly ({type(error).__name__}: {reason}); "
+                "--no-cuda-graphs skips the attempt",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.use_graphs = False
+            return None
+
+
+def _log(member: Member, epoch: int, step: int, values: list[float]) -> None:
     member.log.append([epoch, step, *values])
     if not all(math.isfinite(v) for v in values):
         member.diverged_step = step
 
 
-def _cohort_name(members: list[Member]) -> str:
-    spec = members[0].spec
+def _cohort_name(groups: list[TrainGroup]) -> str:
+    members = [m for group in groups for m in group.members]
+    seeds = ",".join(str(group.members[0].spec.seed) for group in groups)
     kinds = sorted({m.spec.kd for m in members})
-    return f"seed {spec.seed} {'+'.join(kinds)} x{len(members)}"
+    return f"seed {seeds} {'+'.join(kinds)} x{len(members)}"

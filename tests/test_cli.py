@@ -99,3 +99,12 @@ def test_help_lists_every_flag(capsys):
 
 def test_ray_flags_need_the_ray_executor(capsys, tmp_path):
     fails_cleanly(capsys, ["--gpus-per-run", "0.5", "--out", str(tmp_path / "o")], "need --executor ray")
+
+
+def test_loop_flags_reach_the_grid():
+    from bench.cli import build_parser, grid_from_args
+
+    default = grid_from_args(build_parser().parse_args([]))
+    assert default.cuda_graphs and default.concurrent
+    off = grid_from_args(build_parser().parse_args(["--no-cuda-graphs", "--no-concurrency"]))
+    assert not off.cuda_graphs and not off.concurrent

@@ -7,13 +7,22 @@ import torch
 import bench.train as train
 from bench.cli import main
 from bench.records import RESULTS_CSV, results_table
-from bench.runner import plan
+from bench.runner import GridContext, plan, schedule
 from bench.spec import make_grid
 from reports import build_report
 from tests.conftest import tiny_grid_args
 
 # columns that measure time, not what was computed
-TIMING = ("train_seconds", "latency", "throughput", "finished_at", "threads_", "device_name")
+TIMING = (
+    "train_seconds",
+    "latency",
+    "throughput",
+    "finished_at",
+    "train_started_at",
+    "threads_",
+    "device_name",
+    "seconds_",
+)
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,3 +116,33 @@ def test_a_diverged_teacher_is_recorded_and_the_grid_goes_on(tmp_path, monkeypat
     assert set(frame.loc[[(16, "pixel-l1"), (32, "pixel-l1")], "status"]) == {"teacher-diverged"}
     assert frame.loc[(16, "none"), "ratio_params"] == pytest.approx(155_896 / 30_910)  # sizes survive divergence
     assert (build_report(out) / "report.md").read_text().count("diverged") >= 3
+
+
+def test_schedule_trains_every_seed_of_a_phase_together_or_one_cohort_at_a_time():
+    cohorts = plan(make_grid("quick", widths=(16,), seeds=(1, 2)).runs())
+    assert schedule(cohorts, together=False) == [[c] for c in cohorts]
+    together = schedule(cohorts, together=True)
+    assert [[(c.seed, c.phase) for c in batch] for batch in together] == [
+        [(1, "scratch"), (2, "scratch")],
+        [(1, "distill"), (2, "distill")],
+    ]
+
+
+def test_seeds_trained_together_give_the_results_of_seeds_trained_apart(tmp_path, monkeypatch):
+    args = ("--seeds", "1,2", "--epochs", "1", "--widths", "16", "--kd", "none,pixel-l1")
+    assert main(tiny_grid_args(tmp_path / "apart", *args)) == 0
+    monkeypatch.setattr(GridContext, "trains_together", property(lambda self: True))
+    assert main(tiny_grid_args(tmp_path / "together", *args)) == 0
+    apart, together = results_table(tmp_path / "apart"), results_table(tmp_path / "together")
+    assert len(apart) == 6
+    pd.testing.assert_frame_equal(comparable(apart), comparable(together))
+    windows = together.groupby("kd")[["train_started_at", "train_finished_at"]].nunique()
+    assert (windows == 1).all().all()  # one training loop per phase, both seeds in it
+
+
+def test_records_say_where_measuring_time_went(tiny_results):
+    frame = pd.read_csv(tiny_results / RESULTS_CSV)
+    for part in ("size", "speed_cpu", "quality_generate", "quality_lenet", "quality_prc", "quality_consistency"):
+        assert (frame[f"seconds_{part}"] > 0).all(), part
+    started = pd.to_datetime(frame["train_started_at"])
+    assert (pd.to_datetime(frame["train_finished_at"]) > started).all()
