@@ -10,6 +10,7 @@ from torch import nn
 from bench.measure import measure_devices, size_metrics, speed_metrics
 from bench.quality import QualityEvaluator
 from bench.spec import SpeedSpec
+from bench.stopwatch import timed
 
 
 def assess(
@@ -20,13 +21,19 @@ def assess(
     speed: SpeedSpec,
     device: torch.device,
 ) -> dict[str, float | int | str | None]:
-    """Size, cost and speed on every available device, then quality against the real data and the teacher."""
+    """Size, cost and speed on every available device, then quality against the real data and the teacher.
+
+    ``seconds_*`` columns say where the measuring time went (``seconds_quality_*``: the evaluator's parts).
+    """
     generator.eval()
     metrics: dict = {}
+    seconds: dict[str, float] = {}
     if discriminator is not None:
-        metrics.update(asdict(size_metrics(generator, discriminator)))
+        with timed(seconds, "size"):
+            metrics.update(asdict(size_metrics(generator, discriminator)))
     for where in measure_devices(device):
-        metrics.update(speed_metrics(generator.to(where), where, speed))
+        with timed(seconds, f"speed_{where.type}"):
+            metrics.update(speed_metrics(generator.to(where), where, speed))
     generator.to(device)
-    metrics.update(evaluator.score_generator(generator, teacher))
-    return metrics
+    metrics.update(evaluator.score_generator(generator, teacher, seconds))
+    return {**metrics, **{f"seconds_{name}": value for name, value in seconds.items()}}

@@ -45,6 +45,7 @@ from bench.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_o
 from bench.errors import CheckpointError, UserError
 from bench.io import safe_torch_load
 from bench.spec import QualitySpec
+from bench.stopwatch import timed
 from data import ImageDataset, from_uint8, to_uint8
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -167,8 +168,15 @@ class QualityEvaluator:
             self._noise[nz] = torch.randn(self.spec.fid_samples, nz, generator=generator)
         return self._noise[nz]
 
-    def score_generator(self, generator: nn.Module, teacher: nn.Module | None = None) -> dict[str, float | int | None]:
-        """Every quality metric of ``generator`` on the fixed (z, y); teacher fidelity when ``teacher`` is given."""
+    def score_generator(
+        self, generator: nn.Module, teacher: nn.Module | None = None, seconds: dict[str, float] | None = None
+    ) -> dict[str, float | int | None]:
+        """Every quality metric of ``generator`` on the fixed (z, y); teacher fidelity when ``teacher`` is given.
+
+        ``seconds``, when given, receives the wall time of each part (``quality_generate``, ``quality_lenet``,
+        ``quality_prc``, ``quality_inception``, ``quality_consistency``).
+        """
+        seconds = {} if seconds is None else seconds
         cfg = getattr(generator, "cfg", None)
         nz = getattr(cfg, "nz", DEFAULT_NZ)
         classes = getattr(cfg, "num_classes", self.dataset.num_classes)
@@ -178,8 +186,9 @@ class QualityEvaluator:
             )
         if teacher is not None and getattr(getattr(teacher, "cfg", None), "nz", DEFAULT_NZ) != nz:
             raise QualityError("the teacher and the student generator take noise of different sizes")
-        pixels, l1 = self._generate(generator, teacher, self.noise(nz), self.labels)
-        metrics = self._score_pixels(pixels, self.labels)
+        with timed(seconds, "quality_generate"):
+            pixels, l1 = self._generate(generator, teacher, self.noise(nz), self.labels)
+        metrics = self._score_pixels(pixels, self.labels, seconds)
         metrics["teacher_fidelity_l1"] = l1
         return metrics
 
@@ -234,26 +243,33 @@ class QualityEvaluator:
                 m.train(mode)
         return torch.cat(pixels), (l1_sum / count if teacher is not None else None)
 
-    def _score_pixels(self, fake: torch.Tensor, labels: torch.Tensor) -> dict[str, float | int | None]:
+    def _score_pixels(
+        self, fake: torch.Tensor, labels: torch.Tensor, seconds: dict[str, float] | None = None
+    ) -> dict[str, float | int | None]:
+        seconds = {} if seconds is None else seconds
         n_fake, n_real = len(fake), len(self.real)
         clf = self.classifier
-        lenet = self._fidelity(
-            fake, self.real, FEATURE_EXTRACTOR, str(clf.weights_path), self._cache_name("lenet", clf.weights_sha),
-            isc=True, fid=True, kid=True,
-        )  # fmt: skip
+        with timed(seconds, "quality_lenet"):
+            lenet = self._fidelity(
+                fake, self.real, FEATURE_EXTRACTOR, str(clf.weights_path), self._cache_name("lenet", clf.weights_sha),
+                isc=True, fid=True, kid=True,
+            )  # fmt: skip
         m = min(n_fake, n_real)
         prc_real = self.real[self._real_order[:m]]
         prc_name = self._cache_name("lenet", clf.weights_sha, f"prc{m}s{self.seed}")
-        lenet.update(self._fidelity(fake, prc_real, FEATURE_EXTRACTOR, str(clf.weights_path), prc_name, prc=True))
+        with timed(seconds, "quality_prc"):
+            lenet.update(self._fidelity(fake, prc_real, FEATURE_EXTRACTOR, str(clf.weights_path), prc_name, prc=True))
         metrics: dict[str, float | int | None] = {_FIDELITY_KEYS[k].format("lenet"): v for k, v in lenet.items()}
         if self.inception is not None:
             path, tag = self.inception
-            inception = self._fidelity(
-                fake, self.real, INCEPTION_EXTRACTOR, path, self._cache_name("inception", tag),
-                rgb=True, isc=True, fid=True, kid=True,
-            )  # fmt: skip
+            with timed(seconds, "quality_inception"):
+                inception = self._fidelity(
+                    fake, self.real, INCEPTION_EXTRACTOR, path, self._cache_name("inception", tag),
+                    rgb=True, isc=True, fid=True, kid=True,
+                )  # fmt: skip
             metrics.update({_FIDELITY_KEYS[k].format("inception"): v for k, v in inception.items()})
-        metrics["class_consistency"] = accuracy(clf.model, from_uint8(fake), labels, self.device)
+        with timed(seconds, "quality_consistency"):
+            metrics["class_consistency"] = accuracy(clf.model, from_uint8(fake), labels, self.device)
         metrics["teacher_fidelity_l1"] = None
         metrics["quality_n_fake"] = n_fake
         metrics["quality_n_real"] = n_real
