@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test lint format perf parity clean
+.PHONY: bench test lint format perf parity gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ perf: $(STAMP)  ## the training-loop benchmark against an original-style loop
 
 parity: $(STAMP)  ## the quality of both loops' models over seeds
 	$(PY) -m bench.parity $(ARGS)
+
+# the one-call GPU verification; needs no venv: on a machine with its own torch, `make gpu-check GPU_PY=python3`
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:  ## env, graph equivalence, loop benchmark, paper preset (one seed), short parity: one folder
+	PYTHONPATH=. $(GPU_PY) -m bench.gpu_check $(ARGS)
 
 clean:
 	rm -rf $(VENV) results

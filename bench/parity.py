@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from bench.device import device_name, resolve_device
+from bench.device import device_name, resolve_device, tune_for
 from bench.errors import UserError
 from bench.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, safe_torch_load
 from bench.quality import QualityEvaluator
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid, dataset = _grid(args)
         device = resolve_device(grid.device)
+        tune_for(device)
         out, progress = Path(args.out), not args.no_progress
         records = reference_records(grid, dataset, device, out / REFERENCE, progress)
         records += harness_records(replace(grid, out=str(out / HARNESS)), HARNESS, progress)

@@ -5,9 +5,11 @@
 * the **reference** loop (``bench.reference``), written the way the original was: per-item PIL transforms
   through a ``DataLoader``, conditions built on the CPU each step, a loss ``.item()`` every step, one run per
   process, so a distilled student runs its own teacher forward;
-* the **harness** loop (``bench.train.train_cohort``): the dataset on the device, batches and noise drawn
+* the **harness** loop (``bench.train.train_cohorts``): the dataset on the device, batches and noise drawn
   there, one-hot built there, epoch checkpoints included; first each width alone, then the whole grid of a
-  seed as one cohort sharing every batch and one teacher forward per step.
+  seed as one cohort sharing every batch and one teacher forward per step. ``--modes`` times it eagerly
+  (``eager``), replayed from a CUDA graph (``graphs``) and with every member on its own stream inside the
+  graph (``graphs-streams``); its figure is the marginal cost of a step (see ``harness_steps``).
 
 Both loops make the same updates (same models, losses and optimisers), so their ratio is the loop's
 overhead alone. Each is timed ``--repeats`` times, alternating, and the median kept. ``--variants`` adds, per
@@ -25,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from itertools import chain, count
@@ -34,18 +37,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench.device import device_name, resolve_device
+from bench.device import device_name, resolve_device, tune_for
 from bench.errors import UserError
 from bench.io import atomic_write_text
 from bench.reference import ReferenceRun
 from bench.spec import SCRATCH, RunSpec
 from bench.train import (
     BatchStream,
-    Member,
+    LoopOptions,
+    TrainGroup,
     build_models,
     make_member,
     precision_autocast,
-    train_cohort,
+    train_cohorts,
     train_step,
 )  # fmt: skip
 from data import ImageDataset, get_dataset
@@ -58,25 +62,43 @@ def reference_steps(spec: RunSpec, dataset: ImageDataset, device: torch.device, 
     return _seconds_per_call(lambda: next(updates), steps, device)
 
 
+HARNESS_MODES = {
+    "eager": LoopOptions(progress=False, cuda_graphs=False, concurrent=False),
+    "graphs": LoopOptions(progress=False, cuda_graphs=True, concurrent=False),
+    "graphs-streams": LoopOptions(progress=False, cuda_graphs=True, concurrent=True),
+}
+
+
 def harness_steps(
-    specs: list[RunSpec], dataset: ImageDataset, device: torch.device, steps: int, workdir: Path
-) -> float:
-    """Seconds per update of every spec trained as one cohort by ``train_cohort`` (about ``steps`` updates)."""
+    specs: list[RunSpec], dataset: ImageDataset, device: torch.device, steps: int, workdir: Path,
+    mode: str = "eager",
+) -> float:  # fmt: skip
+    """Seconds per update of every spec trained as one cohort by ``train_cohorts`` in ``mode`` (``HARNESS_MODES``).
+
+    The marginal cost of a step: a fresh cohort trained for two epochs of ``steps`` steps, minus one trained
+    for one epoch. What a run pays once (building the loop, a CUDA graph's warm-up and capture) cancels out,
+    as it does over a real run's thousands of steps; the per-epoch checkpoint stays in.
+    """
     batch = specs[0].batch_size
     subset = replace(dataset, train_images=dataset.train_images[: steps * batch],
                      train_labels=dataset.train_labels[: steps * batch])  # fmt: skip
     per_epoch = len(subset.train_labels) // batch
-    epochs = math.ceil(steps / per_epoch)
     teacher = _untrained_teacher(specs, dataset, device)
     fresh = Path(tempfile.mkdtemp(dir=workdir))  # no checkpoint of an earlier call may be resumed
+    options = HARNESS_MODES[mode]
 
-    def cohort(tag: str, epochs: int) -> list[Member]:
-        return [make_member(replace(s, epochs=epochs), fresh / tag / s.run_id, subset, device) for s in specs]
+    def seconds(tag: str, epochs: int) -> float:
+        group = TrainGroup([make_member(replace(s, epochs=epochs), fresh / tag / s.run_id, subset, device)
+                            for s in specs], teacher)  # fmt: skip
+        return _seconds_per_call(lambda: train_cohorts([group], subset, device, options), 1, device)
 
-    train_cohort(cohort("warm-up", 1), subset, teacher, device, progress=False)
-    members = cohort("timed", epochs)
-    seconds = _seconds_per_call(lambda: train_cohort(members, subset, teacher, device, progress=False), 1, device)
-    return seconds / (epochs * per_epoch)
+    seconds("warm-up", 1)
+    marginal = seconds("two", 2) - seconds("one", 1)
+    if marginal <= 0:  # the machine's noise exceeded an epoch's work: no number rather than a wrong one
+        warnings.warn(f"{mode} harness: an epoch of {per_epoch} steps took no measurable time; raise --steps",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
+        return math.nan
+    return marginal / per_epoch
 
 
 VARIANTS = ("eager", "channels-last", "compile", "bf16")
@@ -125,6 +147,11 @@ def step_seconds(spec: RunSpec, dataset: ImageDataset, device: torch.device, ste
     return statistics.median(timings)
 
 
+def _median_finite(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
 def _untrained_teacher(specs: list[RunSpec], dataset: ImageDataset, device: torch.device) -> nn.Module | None:
     """A freshly initialised teacher when any spec distils (its forward costs the same as a trained one's)."""
     if all(spec.kd == SCRATCH for spec in specs):
@@ -152,7 +179,7 @@ class PerfRow:
     """One comparison: images per second of the reference loop and of the harness, and their ratio."""
 
     loop: str  # "per-width", "cohort" or "step" (a bare update, see step_seconds)
-    variant: str  # "eager", or the way in a "step" row was timed with
+    variant: str  # the harness mode of a loop row (HARNESS_MODES), or the way in a "step" row was timed with
     kd: str
     width: str
     steps: int
@@ -172,11 +199,14 @@ def benchmark(
     device: torch.device,
     repeats: int = 3,
     variants: tuple[str, ...] = (),
+    modes: tuple[str, ...] = ("eager",),
 ) -> list[PerfRow]:
     """Every (objective, width) alone in both loops, then each objective's widths as one cohort.
 
     Each loop is timed ``repeats`` times, alternating, and the median is kept: a shared machine's noise
-    touches both loops alike. ``variants`` adds one bare-update row per way in for every (objective, width).
+    touches both loops alike. ``modes`` are the harness's loop options timed against the reference (eager;
+    CUDA graphs; graphs with every member on its own stream); ``variants`` adds one bare-update row per way
+    in for every (objective, width).
     """
     name = device_name(device)
     specs = [RunSpec(dataset.name, width, kd, 1.0, 1314, 1, batch_size) for kd in kds for width in widths]
@@ -189,19 +219,22 @@ def benchmark(
         rows.append(row)
         print(_line(row), flush=True)
 
-    def medians(group: list[RunSpec], workdir: Path) -> tuple[float, float]:
-        """Median seconds per step of the group's runs one after another (reference) and as one cohort."""
-        reference, harness = [], []
+    def medians(group: list[RunSpec], workdir: Path) -> tuple[float, dict[str, float]]:
+        """Median seconds per step of the group's runs one after another (reference) and as one cohort in
+        every harness mode."""
+        reference, harness = [], {mode: [] for mode in modes}
         for _ in range(repeats):
             reference.append(sum(reference_steps(spec, dataset, device, steps) for spec in group))
-            harness.append(harness_steps(group, dataset, device, steps, workdir))
-        return statistics.median(reference), statistics.median(harness)
+            for mode in modes:
+                harness[mode].append(harness_steps(group, dataset, device, steps, workdir, mode))
+        return statistics.median(reference), {mode: _median_finite(t) for mode, t in harness.items()}
 
     with tempfile.TemporaryDirectory() as tmp:
         reference = {}
         for spec in specs:
             reference[spec], harness = medians([spec], Path(tmp))
-            add("per-width", "eager", spec.kd, str(spec.width), 1, reference[spec], harness)
+            for mode, seconds in harness.items():
+                add("per-width", mode, spec.kd, str(spec.width), 1, reference[spec], seconds)
             for variant in variants:
                 seconds = step_seconds(spec, dataset, device, steps, repeats, variant, Path(tmp))
                 add("step", variant, spec.kd, str(spec.width), 1, reference[spec], seconds)
@@ -209,7 +242,9 @@ def benchmark(
         for kd in kds:
             group = [spec for spec in specs if spec.kd == kd]
             label = "+".join(str(spec.width) for spec in group)
-            add("cohort", "eager", kd, label, len(group), *medians(group, Path(tmp)))
+            reference_s, harness = medians(group, Path(tmp))
+            for mode, seconds in harness.items():
+                add("cohort", mode, kd, label, len(group), reference_s, seconds)
     return rows
 
 
@@ -230,6 +265,10 @@ def time_preset(preset: str, seeds: tuple[int, ...], device: str, data_root: str
     return time.perf_counter() - started
 
 
+def _default_modes(device: torch.device) -> str:
+    return ",".join(HARNESS_MODES) if device.type == "cuda" else "eager"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="digits")
@@ -237,15 +276,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--widths", default="16,32,64,128,256,512")
     p.add_argument("--kd", default="none,pixel-l1")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per loop (after warm-up)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per loop (per epoch for the harness)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3, help="timings per loop, alternating; the median is kept")
     p.add_argument("--variants", default="", help=f"bare-update rows, comma-separated from {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--modes",
+        help=f"harness loop modes, comma-separated from {', '.join(HARNESS_MODES)} "
+        "(default: all on CUDA, eager elsewhere: graphs need CUDA)",
+    )
     p.add_argument("--preset", help="also time this whole preset end to end (one seed), e.g. paper")
     p.add_argument("--out", default="results/perf", help="where perf.csv and perf.md go")
     args = p.parse_args(argv)
     try:
         device = resolve_device(args.device)
+        tune_for(device)
         dataset = get_dataset(args.dataset, args.data_root)
         try:
             widths = [int(w) for w in args.widths.split(",")]
@@ -255,10 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
             raise UserError(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
+        modes = tuple(m for m in (args.modes or _default_modes(device)).split(",") if m)
+        unknown = sorted(set(modes) - set(HARNESS_MODES))
+        if unknown or not modes:
+            raise UserError(f"unknown mode {(unknown or [''])[0]!r}: choose from {', '.join(HARNESS_MODES)}")
+        if device.type != "cuda" and modes != ("eager",):
+            raise UserError(f"--modes {','.join(modes)}: CUDA graphs need a CUDA device, time --modes eager here")
         if args.steps < 1 or args.repeats < 1:
             raise UserError("--steps and --repeats must be at least 1")
         rows = benchmark(dataset, widths, args.kd.split(","), args.steps, args.batch_size, device, args.repeats,
-                         variants)  # fmt: skip
+                         variants, modes)  # fmt: skip
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

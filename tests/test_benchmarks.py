@@ -68,7 +68,7 @@ def test_reference_loop_knows_the_original_objectives_only(digits):
 
 def test_perf_benchmark_runs_and_writes_its_table(tmp_path):
     out = tmp_path / "perf"
-    argv = ["--widths", "16", "--kd", "none,pixel-l1", "--steps", "2", "--repeats", "2", "--batch-size", "16",
+    argv = ["--widths", "16", "--kd", "none,pixel-l1", "--steps", "3", "--repeats", "2", "--batch-size", "16",
             "--variants", "eager,channels-last", "--out", str(out)]  # fmt: skip
     assert perf.main(argv) == 0
     frame = pd.read_csv(out / "perf.csv")
@@ -116,7 +116,12 @@ def test_parity_within_means_two_reference_sds():
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--variants", "fp8"], "unknown variant 'fp8'"), (["--widths", "16,x"], "comma-separated integers")],
+    [
+        (["--variants", "fp8"], "unknown variant 'fp8'"),
+        (["--widths", "16,x"], "comma-separated integers"),
+        (["--modes", "warp"], "unknown mode 'warp'"),
+        (["--device", "cpu", "--modes", "eager,graphs"], "CUDA graphs need a CUDA device"),
+    ],
 )
 def test_perf_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert perf.main([*argv, "--out", str(tmp_path / "p")]) == 2
