@@ -81,10 +81,10 @@ def stand_in_graphs(monkeypatch):
 
 def test_warm_up_is_undone_for_a_fresh_and_for_a_stepped_member(digits, tmp_path):
     teacher = teacher_for(digits)
+    autocast = precision_autocast("fp32", CPU)
     for name, steps_before in (("fresh", 0), ("stepped", 2)):
         member = make_member(spec(16, "feature"), tmp_path / name, digits, CPU)
         batch = first_batch(digits, member.spec)
-        autocast = precision_autocast("fp32", CPU)
 
         def step(batches, member=member):
             return cohort_step([TrainGroup([member], teacher)], batches, autocast)
