@@ -341,7 +341,7 @@ def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -
 def run_local(grid: GridSpec, progress: bool = True) -> Path:
     """Run the whole grid in this process, cohort by cohort; returns the results directory."""
     ctx, specs, cohorts = prepare_grid(grid, progress)
-    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="phase", disable=not progress):
+    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="loop", disable=not progress):
         run_cohorts(ctx, batch)
     return finish_grid(ctx, specs, cohorts)
 
