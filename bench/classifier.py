@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from bench.errors import CheckpointError
-from bench.io import atomic_torch_save, safe_torch_load
+from bench.io import atomic_torch_save, quarantine, safe_torch_load
 from data import ImageDataset, from_uint8
 
 ARCH = "lenet-v1"  # bump when the architecture or the training recipe changes: it is part of the cache key
@@ -225,9 +224,9 @@ def load_or_train_classifier(
             model, payload = load_lenet(path, device)
             if payload.get("key") == key:
                 return Classifier(model, path, float(payload["test_accuracy"]), key, _sha(model))
-            warnings.warn(f"classifier cache {path} belongs to another key; retraining", stacklevel=2)
+            quarantine(path, "a classifier of another key")
         except (CheckpointError, RuntimeError, KeyError, TypeError) as err:
-            warnings.warn(f"classifier cache {path} is unusable ({err}); retraining", stacklevel=2)
+            quarantine(path, str(err).splitlines()[0] if str(err) else type(err).__name__)
     model = train_classifier(dataset, seed, device)
     test_accuracy = accuracy(model, dataset.test_images, dataset.test_labels, device)
     atomic_torch_save(path, _weights_file(model, test_accuracy, key, dataset, seed))

@@ -15,3 +15,8 @@ class CheckpointError(UserError):
 
 class DeviceError(UserError):
     """The requested device is not available."""
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: a newline or carriage return inside a value the user gave is shown escaped."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")

@@ -1,17 +1,47 @@
-"""Atomic writes and safe loads: a kill at any moment leaves either the old file or the new one, never half."""
+"""Atomic writes and safe loads: a kill at any moment leaves either the old file or the new one, never half.
+
+A full disk is a one-line ``DiskFullError`` naming the file, with no partial file left behind; a file found
+unreadable is moved aside (``quarantine``), never deleted, so that what it held can still be looked at.
+"""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import pickletools
+import re
 import tempfile
+import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.errors import CheckpointError
+from bench.errors import CheckpointError, UserError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class DiskFullError(UserError):
+    """A write failed for lack of space: the path is named, nothing partial is left."""
+
+
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that answers False for a path the system cannot even look up (too long, ...)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -25,8 +55,10 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"no space left on the device to write {path}: free some and run again") from None
         raise
 
 
@@ -39,23 +71,89 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save`` atomically; serialised in memory first, so the bytes do not depend on a temp file's name."""
+    """``torch.save`` atomically, every tensor on the CPU (a file written on a GPU loads anywhere); serialised
+    in memory first, so the bytes do not depend on a temp file's name."""
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(_on_cpu(obj), buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _on_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return type(obj)((key, _on_cpu(value)) for key, value in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(value) for value in obj)
+    return obj
 
 
 def safe_torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)``; a missing, corrupt or code-carrying file is a ``CheckpointError``."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's own notes on pickle protocols: ours to judge, not to print
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # unpickling errors come in many types; all mean "not a checkpoint we accept"
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line}") from None
+        text = _ANSI.sub("", str(err)).strip()
+        if _needs_code(path, text):
+            reason = "it needs code to load; refused: only plain weight files are accepted"
+        else:
+            first = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+            reason = f"it is corrupt or not a torch file ({first})"
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {reason}") from None
+
+
+_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _needs_code(path: Path, message: str) -> bool:
+    """Whether a refused file asks to import or call something (as opposed to being damaged)."""
+    if "Unsupported global" in message:  # a torch zip file whose pickle names a class or function
+        return True
+    try:  # a bare pickle: look for the opcodes that import or call
+        return any(op.name in _CODE_OPS for op, _, _ in pickletools.genops(path.read_bytes()))
+    except Exception:  # not a pickle at all: damaged
+        return False
 
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def quarantine(path: Path, why: str) -> Path | None:
+    """Move an unreadable file aside (``NAME.unreadable-<UTC time>``) with one warning line; returns where
+    (None when another process moved it first)."""
+    path = Path(path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = path.with_name(f"{path.name}.unreadable-{stamp}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    warnings.warn(f"{path} is unreadable ({why}): moved to {target.name} and recomputed", RuntimeWarning,
+                  stacklevel=2)  # fmt: skip
+    return target
+
+
+def check_writable_dir(path: Path, flag: str) -> None:
+    """Create ``path`` if needed and prove a file can be written there, or raise a one-line ``UserError``."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise UserError(f"{flag} {path} is not writable: {err.strerror or err}") from None
+
+
+def check_creatable_dir(path: Path, flag: str) -> None:
+    """What ``check_writable_dir`` proves, without creating anything: the nearest existing ancestor is a
+    writable directory (or ``path`` is one)."""
+    path = Path(path).absolute()
+    existing = next((p for p in (path, *path.parents) if _exists(p)), Path("/"))
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path} is not writable: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable: permission denied on {existing}")

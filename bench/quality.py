@@ -35,6 +35,7 @@ import hashlib
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch import nn
@@ -43,7 +44,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 
 from bench.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_or_train_classifier
 from bench.errors import CheckpointError, UserError
-from bench.io import safe_torch_load
+from bench.io import is_file, quarantine, safe_torch_load
 from bench.spec import QualitySpec
 from bench.stopwatch import timed
 from data import ImageDataset, from_uint8, to_uint8
@@ -108,7 +109,7 @@ def resolve_inception(spec: QualitySpec) -> tuple[str | None, str] | None:
     """
     if spec.inception_weights:
         path = Path(spec.inception_weights).expanduser()
-        if not path.is_file():
+        if not is_file(path):
             raise InceptionWeightsError(f"--inception-weights {path}: no such file")
         try:
             safe_torch_load(path)
@@ -312,9 +313,30 @@ class QualityEvaluator:
             verbose=False,
             **metrics,
         )
+        vet_fidelity_cache(self.cache_dir / "fidelity", real_cache_name)
         with torch.cuda.device(self.device) if cuda else nullcontext():
             result = torch_fidelity.calculate_metrics(**kwargs)
         return {k: float(v) for k, v in result.items() if k in _FIDELITY_KEYS}
+
+
+# what torch-fidelity's cached FID statistics hold besides tensors: numpy arrays of floats
+_NUMPY_GLOBALS = [(getattr(np, "_core", None) or np.core).multiarray._reconstruct, np.ndarray, np.dtype,
+                  np.dtypes.Float32DType, np.dtypes.Float64DType]  # fmt: skip
+
+
+def vet_fidelity_cache(cache_root: Path, name: str) -> None:
+    """Move aside every cached file of ``name`` that does not load as plain tensors and arrays.
+
+    torch-fidelity reads its cache with ``weights_only=False``: checking each file first with
+    ``weights_only=True`` keeps code out of that load, and a truncated or garbled file is recomputed instead
+    of stopping the grid.
+    """
+    for path in sorted(Path(cache_root).glob(f"{name}-*.pt")):
+        try:
+            with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+                safe_torch_load(path)
+        except CheckpointError as err:
+            quarantine(path, str(err).split(": ", 1)[-1])
 
 
 def _device_of(module: nn.Module, default: torch.device) -> torch.device:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UserError
-from bench.io import atomic_write_json, atomic_write_text, read_json
+from bench.io import atomic_write_json, atomic_write_text, quarantine, read_json
 from bench.spec import SCHEMA_VERSION, RunSpec
 
 RESULT_FILE = "result.json"
@@ -85,17 +85,40 @@ def write_record(results_dir: Path, record: RunRecord) -> Path:
     return path
 
 
+class UnreadableRecordError(Exception):
+    """A ``result.json`` that is not a record of this schema's shape (truncated, garbage, foreign keys)."""
+
+
 def read_record(path: Path) -> RunRecord:
-    raw = read_json(path)
+    try:
+        raw = read_json(path)
+    except (OSError, ValueError) as err:
+        raise UnreadableRecordError(f"{type(err).__name__}: {err}") from None
+    if not isinstance(raw, dict):
+        raise UnreadableRecordError("not a JSON object")
     check_schema(raw.get("schema_version"), path)
     raw.pop("run_id", None)
-    return RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
+    try:
+        return RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
+    except (KeyError, TypeError, ValueError) as err:
+        raise UnreadableRecordError(f"{type(err).__name__}: {err}") from None
 
 
-def find_record(results_dir: Path, spec: RunSpec) -> RunRecord | None:
-    """The finished record of ``spec`` in ``results_dir``, or None if it has not finished."""
+def find_record(results_dir: Path, spec: RunSpec, heal: bool = True) -> RunRecord | None:
+    """The finished record of ``spec`` in ``results_dir``, or None if it has not finished.
+
+    An unreadable record counts as unfinished: with ``heal`` it is moved aside (one warning), so the run is
+    trained again; without, it is left where it is (a dry run touches nothing).
+    """
     path = run_dir(results_dir, spec) / RESULT_FILE
-    return read_record(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return read_record(path)
+    except UnreadableRecordError as err:
+        if heal:
+            quarantine(path, str(err))
+        return None
 
 
 def check_schema(version: object, where: Path) -> None:
@@ -108,8 +131,13 @@ def check_schema(version: object, where: Path) -> None:
 
 def results_table(results_dir: Path) -> pd.DataFrame:
     """One row per finished run, with compression ratios against the teacher of the same dataset and seed."""
-    paths = sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}"))
-    frame = pd.DataFrame([read_record(path).row() for path in paths])
+    rows = []
+    for path in sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
+        try:
+            rows.append(read_record(path).row())
+        except UnreadableRecordError as err:
+            quarantine(path, str(err))
+    frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     teachers = frame[frame["role"] == "teacher"].drop_duplicates(["dataset", "seed", "teacher_sha"])

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 from bench.errors import UserError
+from bench.io import is_file
 from gans import check_width
 
 SCHEMA_VERSION = 1
 TEACHER_WIDTH = 512
 SCRATCH = "none"
 PRECISIONS = ("fp32", "bf16")
+# bounds that keep a typo from starting a run that cannot finish (or a seed torch's generators refuse)
+MAX_SEED = 2**63
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_FID_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -175,15 +181,21 @@ def validate(grid: GridSpec) -> None:
         (not grid.widths, "--widths needs at least one width"),
         (not grid.kd, "--kd needs at least one objective"),
         (not grid.seeds, "--seeds needs at least one seed"),
+        (any(not 0 <= seed < MAX_SEED for seed in grid.seeds), f"--seeds must lie in 0..{MAX_SEED - 1}"),
         (grid.epochs < 1, f"--epochs must be at least 1, got {grid.epochs}"),
+        (grid.epochs > MAX_EPOCHS, f"--epochs must be at most {MAX_EPOCHS}, got {grid.epochs}"),
         (grid.batch_size < 2, f"--batch-size must be at least 2, got {grid.batch_size}"),
+        (grid.batch_size > MAX_BATCH, f"--batch-size must be at most {MAX_BATCH}, got {grid.batch_size}"),
+        (not math.isfinite(grid.kd_weight), f"--kd-weight must be a finite number, got {grid.kd_weight}"),
         (grid.kd_weight < 0, f"--kd-weight must be non-negative, got {grid.kd_weight}"),
         (grid.log_every < 1, f"--log-every must be at least 1, got {grid.log_every}"),
         (grid.quality.fid_samples < 10, f"--fid-samples must be at least 10, got {grid.quality.fid_samples}"),
+        (grid.quality.fid_samples > MAX_FID_SAMPLES,
+         f"--fid-samples must be at most {MAX_FID_SAMPLES}, got {grid.quality.fid_samples}"),
         (grid.precision not in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
-    ]
+    ]  # fmt: skip
     for failed, message in checks:
         if failed:
             raise UserError(message)
-    if grid.teacher is not None and not Path(grid.teacher).is_file():
+    if grid.teacher is not None and not is_file(grid.teacher):
         raise UserError(f"--teacher {grid.teacher}: no such file")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from reports.load import ReportInputError, load
@@ -22,6 +23,9 @@ def build_report(results_dir: Path, out_dir: Path | None = None) -> Path:
     ``results.csv`` is missing or empty.
     """
     results = load(Path(results_dir))
+    if results.unreadable:
+        print(f"warning: {len(results.unreadable)} run(s) left out, their result.json unreadable: "
+              f"{', '.join(results.unreadable)}", file=sys.stderr)  # fmt: skip
     # imported only now: bad input is reported before matplotlib and seaborn take seconds to load
     from reports.document import write_report
 

@@ -78,7 +78,10 @@ def grid_line(results: Results) -> str:
 def _run_counts(results: Results) -> str:
     status = results.runs["status"].value_counts()
     parts = [f"{count} {state}" for state, count in status.items()]
-    return f"{len(results.runs)} runs: {', '.join(parts)}."
+    text = f"{len(results.runs)} runs: {', '.join(parts)}."
+    if results.unreadable:
+        text += f" Left out, their result.json unreadable: {', '.join(results.unreadable)}."
+    return text
 
 
 CAPTIONS = {

@@ -17,6 +17,7 @@ REFERENCES_CSV = "references.csv"
 GRID_JSON = "grid.json"
 RUNS_DIR = "runs"
 LOSSES_CSV = "losses.csv"
+RESULT_JSON = "result.json"
 SAMPLES_PNG = "samples.png"
 
 SCRATCH = "none"  # the kd value of a run trained without a teacher
@@ -36,6 +37,7 @@ class Results:
     runs: pd.DataFrame  # results.csv, one row per finished run, plus an ``objective`` display column
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty when references.csv is absent
     grid: dict = field(default_factory=dict)  # empty when grid.json is absent or unreadable
+    unreadable: tuple[str, ...] = ()  # runs whose result.json cannot be read: left out of every table
 
     def run_path(self, run_id: str, name: str) -> Path:
         return self.directory / RUNS_DIR / run_id / name
@@ -58,8 +60,28 @@ def load(results_dir: Path) -> Results:
     if runs.empty:
         raise ReportInputError(f"{directory / RESULTS_CSV} holds no runs")
     references_path = directory / REFERENCES_CSV
-    references = _read_csv(references_path, required=False) if references_path.is_file() else pd.DataFrame()
-    return Results(directory, _normalise(runs), references, _read_grid(directory / GRID_JSON))
+    try:
+        references = _read_csv(references_path, required=False) if references_path.is_file() else pd.DataFrame()
+    except ReportInputError:
+        references = pd.DataFrame()  # the floor and ceiling lines are left out, not the report
+    unreadable = unreadable_runs(directory)
+    runs = runs[~runs["run_id"].astype(str).isin(unreadable)]
+    if runs.empty:
+        raise ReportInputError(f"{directory / RESULTS_CSV} holds no readable runs")
+    return Results(directory, _normalise(runs), references, _read_grid(directory / GRID_JSON), unreadable)
+
+
+def unreadable_runs(directory: Path) -> tuple[str, ...]:
+    """The run ids under ``runs/`` whose ``result.json`` is not a readable JSON object."""
+    bad = []
+    for path in sorted((directory / RUNS_DIR).glob(f"*/{RESULT_JSON}")):
+        try:
+            ok = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            bad.append(path.parent.name)
+    return tuple(bad)
 
 
 def _read_csv(path: Path, required: bool) -> pd.DataFrame:

@@ -123,10 +123,12 @@ def test_unusable_cache_file_is_retrained(digits, tmp_path, monkeypatch):
     key = clf.classifier_key(small, 0)
     path = tmp_path / f"classifier-{key}.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="unusable"):
+    with pytest.warns(RuntimeWarning, match="is unreadable .* moved to classifier-.*unreadable-"):
         c = clf.load_or_train_classifier(small, 0, tmp_path, CPU)
     assert c.weights_path == path
     assert clf.load_lenet(path)[1]["key"] == key
+    moved = list(tmp_path.glob(f"classifier-{key}.pt.unreadable-*"))
+    assert len(moved) == 1 and moved[0].read_bytes() == b"not a checkpoint"  # kept, never deleted
 
 
 def test_load_lenet_refuses_foreign_files(tmp_path):
