@@ -7,13 +7,17 @@ code 2. Results already on disk are never touched by a failed start.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from bench.device import DEVICE_CHOICES
-from bench.errors import UserError
+from bench.errors import UserError, one_line
+from bench.io import is_file
+from bench.preempt import EXIT_PREEMPTED, Preempted, stop_on_sigterm
 from bench.spec import PRECISIONS, PRESETS, GridSpec, QualitySpec, SpeedSpec, make_grid, preset_values
 
 EXIT_USER_ERROR = 2
@@ -91,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cpus-per-run", type=int, help="CPUs (torch threads) per cohort under Ray (default: a fair share)")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every flag, file and directory, print the plan (what is done, what would be trained), "
+        "touch nothing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -101,12 +111,12 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     quality: QualitySpec = base["quality"]
     quality = replace(
         quality,
-        fid_samples=args.fid_samples or quality.fid_samples,
+        fid_samples=quality.fid_samples if args.fid_samples is None else args.fid_samples,
         inception_weights=args.inception_weights,
         inception_download=args.inception_download,
     )
     speed: SpeedSpec = replace(base["speed"], compile=args.compile)
-    if args.inception_weights is not None and not Path(args.inception_weights).is_file():
+    if args.inception_weights is not None and not is_file(args.inception_weights):
         raise UserError(f"--inception-weights {args.inception_weights}: no such file")
     return make_grid(
         args.preset,
@@ -121,24 +131,48 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     )  # fmt: skip
 
 
+def check_executor_flags(args: argparse.Namespace) -> None:
+    """Ray's flags need Ray's executor, and their values must make sense, before anything starts."""
+    if args.executor != "ray":
+        if args.ray_address or args.gpus_per_run is not None or args.cpus_per_run is not None:
+            raise UserError("--ray-address, --gpus-per-run and --cpus-per-run need --executor ray")
+        return
+    if args.gpus_per_run is not None:
+        from bench.ray_executor import check_gpus_per_run
+
+        if not math.isfinite(args.gpus_per_run):
+            raise UserError(f"--gpus-per-run must be a number between 0 and 1, got {args.gpus_per_run}")
+        check_gpus_per_run(args.gpus_per_run, args.device or "auto")
+    if args.cpus_per_run is not None and args.cpus_per_run < 1:
+        raise UserError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
+
+
+def _one_line_warnings(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warnings  # the user reads warnings as one line each, no source lines
     try:
         args = build_parser().parse_args(argv)
         grid = grid_from_args(args)
-        from bench.runner import default_threads, run_local
+        check_executor_flags(args)
+        from bench.runner import default_threads, dry_run, run_local
 
+        if args.dry_run:
+            print(dry_run(grid, executor=args.executor))
+            return 0
         default_threads()
         started = time.perf_counter()
-        if args.executor == "ray":
-            from bench.ray_executor import run_ray
+        with stop_on_sigterm():
+            if args.executor == "ray":
+                from bench.ray_executor import run_ray
 
-            results_dir = run_ray(
-                grid, args.ray_address, args.gpus_per_run, progress=not args.quiet, cpus_per_run=args.cpus_per_run
-            )
-        elif args.ray_address or args.gpus_per_run is not None or args.cpus_per_run is not None:
-            raise UserError("--ray-address, --gpus-per-run and --cpus-per-run need --executor ray")
-        else:
-            results_dir = run_local(grid, progress=not args.quiet)
+                results_dir = run_ray(
+                    grid, args.ray_address, args.gpus_per_run, progress=not args.quiet, cpus_per_run=args.cpus_per_run
+                )
+            else:
+                results_dir = run_local(grid, progress=not args.quiet)
         print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
         if not args.no_report:
             from reports import ReportInputError, build_report
@@ -149,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"report: {err}") from None
         return 0
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as err:  # the system refused a path (too long, a device, ...): one line, nothing lost
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {one_line(where)}{one_line(err.strerror or err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Preempted as stop:
+        print(f"preempted ({stop}): every run's state is saved; run the same command again to resume", file=sys.stderr)
+        return EXIT_PREEMPTED
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
         return 130

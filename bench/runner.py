@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,15 +22,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import gans
-from bench import claims
+from bench import claims, preempt
 from bench.assess import assess
 from bench.device import device_name, resolve_device, tune_for
-from bench.errors import CheckpointError, UserError
-from bench.io import atomic_write_json, atomic_write_text, read_json, safe_torch_load
+from bench.errors import CheckpointError, DataUnavailableError
+from bench.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_creatable_dir,
+    check_writable_dir,
+    quarantine,
+    read_json,
+    safe_torch_load,
+)
 from bench.measure import size_metrics
-from bench.quality import QualityEvaluator
+from bench.quality import QualityEvaluator, resolve_inception
 from bench.records import (
     REFERENCES_CSV,
+    RESULT_FILE,
     SPEC_FILE,
     STATUS_DIVERGED,
     STATUS_DONE,
@@ -43,7 +52,16 @@ from bench.records import (
     write_results_csv,
 )
 from bench.spec import SCHEMA_VERSION, SCRATCH, GridSpec, RunSpec
-from bench.train import GENERATOR_FILE, LoopOptions, Member, TrainGroup, build_models, make_member, train_cohorts
+from bench.train import (
+    GENERATOR_FILE,
+    STATE_FILE,
+    LoopOptions,
+    Member,
+    TrainGroup,
+    build_models,
+    make_member,
+    train_cohorts,
+)
 from data import ImageDataset, get_dataset
 
 GRID_FILE = "grid.json"
@@ -97,7 +115,8 @@ class GridContext:
         tune_for(device)
         results_dir = Path(grid.out)
         dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download)
-        cache_dir = Path(grid.cache_dir) if grid.cache_dir else results_dir / CACHE_DIR
+        cache_dir = cache_dir_of(grid)
+        check_writable_dir(cache_dir, "--cache-dir")
         evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir)
         return cls(grid, results_dir, device, dataset, evaluator, progress)
 
@@ -126,6 +145,11 @@ class GridContext:
                 path = run_dir(self.results_dir, teacher) / GENERATOR_FILE
             self.teachers[teacher.run_id] = load_generator(path, teacher, self.dataset).to(self.device).eval()
         return self.teachers[teacher.run_id]
+
+
+def cache_dir_of(grid: GridSpec) -> Path:
+    """Where the classifier and real-data statistics are cached: ``--cache-dir``, else ``<out>/cache``."""
+    return Path(grid.cache_dir) if grid.cache_dir else Path(grid.out) / CACHE_DIR
 
 
 def load_generator(path: Path, spec: RunSpec, dataset: ImageDataset) -> nn.Module:
@@ -160,22 +184,34 @@ def file_sha256(path: Path) -> str:
 def grid_runs(grid: GridSpec) -> list[RunSpec]:
     """Every run of the grid; with a given teacher checkpoint, its width and hash enter every spec."""
     if grid.teacher is None:
+        _warn_if_narrow_teacher(grid, grid.teacher_width)
         return grid.runs()
     width = gans.check_width(teacher_width_of(Path(grid.teacher)), "teacher width")
+    _warn_if_narrow_teacher(grid, width)
     return grid.runs(teacher_sha=file_sha256(Path(grid.teacher)), teacher_width=width)
+
+
+def _warn_if_narrow_teacher(grid: GridSpec, teacher_width: int) -> None:
+    wider = sorted(w for w in grid.widths if w > teacher_width)
+    if wider and any(kd != SCRATCH for kd in grid.kd):
+        warnings.warn(
+            f"the teacher (width {teacher_width}) is narrower than the students of width "
+            f"{', '.join(map(str, wider))}: they distil from a smaller generator",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
     """Check the directory is ours and writable, then record the grid, the device and the date."""
     results_dir = Path(grid.out)
     grid_file = results_dir / GRID_FILE
-    if grid_file.is_file():
-        check_schema(read_json(grid_file).get("schema_version"), grid_file)
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=results_dir).close()
-    except OSError as err:
-        raise UserError(f"--out {results_dir} is not writable: {err.strerror or err}") from None
+    version = read_schema_version(grid_file)
+    if version is not None:
+        check_schema(version, grid_file)
+    check_writable_dir(results_dir, "--out")
+    if grid_file.is_file() and version is None:
+        quarantine(grid_file, "not a grid record")
     atomic_write_json(
         grid_file,
         {
@@ -189,6 +225,15 @@ def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
         },
     )
     return results_dir
+
+
+def read_schema_version(grid_file: Path) -> object | None:
+    """The schema version a ``grid.json`` was written with; None when it is absent or unreadable."""
+    try:
+        raw = read_json(grid_file)
+    except (OSError, ValueError):
+        return None
+    return raw.get("schema_version") if isinstance(raw, dict) else None
 
 
 def run_cohort(ctx: GridContext, cohort: Cohort) -> list[RunRecord]:
@@ -223,7 +268,9 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
             window = {"train_started_at": _now()}
             train_cohorts(groups, ctx.dataset, ctx.device, ctx.loop_options())
             window["train_finished_at"] = _now()
-            records += [record_member(ctx, cohort, member, window) for cohort, member in trained]
+            for cohort, member in trained:
+                records.append(record_member(ctx, cohort, member, window))
+                preempt.check()  # a stop asked for while measuring: the rest resume from their state
         if records:
             write_results_csv(ctx.results_dir)
         return records
@@ -287,7 +334,7 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
         sizes = asdict(size_metrics(member.generator, member.discriminator))  # the architecture's, still valid
         record = RunRecord(member.spec, STATUS_DIVERGED, {**training, **sizes}, diverged_step=member.diverged_step)
     write_record(ctx.results_dir, record)
-    (member.run_dir / "state.pt").unlink(missing_ok=True)  # the optimiser state is only needed to resume
+    (member.run_dir / STATE_FILE).unlink(missing_ok=True)  # the optimiser state is only needed to resume
     return record
 
 
@@ -305,7 +352,14 @@ def write_references(ctx: GridContext) -> None:
     """The real-data floor and the untrained-generator ceiling of every metric, once per results directory."""
     path = ctx.results_dir / REFERENCES_CSV
     if path.is_file():
-        return
+        try:
+            frame = pd.read_csv(path)
+            if {"dataset", "reference", "fid_lenet"} <= set(frame.columns) and len(frame) >= 2:
+                return
+            problem = "not the reference rows"
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        quarantine(path, problem)
     untrained, _ = build_models(ctx.grid.runs()[0], ctx.dataset)
     rows = [{"dataset": ctx.grid.dataset, **row} for row in ctx.evaluator.reference_rows(untrained.to(ctx.device))]
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
@@ -317,6 +371,8 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     device = resolve_device(grid.device)
     specs = grid_runs(grid)
     dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
+    check_creatable_dir(Path(grid.out), "--out")
+    check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
     prepare_results_dir(grid, device)
     ctx = GridContext.create(grid, dataset, progress)
     write_references(ctx)
@@ -325,6 +381,54 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
         for teacher in {cohort.teacher.run_id: cohort.teacher for cohort in cohorts}.values():
             record_given_teacher(ctx, teacher)
     return ctx, specs, cohorts
+
+
+def dry_run(grid: GridSpec, executor: str = "local") -> str:
+    """Check what a run of ``grid`` needs (device, teacher, dataset, directories) and describe what it would do:
+    every cohort's runs, which are finished, which resume, which would be trained. Nothing is written."""
+    device = resolve_device(grid.device)
+    specs = grid_runs(grid)
+    try:
+        get_dataset(grid.dataset, grid.data_root, download=False)
+        data = f"{grid.dataset} (on disk)"
+    except DataUnavailableError:
+        if not grid.download:
+            raise
+        check_creatable_dir(Path(grid.data_root), "--data-root")
+        data = f"{grid.dataset} (would be downloaded to {grid.data_root})"
+    results_dir = Path(grid.out)
+    version = read_schema_version(results_dir / GRID_FILE)
+    if version is not None:
+        check_schema(version, results_dir / GRID_FILE)
+    check_creatable_dir(results_dir, "--out")
+    check_creatable_dir(cache_dir_of(grid), "--cache-dir")
+    if grid.quality.inception_weights:
+        resolve_inception(grid.quality)  # a file that is not torch-fidelity's Inception fails here, not later
+    cohorts = plan(specs)
+    lines = [
+        f"dry run: {len(specs)} runs in {len(cohorts)} cohorts; {data}; device {device_name(device)}; "
+        f"executor {executor}; results in {results_dir}",
+    ]
+    counts = {"finished": 0, "to train": 0}
+    for cohort in cohorts:
+        lines.append(f"{cohort.name}:")
+        for spec in cohort.specs:
+            state = _run_state(results_dir, spec)
+            counts["finished" if state == "finished" else "to train"] += 1
+            lines.append(f"  {spec.run_id:48s} width {spec.width:3d} {spec.kd:10s} {state}")
+    lines.append(f"{counts['finished']} finished, {counts['to train']} to train; nothing was written")
+    return "\n".join(lines)
+
+
+def _run_state(results_dir: Path, spec: RunSpec) -> str:
+    directory = run_dir(results_dir, spec)
+    if find_record(results_dir, spec, heal=False) is not None:
+        return "finished"
+    if (directory / RESULT_FILE).is_file():
+        return "to train (its result.json is unreadable and would be moved aside)"
+    if (directory / STATE_FILE).is_file():
+        return "to train (resumes from its checkpoint)"
+    return "to train"
 
 
 def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -> Path:

@@ -24,9 +24,10 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 import gans
-from bench import cuda_graphs
+from bench import cuda_graphs, preempt
 from bench.cuda_graphs import Batch, Branches, StateSnapshot
-from bench.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, safe_torch_load
+from bench.errors import CheckpointError
+from bench.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, quarantine, safe_torch_load
 from bench.spec import RunSpec
 from data import ImageDataset
 from distill import build_objective
@@ -100,6 +101,7 @@ class Member:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     start_epoch: int = 0
+    start_step: int = 0  # steps of ``start_epoch`` already done (a run preempted mid-epoch)
     log: list[list[float]] = field(default_factory=list)
     train_seconds: float = 0.0
     diverged_step: int | None = None
@@ -108,11 +110,17 @@ class Member:
     def active(self) -> bool:
         return self.diverged_step is None
 
-    def checkpoint(self, epoch: int) -> None:
+    def starts_by(self, epoch: int, step_in_epoch: int) -> bool:
+        """Whether this run trains at (epoch, step): it has reached that point of the stream."""
+        return (self.start_epoch, self.start_step) <= (epoch, step_in_epoch)
+
+    def checkpoint(self, epoch: int, step_in_epoch: int = 0) -> None:
+        """Save everything needed to resume at step ``step_in_epoch`` of ``epoch`` (0: at its start)."""
         atomic_torch_save(
             self.run_dir / STATE_FILE,
             {
                 "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
                 "generator": self.generator.state_dict(),
                 "discriminator": self.discriminator.state_dict(),
                 "objective": self.objective.state_dict() if self.objective is not None else {},
@@ -138,6 +146,7 @@ class Member:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.start_epoch = int(state["epoch"])
+        self.start_step = int(state.get("step_in_epoch", 0))
         self.log = state["log"].tolist()
         self.train_seconds = float(state["train_seconds"])
         self.diverged_step = None if state["diverged_step"] < 0 else int(state["diverged_step"])
@@ -163,7 +172,12 @@ def make_member(spec: RunSpec, run_dir: Path, dataset: ImageDataset, device: tor
         torch.optim.Adam(g_params, lr=spec.lr, betas=betas),
         torch.optim.Adam(discriminator.parameters(), lr=spec.lr, betas=betas),
     )  # fmt: skip
-    member.restore(device)
+    try:
+        member.restore(device)
+    except (CheckpointError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:
+        # half-restored: move the file aside and build the run afresh, from its first epoch
+        quarantine(run_dir / STATE_FILE, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return make_member(spec, run_dir, dataset, device)
     return member
 
 
@@ -334,12 +348,15 @@ def train_cohorts(
         started = time.perf_counter()
         for step_in_epoch, batches in enumerate(zip(*(stream.epoch(epoch) for stream in streams))):
             step = epoch * per_epoch + step_in_epoch + 1
-            active = [[m for m in members if m.active] for members in todo]
-            losses = steps(active, batches)
-            if step % options.log_every == 0 or step_in_epoch + 1 == per_epoch:
-                values = torch.cat(losses).tolist()  # the only host sync: once every log_every steps
-                for m, row in zip([m for members in active for m in members], values, strict=True):
-                    _log(m, epoch, step, row)
+            active = [[m for m in members if m.active and m.starts_by(epoch, step_in_epoch)] for members in todo]
+            if any(active):
+                losses = steps(active, batches)
+                if step % options.log_every == 0 or step_in_epoch + 1 == per_epoch:
+                    values = torch.cat(losses).tolist()  # the only host sync: once every log_every steps
+                    for m, row in zip([m for members in active for m in members], values, strict=True):
+                        _log(m, epoch, step, row)
+            if preempt.stop_requested():
+                _save_preempted(todo, epoch, step_in_epoch + 1, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         for m in (m for members in todo for m in members):
             m.train_seconds += elapsed
@@ -354,6 +371,15 @@ def train_cohorts(
             save_samples(m.generator, noise, m.run_dir / SAMPLES_FILE)
             atomic_torch_save(m.run_dir / GENERATOR_FILE, m.generator.state_dict())
             atomic_torch_save(m.run_dir / DISCRIMINATOR_FILE, m.discriminator.state_dict())
+
+
+def _save_preempted(todo: list[list[Member]], epoch: int, done: int, elapsed: float) -> None:
+    """Save every run that reached this step at it, then raise ``Preempted``."""
+    for m in (m for members in todo for m in members):
+        if m.starts_by(epoch, done - 1):
+            m.train_seconds += elapsed
+            m.checkpoint(epoch, done)
+    raise preempt.Preempted(f"stopped at step {done} of epoch {epoch + 1}")
 
 
 def _with_noise(members: list[list[Member]], noises: list[tuple[torch.Tensor, torch.Tensor]]):

@@ -108,3 +108,57 @@ def test_loop_flags_reach_the_grid():
     assert default.cuda_graphs and default.concurrent
     off = grid_from_args(build_parser().parse_args(["--no-cuda-graphs", "--no-concurrency"]))
     assert not off.cuda_graphs and not off.concurrent
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "fresh"
+    assert main([*tiny_grid_args(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("dry run: 5 runs in 2 cohorts; digits (on disk)")
+    assert text.count("to train") == 6 and text.rstrip().endswith("0 finished, 5 to train; nothing was written")
+    assert not out.exists()
+
+
+def test_dry_run_knows_finished_resumable_and_unreadable_runs(capsys, tiny_results, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_results, out)
+    runs = sorted((out / "runs").iterdir())
+    (runs[0] / "result.json").write_text("{")
+    (runs[1] / "result.json").unlink()
+    (runs[1] / "state.pt").write_bytes(b"")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert main([*tiny_grid_args(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "unreadable and would be moved aside" in text and "resumes from its checkpoint" in text
+    assert text.rstrip().endswith("3 finished, 2 to train; nothing was written")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before  # nothing moved, nothing written
+
+
+def test_a_narrow_teacher_is_allowed_with_a_warning(tmp_path):
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"the teacher \(width 32\) is narrower than the students of width 64"):
+        assert main(["--widths", "64", "--teacher-width", "32", "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    line = warnings.formatwarning("a warning", UserWarning, "file.py", 1)  # as the command line prints it
+    assert line == "warning: a warning\n"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--kd-weight", "nan"], "--kd-weight must be a finite number, got nan"),
+        (["--kd-weight", "inf"], "--kd-weight must be a finite number, got inf"),
+        (["--fid-samples", "0"], "--fid-samples must be at least 10, got 0"),
+        (["--seeds", "-1"], "--seeds must lie in 0.."),
+        (["--epochs", "100000"], "--epochs must be at most 10000"),
+        (["--cache-dir", "/proc/forbidden/cache"], "--cache-dir /proc/forbidden/cache is not writable"),
+        (["--inception-weights", "x" * 300], "no such file"),
+        (["--executor", "ray", "--gpus-per-run", "nan"], "--gpus-per-run must be a number between 0 and 1"),
+        (["--executor", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be at least 1"),
+    ],
+)
+def test_every_bad_value_is_refused_before_anything_runs(capsys, tmp_path, args, expected):
+    fails_cleanly(capsys, ["--out", str(tmp_path / "out"), *args], expected)
+    assert not (tmp_path / "out").exists()

@@ -66,3 +66,22 @@ def test_two_processes_on_one_results_directory(tiny_results, tmp_path):
     assert len(table) == 5 and table["run_id"].is_unique
     pd.testing.assert_frame_equal(comparable(results_table(tiny_results)), comparable(table))
     assert pd.read_csv(out / "results.csv")["run_id"].tolist() == table["run_id"].tolist()
+
+
+def test_sigterm_mid_training_saves_and_resume_matches_an_uninterrupted_run(tiny_results, tmp_path):
+    out = tmp_path / "preempted"
+    runs = out / "runs"
+    process = start(out)
+    wait_until(lambda: bool(list(runs.glob("*pixel-l1*/state.pt"))), process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("preempted (") and last.endswith("run the same command again to resume")
+    assert "Traceback" not in err.decode()
+
+    resumed = start(out)
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    pd.testing.assert_frame_equal(comparable(results_table(tiny_results)), comparable(results_table(out)))
+    for run in runs.iterdir():
+        assert (run / "generator.pt").read_bytes() == (tiny_results / "runs" / run.name / "generator.pt").read_bytes()

@@ -1,5 +1,6 @@
 import hashlib
 
+import pytest
 import torch
 from torch import nn
 
@@ -141,3 +142,46 @@ def test_sample_grid_is_written(digits, tmp_path):
     assert (tmp_path / "m" / train.SAMPLES_FILE).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "m" / "samples_epoch001.png").is_file()
     assert (tmp_path / "m" / train.LOSSES_FILE).read_text().startswith("epoch,step,loss_d")
+
+
+def test_a_stop_request_saves_every_run_at_its_step_and_resume_is_exact(digits, tmp_path, monkeypatch):
+    from bench import preempt
+
+    teacher = teacher_for(digits)
+    straight = [make_member(spec(w, "pixel-l1", epochs=2), tmp_path / f"straight{w}", digits, CPU) for w in (16, 32)]
+    train_cohort(straight, digits, teacher, CPU, progress=False, log_every=4)
+
+    calls = {"n": 0}
+    real_step = train.train_step
+
+    def stop_midway(member, *args):
+        calls["n"] += 1
+        if calls["n"] == 2 * 30:  # both members have made 30 steps of the first epoch (22 per epoch: the 8th of 2nd)
+            preempt.request_stop()
+        return real_step(member, *args)
+
+    monkeypatch.setattr(train, "train_step", stop_midway)
+    stopped = [make_member(spec(w, "pixel-l1", epochs=2), tmp_path / f"stopped{w}", digits, CPU) for w in (16, 32)]
+    try:
+        with pytest.raises(preempt.Preempted, match="stopped at step 8 of epoch 2"):
+            train_cohort(stopped, digits, teacher, CPU, progress=False, log_every=4)
+    finally:
+        preempt._requested = False
+    monkeypatch.setattr(train, "train_step", real_step)
+    resumed = [make_member(spec(w, "pixel-l1", epochs=2), tmp_path / f"stopped{w}", digits, CPU) for w in (16, 32)]
+    assert [(m.start_epoch, m.start_step) for m in resumed] == [(1, 8), (1, 8)]
+    train_cohort(resumed, digits, teacher, CPU, progress=False, log_every=4)
+    for a, b in zip(straight, resumed, strict=True):
+        for x, y in zip(a.generator.state_dict().values(), b.generator.state_dict().values(), strict=True):
+            assert torch.equal(x, y)
+        assert a.log == b.log
+
+
+def test_an_unreadable_state_file_is_moved_aside_and_the_run_starts_afresh(digits, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / train.STATE_FILE).write_bytes(b"torn")
+    with pytest.warns(RuntimeWarning, match="state.pt is unreadable"):
+        member = make_member(spec(16, "none"), run, digits, CPU)
+    assert member.start_epoch == 0 and not (run / train.STATE_FILE).exists()
+    assert len(list(run.glob("state.pt.unreadable-*"))) == 1
