@@ -162,3 +162,18 @@ def test_a_narrow_teacher_is_allowed_with_a_warning(tmp_path):
 def test_every_bad_value_is_refused_before_anything_runs(capsys, tmp_path, args, expected):
     fails_cleanly(capsys, ["--out", str(tmp_path / "out"), *args], expected)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_ends_the_run_with_one_line_naming_the_file(capsys, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from bench import io as bench_io
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(bench_io.os, "fsync", no_space)
+    out = tmp_path / "out"
+    fails_cleanly(capsys, tiny_grid_args(out), f"no space left on the device to write {out / 'grid.json'}")
+    assert not list(out.rglob("*.tmp")) and not (out / "grid.json").exists()
