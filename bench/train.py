@@ -145,6 +145,9 @@ class Member:
             self.objective.load_state_dict(state["objective"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+            # a state saved by a graphed GPU run resumes anywhere: capturable Adam exists on accelerators only
+            group["capturable"] = bool(group.get("capturable")) and cuda_graphs.graphs_supported(device)
         self.start_epoch = int(state["epoch"])
         self.start_step = int(state.get("step_in_epoch", 0))
         self.log = state["log"].tolist()

@@ -248,3 +248,15 @@ def test_graphed_generator_latency_is_recorded_on_cuda():
     generator, _ = train.build_models(spec(16), _digits_like())
     metrics = speed_metrics(generator, torch.device("cuda"), SpeedSpec(min_run_time=0.05, throughput_batch=8))
     assert metrics["latency_ms_cuda_graph"] > 0 and metrics["throughput_ips_cuda_graph"] > 0
+
+
+def test_a_state_saved_by_a_graphed_run_resumes_on_the_cpu(digits, tmp_path):
+    member = make_member(spec(16, "none", epochs=2), tmp_path / "run", digits, CPU)
+    for optimizer in (member.opt_g, member.opt_d):
+        make_capturable(optimizer)  # what a capture on a GPU leaves in the optimisers it saves
+    member.checkpoint(1)
+    resumed = make_member(spec(16, "none", epochs=2), tmp_path / "run", digits, CPU)
+    assert resumed.start_epoch == 1
+    assert not any(group["capturable"] for group in (*resumed.opt_g.param_groups, *resumed.opt_d.param_groups))
+    train_cohorts([TrainGroup([resumed])], digits, CPU, LoopOptions(progress=False))
+    assert resumed.log[-1][1] == 2 * (len(digits.train_labels) // 64)
