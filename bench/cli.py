@@ -34,6 +34,13 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(item for item in text.replace(",", " ").split())
 
 
+class _Joined(argparse.Action):
+    """A list flag given as one comma-separated word or as several words (``--seeds 1 2`` = ``--seeds 1,2``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, tuple(item for value in values for item in value))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
         raise UserError(message)
@@ -49,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="digits (embedded, offline), mnist, fashion-mnist or cifar10")
     p.add_argument("--data-root", help="where torchvision datasets lie (default: ./datasets)")
     p.add_argument("--download", action="store_true", default=None, help="fetch a missing dataset")
-    p.add_argument("--widths", type=_int_list, help="student widths (first-layer channels), e.g. 16,32,64")
+    p.add_argument("--widths", type=_int_list, nargs="+", action=_Joined,
+                   help="student widths (first-layer channels), e.g. 16,32,64 or 16 32 64")  # fmt: skip
     p.add_argument("--disc-width", type=int, help="pin every student's discriminator width (default: follows)")
-    p.add_argument("--kd", type=_str_list, help="objectives, e.g. none,pixel-l1 (none = from scratch)")
+    p.add_argument("--kd", type=_str_list, nargs="+", action=_Joined,
+                   help="objectives, e.g. none,pixel-l1 (none = from scratch)")  # fmt: skip
     p.add_argument("--kd-weight", type=float, help="weight of the distillation term (default 1)")
-    p.add_argument("--seeds", type=_int_list, help="seeds, e.g. 1314,1315,1316")
+    p.add_argument("--seeds", type=_int_list, nargs="+", action=_Joined, help="seeds, e.g. 1314,1315,1316")
     p.add_argument("--epochs", type=int, help="training epochs of every run")
     p.add_argument("--batch-size", type=int, help="training batch size")
     p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast training")
@@ -61,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default: ./results/<preset>)")
     p.add_argument("--cache-dir", help="classifier and real-data statistics cache (default: <out>/cache)")
     p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (paper: 512, quick: 256)")
-    p.add_argument("--teacher", help="a trained teacher generator.pt to distil from instead of training one")
+    p.add_argument("--teacher", help="a trained teacher to distil from instead of training one: a generator.pt, "
+                   "or a run directory holding one")  # fmt: skip
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
     p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
@@ -116,6 +126,12 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         inception_download=args.inception_download,
     )
     speed: SpeedSpec = replace(base["speed"], compile=args.compile)
+    teacher = args.teacher
+    if teacher is not None and Path(teacher).is_dir():
+        teacher = str(Path(teacher) / "generator.pt")
+        if not is_file(teacher):
+            raise UserError(f"--teacher {args.teacher} is a directory without generator.pt: give a run directory "
+                            "or a generator.pt file")  # fmt: skip
     if args.inception_weights is not None and not is_file(args.inception_weights):
         raise UserError(f"--inception-weights {args.inception_weights}: no such file")
     return make_grid(
@@ -123,7 +139,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         dataset=args.dataset, data_root=args.data_root, download=args.download, widths=args.widths,
         disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
-        out=args.out or str(Path("results") / args.preset), teacher=args.teacher, teacher_width=args.teacher_width,
+        out=args.out or str(Path("results") / args.preset), teacher=teacher, teacher_width=args.teacher_width,
         cache_dir=args.cache_dir,
         log_every=args.log_every, samples_every_epoch=args.samples_every_epoch or None,
         cuda_graphs=not args.no_cuda_graphs, concurrent=not args.no_concurrency,
@@ -178,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             from reports import ReportInputError, build_report
 
             try:
-                print(f"report: {build_report(results_dir)}")
+                print(f"report: {build_report(results_dir) / 'report.html'}")
             except ReportInputError as err:
                 raise UserError(f"report: {err}") from None
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -265,9 +266,11 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
             groups.append(TrainGroup(members, teacher))
             trained += [(cohort, member) for member in members]
         if groups:
+            say(ctx.progress, f"training {len(trained)} runs: {', '.join(c.name for c in cohorts)}")
             window = {"train_started_at": _now()}
             train_cohorts(groups, ctx.dataset, ctx.device, ctx.loop_options())
             window["train_finished_at"] = _now()
+            say(ctx.progress, f"measuring {len(trained)} runs: size, speed, quality")
             for cohort, member in trained:
                 records.append(record_member(ctx, cohort, member, window))
                 preempt.check()  # a stop asked for while measuring: the rest resume from their state
@@ -307,6 +310,12 @@ def schedule(cohorts: list[Cohort], together: bool) -> list[list[Cohort]]:
         return [[cohort] for cohort in cohorts]
     phases = [[cohort for cohort in cohorts if cohort.phase == phase] for phase in ("scratch", "distill")]
     return [phase for phase in phases if phase]
+
+
+def say(progress: bool, text: str) -> None:
+    """One line of progress on stderr, beside the bars (nothing under ``--quiet``)."""
+    if progress:
+        tqdm.write(text, file=sys.stderr)
 
 
 def _now() -> str:
@@ -374,9 +383,13 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     check_creatable_dir(Path(grid.out), "--out")
     check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
     prepare_results_dir(grid, device)
+    say(progress, "preparing: the domain classifier, the real-data statistics and the reference rows")
     ctx = GridContext.create(grid, dataset, progress)
     write_references(ctx)
     cohorts = plan(specs)
+    finished = sum(find_record(ctx.results_dir, spec) is not None for spec in specs)
+    if finished:
+        say(progress, f"{finished} of {len(specs)} runs already finished, skipped")
     if grid.teacher is not None:
         for teacher in {cohort.teacher.run_id: cohort.teacher for cohort in cohorts}.values():
             record_given_teacher(ctx, teacher)

@@ -177,3 +177,31 @@ def test_a_full_disk_ends_the_run_with_one_line_naming_the_file(capsys, tmp_path
     out = tmp_path / "out"
     fails_cleanly(capsys, tiny_grid_args(out), f"no space left on the device to write {out / 'grid.json'}")
     assert not list(out.rglob("*.tmp")) and not (out / "grid.json").exists()
+
+
+def test_list_flags_take_commas_or_spaces():
+    from bench.cli import build_parser, grid_from_args
+
+    spaced = grid_from_args(build_parser().parse_args(["--seeds", "1", "2", "--widths", "16", "32,64", "--kd",
+                                                       "none", "pixel-l1"]))  # fmt: skip
+    assert spaced.seeds == (1, 2) and spaced.widths == (16, 32, 64) and spaced.kd == ("none", "pixel-l1")
+
+
+def test_a_run_directory_is_accepted_as_the_teacher(capsys, tiny_results, tmp_path):
+    from bench.cli import build_parser, grid_from_args
+
+    run = next(tiny_results.glob("runs/*-w64-none-*"))
+    grid = grid_from_args(build_parser().parse_args(["--teacher", str(run)]))
+    assert grid.teacher == str(run / "generator.pt")
+    fails_cleanly(capsys, ["--teacher", str(tmp_path), "--out", str(tmp_path / "o")], "is a directory without")
+
+
+def test_a_rerun_says_what_it_skipped_and_where_the_report_is(capsys, tiny_results, tmp_path):
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(tiny_results, out)
+    assert main([a for a in tiny_grid_args(out) if a not in ("--quiet", "--no-report")]) == 0
+    captured = capsys.readouterr()
+    assert "5 of 5 runs already finished, skipped" in captured.err
+    assert captured.out.strip().splitlines()[-1] == f"report: {out / 'report' / 'report.html'}"
