@@ -18,7 +18,7 @@ from bench.device import DEVICE_CHOICES
 from bench.errors import UserError, one_line
 from bench.io import is_file
 from bench.preempt import EXIT_PREEMPTED, Preempted, stop_on_sigterm
-from bench.spec import PRECISIONS, PRESETS, GridSpec, QualitySpec, SpeedSpec, make_grid, preset_values
+from bench.spec import PRECISIONS, PRESETS, TEACHER_WIDTH, GridSpec, QualitySpec, SpeedSpec, make_grid, preset_values
 
 EXIT_USER_ERROR = 2
 
@@ -46,11 +46,32 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def _choices_epilog() -> str:
+    """What each preset sets, and every registered objective, dataset and model family."""
+    from data import datasets
+    from distill import objectives
+    from gans import families
+
+    lines = ["presets:"]
+    for name, values in PRESETS.items():
+        lines.append(
+            f"  {name}: {values['dataset']}, widths {','.join(map(str, values['widths']))}, teacher width "
+            f"{values.get('teacher_width', TEACHER_WIDTH)}, kd {','.join(values['kd'])}, seeds "
+            f"{','.join(map(str, values['seeds']))}, {values['epochs']} epochs x batch {values['batch_size']}, "
+            f"{values['quality'].fid_samples} metric samples"
+        )
+    lines += [f"objectives (--kd): {', '.join(objectives())}", f"datasets: {', '.join(datasets())}",
+              f"model families: {', '.join(families())}"]  # fmt: skip
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="run_bench.py",
         description="Train a teacher conditional DCGAN and a grid of student widths with and without "
         "distillation; measure size, cost, speed and quality; write results.csv and a report.",
+        epilog=_choices_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", default="quick", help=f"base settings: {', '.join(PRESETS)} (default: quick)")
     p.add_argument("--dataset", help="digits (embedded, offline), mnist, fashion-mnist or cifar10")

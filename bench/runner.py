@@ -353,7 +353,8 @@ def record_given_teacher(ctx: GridContext, teacher: RunSpec) -> None:
         return
     generator = ctx.teacher_generator(teacher)
     _, discriminator = build_models(teacher, ctx.dataset)  # sizes depend on the architecture alone
-    metrics = assess(generator, discriminator, None, ctx.evaluator, ctx.grid.speed, ctx.device)
+    # scored against itself, as a trained teacher is: its teacher L1 is 0, not missing
+    metrics = assess(generator, discriminator, generator, ctx.evaluator, ctx.grid.speed, ctx.device)
     write_record(ctx.results_dir, RunRecord(teacher, STATUS_DONE, {"given_checkpoint": ctx.grid.teacher, **metrics}))
 
 

@@ -93,8 +93,12 @@ def test_help_lists_every_flag(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--dataset", "--data-root", "--download", "--widths", "--kd", "--kd-weight", "--seeds",
-                 "--epochs", "--batch-size", "--device", "--out", "--teacher", "--fid-samples"):  # fmt: skip
+                 "--epochs", "--batch-size", "--device", "--out", "--teacher", "--fid-samples", "--dry-run",
+                 "--no-cuda-graphs", "--no-concurrency", "--cache-dir"):  # fmt: skip
         assert flag in out
+    assert "paper: mnist, widths 16,32,64,128,256,512, teacher width 512" in out
+    assert "objectives (--kd): feature, feature-mse, none, pixel-l1, pixel-mse" in out
+    assert "model families: dcgan" in out
 
 
 def test_ray_flags_need_the_ray_executor(capsys, tmp_path):

@@ -93,6 +93,7 @@ def test_given_teacher_checkpoint_is_distilled_from(tiny_results, tmp_path):
     assert main(args) == 0
     given = pd.read_csv(out / RESULTS_CSV)
     assert sorted(given["role"]) == ["student", "teacher"]
+    assert given.loc[given["role"] == "teacher", "teacher_fidelity_l1"].iloc[0] == 0.0  # as a trained teacher's
     student = given[given["role"] == "student"].iloc[0]
     assert student["teacher_width"] == 64 and student["ratio_params"] == pytest.approx(155_896 / 30_910)
     trained_here = frame[(frame["width"] == 16) & (frame["kd"] == "pixel-l1")].iloc[0]
