@@ -117,7 +117,8 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         Paragraph(grid_line(results)),
         Paragraph(_run_counts(results)),
         Heading("Main results"),
-        TableBlock(tables["main"]),
+        TableBlock(tables["cost"]),
+        TableBlock(tables["quality"]),
         Heading("Quality against compression"),
         figure("quality_vs_compression", "FID and IS against compression ratio"),
         Heading("Distillation gain"),
@@ -182,7 +183,8 @@ figure { margin: 1em 0; }
 
 
 def to_html(blocks: list[Block]) -> str:
-    """``report.html``: one file, tables as HTML and figures as base64 data URIs, no external assets."""
+    """``report.html``: one file, tables as HTML and figures as base64 data URIs, no external assets; each table
+    and figure links its files beside the page (tables/, figures/)."""
     body = []
     for index, block in enumerate(blocks):
         match block:
@@ -193,14 +195,22 @@ def to_html(blocks: list[Block]) -> str:
                 body.append(f"<p{css}>{html.escape(text)}</p>")
             case TableBlock(table):
                 rendered = table.html().replace("<table>", f"<table><caption>{html.escape(table.title)}</caption>", 1)
-                body.append(f'<div class="table">{rendered}</div><p class="caption">{html.escape(table.caption)}</p>')
+                files = " · ".join(
+                    f'<a href="{TABLES_DIR}/{table.name}.{ext}">{label}</a>'
+                    for ext, label in (("csv", "CSV"), ("md", "Markdown"), ("tex", "LaTeX"))
+                )
+                body.append(
+                    f'<div class="table">{rendered}</div><p class="caption">{html.escape(table.caption)} ({files})</p>'
+                )
             case FigureBlock(None, alt, _):
                 body.append(f"<p><em>Not drawn: the results hold no data for {html.escape(alt.lower())}.</em></p>")
             case FigureBlock(path, alt, caption):
                 data = base64.b64encode(path.read_bytes()).decode("ascii")
+                files = (f'<a href="{FIGURES_DIR}/{path.stem}.png">PNG</a> · '
+                         f'<a href="{FIGURES_DIR}/{path.stem}.svg">SVG</a>')  # fmt: skip
                 body.append(
                     f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                    f"<figcaption>{html.escape(caption)} ({files})</figcaption></figure>"
                 )
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

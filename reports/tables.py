@@ -1,6 +1,7 @@
 """The report's tables, each built as numbers (written as CSV) and as text (written as Markdown and LaTeX).
 
-1. ``main``: per width x objective, cost and quality as mean ± 95% interval over seeds, with run status.
+1. ``cost`` and ``quality``: per width x objective, mean ± 95% interval over seeds; cost with run status. Two
+   tables rather than one, so that each fits a page and a screen.
 2. ``sizes``: the original project's size table reproduced from our measured bytes, in its units.
 3. ``gain``: what distillation changes against scratch training at the same width and seed.
 4. ``runs``: every run, diverged ones included, with its headline numbers.
@@ -137,8 +138,9 @@ def _status(group: pd.DataFrame) -> str:
     return f"{len(bad)} of {len(group)} {states} ({', '.join(details)})"
 
 
-def main_table(results: Results) -> Table:
-    """Per width x objective: cost and quality, mean ± 95% Student-t interval over seeds, with run status."""
+def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metric]]:
+    """Per width x objective: every present metric as mean ± 95% Student-t interval over seeds, with run status;
+    returns (numbers, text, the metrics)."""
     runs = results.runs
     metrics = present(COST, runs) + present(QUALITY, runs)
     finished = _quality_of_finished(runs, metrics)
@@ -173,13 +175,45 @@ def main_table(results: Results) -> Table:
             format_value(metric, mean, ci)
             for mean, ci in zip(data[f"{metric.name}_mean"], data[f"{metric.name}_ci95"], strict=True)
         ]
+    return data, display, metrics
+
+
+INTERVAL_NOTE = (
+    "Mean ± 95% Student-t confidence interval over seeds. A value without ± comes from a single seed (no "
+    "interval exists)."
+)
+
+
+def _half(results: Results, which: tuple[Metric, ...], keep_status: bool) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """The rows of ``_per_model`` with only the metrics of ``which`` (and the status column if asked)."""
+    data, display, metrics = _per_model(results)
+    chosen = [metric for metric in metrics if metric in which]
+    stems = tuple(f"{metric.name}_" for metric in chosen)
+    keys = ["dataset", "width", "kd", "objective", "model", "seeds", "runs", "diverged", "status"]
+    data = data[[col for col in data if col in keys or col.startswith(stems)]]
+    labels = {"dataset", "model", "width", "objective", "seeds"} | ({"status"} if keep_status else set())
+    display = display[[col for col in display if col in labels] + [metric.label for metric in chosen]]
+    return data, display, chosen
+
+
+def cost_table(results: Results) -> Table:
+    """Per width x objective: size, MACs, speed and compression, with run status."""
+    data, display, metrics = _half(results, COST, keep_status=True)
     caption = (
-        "Mean ± 95% Student-t confidence interval over seeds. A value without ± comes from a single seed "
-        "(no interval exists); sizes and MACs are the same for every seed and carry none. Quality metrics of "
-        "diverged runs are left out of the means (see status). Compression = the teacher's value / "
-        f"this model's value; kd = none is training from scratch. {direction_note(metrics)}"
+        f"{INTERVAL_NOTE} Sizes and MACs are the same for every seed and carry none. Compression = the "
+        f"teacher's value / this model's value; kd = none is training from scratch. {direction_note(metrics)}"
     )
-    return Table("main", "Main results per width and objective", caption, data, display)
+    return Table("cost", "Cost per width and objective", caption, data, display)
+
+
+def quality_table(results: Results) -> Table:
+    """Per width x objective: every quality metric; diverged runs are left out of the means."""
+    data, display, metrics = _half(results, QUALITY, keep_status=False)
+    caption = (
+        f"{INTERVAL_NOTE} Quality metrics of diverged runs are left out of the means (see the cost table's "
+        f"status). {direction_note(metrics)}"
+    )
+    return Table("quality", "Quality per width and objective", caption, data, display)
 
 
 # the original project's reported sizes (its README), in KiB: its "KB" is KiB and its "MB" is 1000 KiB
@@ -364,6 +398,7 @@ def references_table(results: Results) -> Table | None:
 
 def all_tables(results: Results) -> list[Table]:
     """Every table the report holds, in the order the report shows them."""
-    tables = [main_table(results), gain_table(results), size_table(results), runs_table(results)]
+    tables = [cost_table(results), quality_table(results), gain_table(results), size_table(results),
+              runs_table(results)]  # fmt: skip
     references = references_table(results)
     return tables + ([references] if references is not None else [])

@@ -61,5 +61,5 @@ def test_the_report_leaves_out_and_names_unreadable_runs(tiny_results, tmp_path,
     assert err.strip() == f"warning: 1 run(s) left out, their result.json unreadable: {victim.name}"
     report = (out / "report" / "report.md").read_text()
     assert f"Left out, their result.json unreadable: {victim.name}" in report
-    main_table = pd.read_csv(out / "report" / "tables" / "main.csv")
-    assert len(main_table) == len(pd.read_csv(out / RESULTS_CSV)) - 1
+    quality = pd.read_csv(out / "report" / "tables" / "quality.csv")
+    assert len(quality) == len(pd.read_csv(out / RESULTS_CSV)) - 1

@@ -20,11 +20,11 @@ from reports import build_report
 from reports.load import Results, load
 from reports.metrics import ALL
 from reports.stats import ci95, t975
-from reports.tables import main_table, runs_table
+from reports.tables import cost_table, quality_table, runs_table
 from tests.conftest import tiny_grid_args
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("main", "gain", "sizes", "runs", "references")
+TABLES = ("cost", "quality", "gain", "sizes", "runs", "references")
 FIGURES = ("quality_vs_compression", "pareto", "training_curves", "samples")
 
 
@@ -242,7 +242,7 @@ def check_every_table_and_figure(results_dir: Path, report_dir: Path) -> None:
         for ext in ("png", "svg"):
             path = report_dir / "figures" / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 1000, path
-    assert "\\toprule" in (report_dir / "tables" / "main.tex").read_text(encoding="utf-8")
+    assert "\\toprule" in (report_dir / "tables" / "quality.tex").read_text(encoding="utf-8")
     markdown = (report_dir / "report.md").read_text(encoding="utf-8")
     grid = json.loads((results_dir / "grid.json").read_text())
     widths = ", ".join(str(width) for width in grid["widths"])
@@ -259,23 +259,35 @@ def test_markdown_main_table_equals_csv(report_dir: Path):
 
 
 def check_markdown_main_table_equals_csv(report_dir: Path) -> None:
-    data = pd.read_csv(report_dir / "tables" / "main.csv")
-    shown = _markdown_rows(report_dir / "tables" / "main.md")
-    assert len(shown) == len(data)
     by_label = {metric.label: metric for metric in ALL}
-    compared = 0
-    for (_, row), (_, cells) in zip(data.iterrows(), shown.iterrows(), strict=True):
-        assert cells["width"] == str(row["width"]) and cells["objective"] == row["objective"]
-        for label in set(shown.columns) & set(by_label):
-            mean, _, places = _mean_and_ci(cells[label])
-            expected = row[f"{by_label[label].name}_mean"]
-            if math.isnan(expected):
-                assert math.isnan(mean)
-            else:
-                assert mean == pytest.approx(expected, abs=0.5 * 10**-places + 1e-9), (label, cells[label])
-                compared += 1
-    assert compared > 5 * len(data)
-    assert {"FID (LeNet)", "G params", "CPU latency (ms)", "compression, params (×)"} <= set(shown.columns)
+    expected_labels = {"cost": {"G params", "CPU latency (ms)", "compression, params (×)"},
+                       "quality": {"FID (LeNet)", "IS (LeNet)", "class consistency"}}  # fmt: skip
+    for name, labels in expected_labels.items():
+        data = pd.read_csv(report_dir / "tables" / f"{name}.csv")
+        shown = _markdown_rows(report_dir / "tables" / f"{name}.md")
+        assert len(shown) == len(data)
+        compared = 0
+        for (_, row), (_, cells) in zip(data.iterrows(), shown.iterrows(), strict=True):
+            assert cells["width"] == str(row["width"]) and cells["objective"] == row["objective"]
+            for label in set(shown.columns) & set(by_label):
+                mean, _, places = _mean_and_ci(cells[label])
+                expected = row[f"{by_label[label].name}_mean"]
+                if math.isnan(expected):
+                    assert math.isnan(mean)
+                else:
+                    assert mean == pytest.approx(expected, abs=0.5 * 10**-places + 1e-9), (label, cells[label])
+                    compared += 1
+        assert compared > 3 * len(data)
+        assert labels <= set(shown.columns)
+        assert all(label not in shown for other, o in expected_labels.items() if other != name for label in o)
+
+
+def test_each_main_table_fits_a_page(report_dir: Path):
+    for name in ("cost", "quality"):
+        assert len(_markdown_rows(report_dir / "tables" / f"{name}.md").columns) <= 12, name
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    for link in ('href="tables/cost.csv"', 'href="tables/quality.tex"', 'href="figures/pareto.svg"'):
+        assert link in html
 
 
 def _variant(results_dir: Path, directory: Path, edit) -> Results:
@@ -296,7 +308,7 @@ def test_one_seed_interval_is_absent_not_zero(results_dir: Path, tmp_path: Path)
         return runs
 
     results = _variant(results_dir, tmp_path, one_and_two_seeds)
-    table = main_table(results)
+    table = quality_table(results)
     single = (table.data["kd"] == "none") & (table.data["width"] == table.data["width"].min())
     assert table.data.loc[single, "fid_lenet_n"].eq(1).all()
     assert table.data.loc[single, "fid_lenet_ci95"].isna().all()
@@ -308,8 +320,8 @@ def test_one_seed_interval_is_absent_not_zero(results_dir: Path, tmp_path: Path)
 
 
 def test_report_intervals_match_seed_counts(report_dir: Path):
-    data = pd.read_csv(report_dir / "tables" / "main.csv")
-    shown = _markdown_rows(report_dir / "tables" / "main.md")
+    data = pd.read_csv(report_dir / "tables" / "quality.csv")
+    shown = _markdown_rows(report_dir / "tables" / "quality.md")
     single = (data["fid_lenet_n"] == 1).to_numpy()
     assert data.loc[single, "fid_lenet_ci95"].isna().all()
     assert not shown.loc[single, "FID (LeNet)"].str.contains("±").any()
@@ -331,7 +343,7 @@ def test_diverged_runs_are_shown(results_dir: Path, tmp_path: Path):
     listed = runs_table(results).display
     assert set(diverged["run_id"]) <= set(listed.loc[listed["status"] == "diverged", "run id"])
     assert "77" in set(listed["diverged at step"])
-    main = main_table(results).data
+    main = cost_table(results).data
     assert main["diverged"].sum() == len(diverged)
     assert main.loc[main["diverged"] > 0, "status"].str.contains("diverged").all()
     assert main["status"].str.contains("at step 77").any()
@@ -421,7 +433,7 @@ def test_report_without_grid_runs_or_quality(results_dir: Path, tmp_path: Path):
     assert markdown.startswith(f"Grid: preset unknown, dataset {runs['dataset'].iloc[0]}, widths {widths}, ")
     assert "grid.json missing" in markdown.splitlines()[0]
     assert markdown.count("Not drawn") == len(FIGURES)  # nothing to draw is said, not a crash
-    assert "FID" not in (tmp_path / "elsewhere" / "tables" / "main.md").read_text(encoding="utf-8")
+    assert "FID" not in (tmp_path / "elsewhere" / "tables" / "quality.md").read_text(encoding="utf-8")
     assert not (tmp_path / "elsewhere" / "tables" / "references.csv").exists()
 
 
@@ -443,5 +455,5 @@ def test_report_of_a_real_tiny_grid(tiny_results: Path, tmp_path: Path):
     report = build_report(results)
     check_every_table_and_figure(results, report)
     check_markdown_main_table_equals_csv(report)
-    main_table = pd.read_csv(report / "tables" / "main.csv")
-    assert set(main_table["seeds"]) == {2} and main_table["fid_lenet_ci95"].notna().all()
+    quality = pd.read_csv(report / "tables" / "quality.csv")
+    assert set(quality["seeds"]) == {2} and quality["fid_lenet_ci95"].notna().all()
