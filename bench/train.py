@@ -204,7 +204,9 @@ def save_samples(generator: nn.Module, noise: tuple[torch.Tensor, torch.Tensor],
         images = generator(*noise).float().cpu()
     generator.train(was_training)
     buffer = io.BytesIO()
-    save_image(images, buffer, format="png", nrow=noise[1].max().item() + 1, normalize=True, value_range=(-1, 1))
+    # one grey pixel between samples: a separator that does not drown dark, faint samples
+    save_image(images, buffer, format="png", nrow=noise[1].max().item() + 1, normalize=True, value_range=(-1, 1),
+               padding=1, pad_value=0.5)  # fmt: skip
     atomic_write_bytes(path, buffer.getvalue())
 
 

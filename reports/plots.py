@@ -3,7 +3,8 @@
 (a) ``quality_vs_compression``: FID and IS against compression ratio, a line per objective, bands over seeds.
 (b) ``pareto``: FID against CPU latency and against parameters, one point per run, the Pareto front drawn.
 (c) ``training_curves``: generator, discriminator and distillation losses against step, per width.
-(d) ``samples``: every run's fixed-(z, y) sample grid, teacher first, scratch above distilled.
+(d) ``samples``: every run's fixed-(z, y) sample grid at 1.5x its pixels, a row per width (teacher first), a
+    column per objective (scratch first).
 Each function returns the figure, or None when the results hold nothing to draw.
 """
 
@@ -32,6 +33,7 @@ from reports.metrics import BY_COLUMN, LOWER  # noqa: E402
 
 RATIO_LABEL = "compression by parameters (teacher / student params, ×, log scale)"
 REAL_REFERENCE = "real-test"
+SAVE_DPI = 130  # the PNGs' dots per inch
 
 
 @contextmanager
@@ -45,7 +47,7 @@ def save(fig: Figure, directory: Path, name: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     png = directory / f"{name}.png"
     with matplotlib.rc_context({"svg.hashsalt": name}):  # stable SVG ids: reruns give identical files
-        fig.savefig(png, dpi=130, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(png, dpi=SAVE_DPI, bbox_inches="tight", metadata={"Software": None})
         fig.savefig(directory / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return png
@@ -195,7 +197,9 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 
 def pareto(results: Results) -> Figure | None:
-    """FID against CPU latency (and GPU latency) and against parameters, one point per run, front outlined."""
+    """FID against CPU latency (and GPU latency) and against parameters: one point per model (width x
+    objective, the median over seeds; each run faint behind it), the Pareto front of the models outlined and
+    every model on it labelled with its width."""
     runs = _finished(results.runs)
     quality = "fid_lenet" if "fid_lenet" in runs and runs["fid_lenet"].notna().any() else None
     costs = {
@@ -213,10 +217,13 @@ def pareto(results: Results) -> Figure | None:
         value_name="x",
     ).dropna(subset=["x", quality])
     tidy["cost"] = tidy["cost"].map(costs)
+    models = tidy.groupby(["cost", "width", "objective"], as_index=False)[["x", quality]].median()
     order = _objectives(results, runs)
+    palette = _palette(order)
+    several_seeds = tidy.groupby(["cost", "width", "objective"]).size().max() > 1
     with _style():
         grid = sns.relplot(
-            data=tidy,
+            data=models,
             kind="scatter",
             x="x",
             y=quality,
@@ -224,28 +231,32 @@ def pareto(results: Results) -> Figure | None:
             style="objective",
             hue_order=order,
             style_order=order,
-            palette=_palette(order),
+            palette=palette,
             col="cost",
             col_order=list(costs.values()),
             col_wrap=2 if len(costs) > 2 else None,
             s=70,
-            alpha=0.85,
+            alpha=0.9,
             height=3.6,
             aspect=1.2,
             facet_kws={"sharex": False},
+            zorder=3,
         )
         grid.set(xscale="log")
-        grid.set_titles("FID against {col_name}")
         for label, ax in grid.axes_dict.items():
-            points = tidy[tidy["cost"] == label]
-            front = pareto_front(points, "x", quality)
-            ax.step(front["x"], front[quality], where="post", color="black", linewidth=1.2, zorder=0)
+            if several_seeds:  # every run, faint, behind its model's median
+                each = tidy[tidy["cost"] == label]
+                ax.scatter(each["x"], each[quality], s=14, alpha=0.35, zorder=2,
+                           color=[palette[objective] for objective in each["objective"]])  # fmt: skip
+            front = pareto_front(models[models["cost"] == label], "x", quality)
+            ax.step(front["x"], front[quality], where="post", color="black", linewidth=1.2, zorder=1)
             ax.scatter(front["x"], front[quality], s=190, facecolors="none", edgecolors="black", linewidths=1.2)
-            for row in front.sort_values(quality).drop_duplicates("width").itertuples():  # one label a width
+            for index, row in enumerate(front.itertuples()):  # every front model, labels alternating sides
                 ax.annotate(
                     f"w{row.width}",
                     (row.x, getattr(row, quality)),
-                    xytext=(7, 5),
+                    xytext=(8, 6) if index % 2 == 0 else (-8, -12),
+                    ha="left" if index % 2 == 0 else "right",
                     textcoords="offset points",
                     fontsize=8,
                 )
@@ -254,17 +265,11 @@ def pareto(results: Results) -> Figure | None:
                 _plain_log_ticks(ax)
             ax.set_ylabel(f"{BY_COLUMN[quality].label}{_better(quality)}")
             ax.set_title(f"FID against {label.split(' (')[0]}")
-        front_handle = Line2D(
-            [],
-            [],
-            color="black",
-            marker="o",
-            markerfacecolor="none",
-            markersize=10,
-            label="Pareto front (w = width)",
-        )
-        grid.axes.flat[0].legend(handles=[front_handle], loc="upper right", fontsize=8)
-        _legend_right(grid, "objective\n(one point per run)")
+        _legend_right(grid, "objective\n(median over seeds" + ("; faint: each run)" if several_seeds else ")"))
+        front_handle = Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10,
+                              label="Pareto front\n(w = width)")  # fmt: skip
+        grid.figure.legend(handles=[front_handle], loc="lower left", bbox_to_anchor=(1.0, 0.08), frameon=False,
+                           fontsize=8)  # fmt: skip
     return grid.figure
 
 
@@ -345,9 +350,12 @@ def _pick_seed(runs: pd.DataFrame, available: dict[str, Path]) -> int | None:
     return int((teachers if len(teachers) else with_samples)["seed"].min())
 
 
+SAMPLE_SCALE = 1.5  # screen pixels per sample pixel: tiles at least at their native 28 px, in a 1200 px page
+
+
 def sample_grid(results: Results) -> Figure | None:
-    """Each run's sample PNG for one seed: one column per width, widest (the teacher) first, scratch on top
-    and each distillation objective below it."""
+    """Each run's sample PNG for one seed, at 1.5x its pixel size: one row per width, widest (the teacher)
+    first, one column per objective, scratch first."""
     available = samples(results)
     seed = _pick_seed(results.runs, available)
     if seed is None:
@@ -356,36 +364,41 @@ def sample_grid(results: Results) -> Figure | None:
     order = _objectives(results, runs)
     widths = sorted(runs["width"].unique(), reverse=True)
     first = imread(available[runs["run_id"].iloc[0]])
-    cell_w = 2.8
-    cell_h = cell_w * first.shape[0] / first.shape[1] + 0.5
+    cell_w = first.shape[1] * SAMPLE_SCALE / SAVE_DPI + 0.35
+    cell_h = first.shape[0] * SAMPLE_SCALE / SAVE_DPI + 0.35
+    teacher_width = None
     with _style(), sns.axes_style("white"):
         fig, axes = plt.subplots(
-            len(order), len(widths), figsize=(cell_w * len(widths), cell_h * len(order)), squeeze=False
+            len(widths), len(order), figsize=(cell_w * len(order), cell_h * len(widths) + 0.5), squeeze=False
         )
         for ax in axes.flat:
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-        for (i, objective), (j, width) in itertools.product(enumerate(order), enumerate(widths)):
+        for (i, width), (j, objective) in itertools.product(enumerate(widths), enumerate(order)):
             match = runs[(runs["width"] == width) & (runs["objective"] == objective)]
             if match.empty:
                 continue
             run = match.sort_values("role", ascending=False).iloc[0]  # the teacher before a same-width student
             image = imread(available[run["run_id"]])
             axes[i, j].imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-            title = f"teacher (width {width})" if run["role"] == "teacher" else f"width {width}, {objective}"
-            failed = run["status"] != DONE
-            if failed:
-                title += f" ({run['status']})"
-            axes[i, j].set_title(title, fontsize=9, color="tab:red" if failed else "black")
+            if run["role"] == "teacher":
+                teacher_width = width
+            if run["status"] != DONE:  # a failed run says so above its tile, in red
+                axes[i, j].set_title(f"{objective} ({run['status']})", fontsize=9, color="tab:red")
             for spine in axes[i, j].spines.values():
                 spine.set_visible(True)
-                spine.set_color("0.6")
-        for i, objective in enumerate(order):
-            axes[i, 0].set_ylabel(objective, fontsize=10, fontweight="bold")
+                spine.set_linewidth(0.5)
+                spine.set_color("0.75")
+        for j, objective in enumerate(order):
+            if not axes[0, j].get_title():
+                axes[0, j].set_title(objective, fontsize=10, fontweight="bold")
+        for i, width in enumerate(widths):
+            name = f"width {width}" + ("\n(teacher)" if width == teacher_width else "")
+            axes[i, 0].set_ylabel(name, fontsize=10, fontweight="bold")
         fig.suptitle(f"Samples at fixed (z, y), seed {seed}; each image row runs through classes 0-9", fontsize=11)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.985))
     return fig
 
 

@@ -457,3 +457,35 @@ def test_report_of_a_real_tiny_grid(tiny_results: Path, tmp_path: Path):
     check_markdown_main_table_equals_csv(report)
     quality = pd.read_csv(report / "tables" / "quality.csv")
     assert set(quality["seeds"]) == {2} and quality["fid_lenet_ci95"].notna().all()
+
+
+def test_pareto_shows_each_model_once_and_labels_every_front_model(results_dir: Path):
+    from reports.plots import pareto, pareto_front
+
+    results = load(results_dir)
+    figure = pareto(results)
+    runs = results.runs[results.runs["status"] == "done"]
+    models = runs.groupby(["width", "objective"], as_index=False)[["g_params", "fid_lenet"]].median()
+    front = pareto_front(models, "g_params", "fid_lenet")
+    axes = {ax.get_title(): ax for ax in figure.axes}
+    params = axes["FID against generator parameters"]
+    labels = [text.get_text() for text in params.texts]
+    assert labels == [f"w{width}" for width in front["width"]]  # every model on the front, once
+    assert runs["seed"].nunique() == 2  # two seeds, yet the teacher is one labelled model
+    assert labels.count(f"w{runs.loc[runs['role'] == 'teacher', 'width'].iloc[0]}") <= 1
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def test_sample_tiles_are_shown_larger_than_their_pixels(report_dir: Path, results_dir: Path):
+    from matplotlib.image import imread
+
+    from reports.plots import SAMPLE_SCALE
+
+    tile = imread(next(results_dir.glob("runs/*/samples.png")))
+    figure = imread(report_dir / "figures" / "samples.png")
+    runs = load(results_dir).runs
+    objectives = runs["kd"].nunique()
+    assert figure.shape[1] >= objectives * tile.shape[1] * SAMPLE_SCALE  # never shrunk below native size
+    assert figure.shape[1] <= 1200  # and it fits the report's 1200 px page
