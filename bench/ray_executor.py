@@ -43,7 +43,8 @@ def run_ray(
     *,
     cpus_per_run: int | None = None,
 ) -> Path:
-    """Run the whole grid as Ray tasks, one per cohort; returns the results directory.
+    """Run the whole grid as Ray tasks, one per run (one per cohort where tasks share a GPU); returns the
+    results directory.
 
     ``address`` None starts a Ray instance on this machine; otherwise it is the cluster to join (``auto``,
     ``host:port`` or ``ray://host:port``). ``gpus_per_run`` is the GPU share each cohort asks Ray for (0 to 1);
@@ -71,14 +72,16 @@ def run_ray(
         if gpus_per_run == 0:
             # Ray leaves a GPU-less task every GPU of its node visible: "auto" would pile CPU runs onto GPU 0
             grid = replace(grid, device="cpu")
-        cpus = cpus_per_run or default_cpus_per_run(nodes, gpus_per_run, len(grid.seeds))
         ctx, specs, cohorts = prepare_grid(grid, progress)
+        tasks = task_cohorts(cohorts, gpus_per_run)
+        at_once = max(sum(task.phase == phase for task in tasks) for phase in ("scratch", "distill"))
+        cpus = cpus_per_run or default_cpus_per_run(nodes, gpus_per_run, at_once)
         # the driver has downloaded the data already; workers must find it on shared storage, not race for it
         worker_grid = replace(grid, download=False)
         task = ray.remote(cohort_task).options(
             num_cpus=cpus, num_gpus=gpus_per_run, max_retries=MAX_RETRIES, retry_exceptions=False
         )
-        refs = submit(task, worker_grid, cohorts)
+        refs = submit(task, worker_grid, tasks)
         wait_all(refs, progress)
         return finish_grid(ctx, specs, cohorts)
     finally:
@@ -100,15 +103,26 @@ def cohort_task(grid: GridSpec, cohort: Cohort, *after: object) -> list[str]:
     return [record.run_id for record in run_cohort(ctx, cohort)]
 
 
+def task_cohorts(cohorts: list[Cohort], gpus_per_run: float) -> list[Cohort]:
+    """What each Ray task trains: one run each, so a grid spreads over as many GPUs (or CPU shares) as it has
+    runs; but whole cohorts where tasks share a GPU (0 < ``gpus_per_run`` < 1), where training a cohort's
+    runs together on one GPU (one batch stream, one teacher forward per step) is what pays."""
+    if 0 < gpus_per_run < 1:
+        return list(cohorts)
+    return [replace(cohort, specs=(spec,)) for cohort in cohorts for spec in cohort.specs]
+
+
 def submit(task, grid: GridSpec, cohorts: list[Cohort]) -> dict:
-    """Submit every cohort; a distill cohort takes its seed's scratch cohort as an argument. Ref -> cohort."""
+    """Submit every task; a distilled one takes the task that trains its teacher as an argument, so Ray starts it
+    once that teacher exists (a given teacher checkpoint needs no wait). Ref -> cohort."""
     refs = {}
-    scratch = {}
+    teachers = {}
     for cohort in cohorts:
-        after = [scratch[cohort.seed]] if cohort.phase == "distill" and cohort.seed in scratch else []
+        teacher_ref = teachers.get(cohort.teacher.run_id) if cohort.teacher is not None else None
+        after = [teacher_ref] if cohort.phase == "distill" and teacher_ref is not None else []
         ref = task.remote(grid, cohort, *after)
-        if cohort.phase == "scratch":
-            scratch[cohort.seed] = ref
+        if cohort.phase == "scratch" and cohort.teacher in cohort.specs:
+            teachers[cohort.teacher.run_id] = ref
         refs[ref] = cohort
     return refs
 
@@ -120,7 +134,7 @@ def wait_all(refs: dict, progress: bool) -> None:
     pending = dict(refs)
     failures: dict[object, BaseException] = {}
     try:
-        with tqdm(total=len(refs), desc="grid", unit="cohort", disable=not progress) as bar:
+        with tqdm(total=len(refs), desc="grid", unit="task", disable=not progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
@@ -196,12 +210,12 @@ def check_gpus_per_run(gpus: float, device: str) -> None:
         raise UserError("--device cuda needs --gpus-per-run > 0 under --executor ray")
 
 
-def default_cpus_per_run(nodes: list[dict], gpus_per_run: float, n_seeds: int) -> int:
-    """A fair share of a node for one cohort.
+def default_cpus_per_run(nodes: list[dict], gpus_per_run: float, at_once: int) -> int:
+    """A fair share of a node for one task.
 
     With GPUs: the CPUs that go with ``gpus_per_run`` on the leanest GPU node (16 CPUs and 8 GPUs: 2 per GPU).
-    Without: the cluster's CPUs split among the seeds, whose chains are what runs at once, capped at the
-    largest node (one seed on a 2-core machine: both cores, like the local executor).
+    Without: the cluster's CPUs split among the tasks that can run at once (``at_once``: the larger phase's
+    task count), capped at the largest node (one task on a 2-core machine: both cores, like the local executor).
     """
     if gpus_per_run > 0:
         shares = [node.get("CPU", 0) / node["GPU"] for node in nodes if node.get("GPU", 0) > 0]
@@ -209,7 +223,7 @@ def default_cpus_per_run(nodes: list[dict], gpus_per_run: float, n_seeds: int) -
     cpus = [node.get("CPU", 0) for node in nodes]
     if not cpus:
         return 1
-    return max(1, math.floor(min(max(cpus), sum(cpus) // max(n_seeds, 1))))
+    return max(1, math.floor(min(max(cpus), sum(cpus) // max(at_once, 1))))
 
 
 def absolute_paths(grid: GridSpec) -> GridSpec:

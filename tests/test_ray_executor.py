@@ -22,10 +22,13 @@ from bench.ray_executor import (  # noqa: E402
     check_reachable,
     default_cpus_per_run,
     run_ray,
+    submit,
+    task_cohorts,
     wait_all,
 )
 from bench.records import results_table  # noqa: E402
-from bench.runner import Cohort  # noqa: E402
+from bench.runner import Cohort, plan  # noqa: E402
+from bench.spec import make_grid  # noqa: E402
 from tests.conftest import tiny_grid_args  # noqa: E402
 from tests.test_runner import comparable  # noqa: E402
 
@@ -89,6 +92,7 @@ def test_ray_grid_matches_the_local_executor(ray_instance, tiny_results, tmp_pat
     assert pd.read_csv(out / "results.csv")["run_id"].tolist() == table["run_id"].tolist()
     for run in (out / "runs").iterdir():
         assert same_weights(run / "generator.pt", tiny_results / "runs" / run.name / "generator.pt")
+    assert table["train_started_at"].nunique() == 5  # one task a run: the grid spreads over as many workers
     assert ray.is_initialized()  # not ours to shut down
 
 
@@ -151,12 +155,12 @@ def test_gpu_shares_are_checked():
 
 def test_default_cpus_per_run_is_a_fair_share_of_a_node():
     gpu_nodes = [{"CPU": 16, "GPU": 8}, {"CPU": 32, "GPU": 8}, {"CPU": 4}]
-    assert default_cpus_per_run(gpu_nodes, 1, n_seeds=3) == 2  # the leanest GPU node: 2 CPUs per GPU
-    assert default_cpus_per_run(gpu_nodes, 0.5, n_seeds=3) == 1
-    assert default_cpus_per_run([{"CPU": 2}], 0, n_seeds=1) == 2  # like the local executor
-    assert default_cpus_per_run([{"CPU": 32}, {"CPU": 32}], 0, n_seeds=3) == 21
-    assert default_cpus_per_run([{"CPU": 8}, {"CPU": 8}], 0, n_seeds=1) == 8  # no more than a node
-    assert default_cpus_per_run([], 0, n_seeds=1) == 1 and default_cpus_per_run([], 1, n_seeds=1) == 1
+    assert default_cpus_per_run(gpu_nodes, 1, at_once=3) == 2  # the leanest GPU node: 2 CPUs per GPU
+    assert default_cpus_per_run(gpu_nodes, 0.5, at_once=3) == 1
+    assert default_cpus_per_run([{"CPU": 2}], 0, at_once=1) == 2  # like the local executor
+    assert default_cpus_per_run([{"CPU": 32}, {"CPU": 32}], 0, at_once=3) == 21
+    assert default_cpus_per_run([{"CPU": 8}, {"CPU": 8}], 0, at_once=1) == 8  # no more than a node
+    assert default_cpus_per_run([], 0, at_once=1) == 1 and default_cpus_per_run([], 1, at_once=1) == 1
 
 
 def test_paths_are_resolved_on_the_driver(tmp_path, monkeypatch):
@@ -178,3 +182,30 @@ def test_an_address_where_nothing_listens_fails_at_once():
     with pytest.raises(UserError, match="expected host:port"):
         check_reachable("head-node")
     check_reachable("auto")  # left to Ray
+
+
+class RecordingTask:
+    """Stands in for a Ray remote function: records each submission and what it waits for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def remote(self, grid, cohort, *after):
+        ref = f"ref{len(self.calls)}"
+        self.calls.append((cohort.name if len(cohort.specs) > 1 else cohort.specs[0].run_id, list(after)))
+        return ref
+
+
+def test_one_task_a_run_and_each_distilled_run_waits_for_its_teacher_alone():
+    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))
+    cohorts = plan(grid.runs())
+    tasks = task_cohorts(cohorts, gpus_per_run=1)
+    assert len(tasks) == len(grid.runs()) == 10 and all(len(task.specs) == 1 for task in tasks)
+    recorder = RecordingTask()
+    refs = submit(recorder, grid, tasks)
+    waits = dict(recorder.calls)
+    for task in refs.values():
+        spec = task.specs[0]
+        teacher_ref = next(r for r, t in refs.items() if t.specs[0] == spec.teacher())
+        assert waits[spec.run_id] == ([teacher_ref] if task.phase == "distill" else [])
+    assert task_cohorts(cohorts, gpus_per_run=0.5) == cohorts  # tasks sharing a GPU keep whole cohorts
