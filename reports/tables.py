@@ -291,12 +291,19 @@ def size_table(results: Results) -> Table:
                 strict=True,
             )
         ]
+    # show what applies: the widths this grid trained, and the columns that hold a value for one of them
+    trained = (data["g_bytes"].notna() | data["d_bytes"].notna()).to_numpy()
+    display = display[trained]
+    display = display[[col for col in display if (display[col] != ABSENT).any()]]
+    missing = [str(width) for width in data.loc[~trained, "width"]]
     caption = (
         "Serialized fp32 state_dict sizes (BatchNorm buffers included). The original's KB is KiB "
         "(bytes / 1024) and its MB is 1000 KiB (14,295 KiB prints as 14.3 MB). It claims 52.75× generator and 153× "
         "discriminator compression for the c=32 student; for c=64 the original ratios are implied by its "
-        "sizes. Compression = teacher bytes / student bytes. A width the grid did not train shows –."
-    )
+        "sizes. Compression = teacher bytes / student bytes."
+        + (f" Widths of the original's table this grid did not train ({', '.join(missing)}) are left out, "
+           "as are columns without a value; the CSV keeps every row." if missing else "")
+    )  # fmt: skip
     return Table("sizes", "Model sizes against the original project", caption, data, display)
 
 

@@ -377,18 +377,26 @@ def test_size_table_uses_original_units(report_dir: Path):
     assert list(sizes.index) == [512, 64, 32]
     assert list(sizes["g_original_kib"]) == [14_300, 618, 271]
     assert sizes.loc[32, "g_compression_original"] == 52.75 and sizes.loc[32, "d_compression_original"] == 153
-    shown = _markdown_rows(report_dir / "tables" / "sizes.md").set_index(sizes.index)
+    shown = _markdown_rows(report_dir / "tables" / "sizes.md").set_axis(sizes.index)
     assert shown.loc[512, "G original"] == "14.3 MB" and shown.loc[32, "D original"] == "17 KB"
     assert re.fullmatch(r"\d+\.\d MB", shown.loc[512, "G ours (original units)"])
     for width in (64, 32):
-        if math.isfinite(sizes.loc[width, "g_bytes"]):
-            assert re.fullmatch(r"\d+ KB", shown.loc[width, "G ours (original units)"])
-            assert sizes.loc[width, "g_compression"] == pytest.approx(
-                sizes.loc[512, "g_bytes"] / sizes.loc[width, "g_bytes"]
-            )
-            assert shown.loc[width, "G ours (bytes)"] == f"{sizes.loc[width, 'g_bytes']:,.0f}"
-        else:  # a width the grid did not train
-            assert shown.loc[width, "G ours (original units)"] == "–"
+        assert re.fullmatch(r"\d+ KB", shown.loc[width, "G ours (original units)"])
+        assert sizes.loc[width, "g_compression"] == pytest.approx(
+            sizes.loc[512, "g_bytes"] / sizes.loc[width, "g_bytes"]
+        )
+        assert shown.loc[width, "G ours (bytes)"] == f"{sizes.loc[width, 'g_bytes']:,.0f}"
+
+
+def test_size_table_shows_only_what_applies(results_dir: Path, tmp_path: Path):
+    from reports.tables import size_table
+
+    results = _variant(results_dir, tmp_path, lambda runs: runs[runs["width"] != 64])
+    table = size_table(results)
+    assert list(table.data["width"]) == [512, 64, 32]  # the CSV keeps the original's every row
+    assert list(table.display["model"]) == ["teacher (c=512)", "student (c=32)"]  # the untrained 64 is left out
+    assert "–" not in set(table.display.drop(columns="model").to_numpy().ravel())
+    assert "did not train (64) are left out" in table.caption
 
 
 def test_html_is_self_contained(report_dir: Path):
