@@ -181,8 +181,8 @@ def summarise(out: Path, rows: list[dict], command: list[str]) -> str:
 
 def _paper_table(results_csv: Path) -> str:
     frame = pd.read_csv(results_csv)
-    wanted = ["width", "kd", "status", "train_seconds", "fid_lenet", "class_consistency", "latency_ms_cuda",
-              "latency_ms_cuda_graph", "throughput_ips_cuda", "latency_ms_cpu"]  # fmt: skip
+    wanted = ["width", "kd", "status", "train_seconds", "train_cuda_peak_mib", "fid_lenet", "class_consistency",
+              "latency_ms_cuda", "latency_ms_cuda_graph", "throughput_ips_cuda", "latency_ms_cpu"]  # fmt: skip
     wanted += sorted(col for col in frame if col.startswith("seconds_"))
     return frame[[col for col in wanted if col in frame]].to_markdown(index=False, floatfmt=".3g")
 

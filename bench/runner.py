@@ -267,9 +267,13 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
             trained += [(cohort, member) for member in members]
         if groups:
             say(ctx.progress, f"training {len(trained)} runs: {', '.join(c.name for c in cohorts)}")
+            if ctx.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(ctx.device)
             window = {"train_started_at": _now()}
             train_cohorts(groups, ctx.dataset, ctx.device, ctx.loop_options())
             window["train_finished_at"] = _now()
+            if ctx.device.type == "cuda":  # what the whole loop (every run in it) held on the GPU at its peak
+                window["train_cuda_peak_mib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
             say(ctx.progress, f"measuring {len(trained)} runs: size, speed, quality")
             for cohort, member in trained:
                 records.append(record_member(ctx, cohort, member, window))
