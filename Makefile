@@ -1,35 +1,46 @@
 # Everything runs from a project-local virtual environment, created and refreshed only when pyproject.toml changes.
+# `make bench` installs what a benchmark needs; `make test` adds the test tools (pytest, ruff, hypothesis, Ray).
+# TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) takes the pinned torch and torchvision from that index
+# first: a CPU-only build instead of the default CUDA one.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+TORCH_INDEX ?=
+EDITABLE := --config-settings editable_mode=compat
 
 .PHONY: bench test lint format perf parity gpu-check clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
-	touch $(STAMP)
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 --index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e . $(EDITABLE)
+	touch $(RUN_STAMP)
 
-bench: $(STAMP)  ## the quick preset, offline, on the embedded digits dataset
+$(TEST_STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet -e '.[test]' $(EDITABLE)
+	touch $(TEST_STAMP)
+
+bench: $(RUN_STAMP)  ## the quick preset, offline, on the embedded digits dataset
 	$(PY) run_bench.py $(ARGS)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest $(ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-perf: $(STAMP)  ## the training-loop benchmark against an original-style loop
+perf: $(RUN_STAMP)  ## the training-loop benchmark against an original-style loop
 	$(PY) -m bench.perf $(ARGS)
 
-parity: $(STAMP)  ## the quality of both loops' models over seeds
+parity: $(RUN_STAMP)  ## the quality of both loops' models over seeds
 	$(PY) -m bench.parity $(ARGS)
 
 # the one-call GPU verification; needs no venv: on a machine with its own torch, `make gpu-check GPU_PY=python3`

@@ -48,6 +48,8 @@ class Table:
 
 def _tabulate(display: pd.DataFrame, fmt: str) -> str:
     if display.empty:
+        if not len(display.columns):
+            return ABSENT
         return _tabulate(pd.DataFrame([[ABSENT] * len(display.columns)], columns=display.columns), fmt)
     text = display.fillna(ABSENT).astype(str)
     align = ["left" if _is_label(text[col]) else "right" for col in text]
@@ -294,7 +296,8 @@ def size_table(results: Results) -> Table:
     # show what applies: the widths this grid trained, and the columns that hold a value for one of them
     trained = (data["g_bytes"].notna() | data["d_bytes"].notna()).to_numpy()
     display = display[trained]
-    display = display[[col for col in display if (display[col] != ABSENT).any()]]
+    if len(display):  # with no row left the header stays, above one row of dashes
+        display = display[[col for col in display if (display[col] != ABSENT).any()]]
     missing = [str(width) for width in data.loc[~trained, "width"]]
     caption = (
         "Serialized fp32 state_dict sizes (BatchNorm buffers included). The original's KB is KiB "

@@ -397,6 +397,13 @@ def test_size_table_shows_only_what_applies(results_dir: Path, tmp_path: Path):
     assert list(table.display["model"]) == ["teacher (c=512)", "student (c=32)"]  # the untrained 64 is left out
     assert "–" not in set(table.display.drop(columns="model").to_numpy().ravel())
     assert "did not train (64) are left out" in table.caption
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    halved = {512: 256, 64: 128, 32: 16}
+    other_widths = _variant(results_dir, elsewhere, lambda runs: runs.assign(width=runs["width"].map(halved)))
+    nothing = size_table(other_widths)
+    assert nothing.display.empty and "model" in nothing.markdown().splitlines()[0]  # a header, no rows
+    assert "did not train (512, 64, 32)" in nothing.caption
 
 
 def test_html_is_self_contained(report_dir: Path):
