@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -351,8 +351,26 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
     return record
 
 
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "beta1", "beta2", "precision")
+
+
+def as_trained(teacher: RunSpec, checkpoint: Path) -> RunSpec:
+    """The given teacher's spec with how it was trained (epochs, batch size, optimiser, precision), read from the
+    ``spec.json`` beside its checkpoint when it came from a run of this suite; unchanged otherwise. The seed
+    stays the grid's: the teacher's record is what the grid's students are compared against."""
+    try:
+        trained = read_json(Path(checkpoint).parent / SPEC_FILE)
+        values = {name: type(getattr(teacher, name))(trained[name]) for name in TRAINING_FIELDS}
+    except (OSError, ValueError, KeyError, TypeError):
+        return teacher
+    if trained.get("width") != teacher.width:  # a spec.json that does not describe this generator
+        return teacher
+    return replace(teacher, **values)
+
+
 def record_given_teacher(ctx: GridContext, teacher: RunSpec) -> None:
     """Measure a teacher given as a checkpoint, so ratios against it can be computed like any other."""
+    teacher = as_trained(teacher, Path(ctx.grid.teacher))
     if find_record(ctx.results_dir, teacher) is not None:
         return
     generator = ctx.teacher_generator(teacher)

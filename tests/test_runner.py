@@ -147,3 +147,14 @@ def test_records_say_where_measuring_time_went(tiny_results):
         assert (frame[f"seconds_{part}"] > 0).all(), part
     started = pd.to_datetime(frame["train_started_at"])
     assert (pd.to_datetime(frame["train_finished_at"]) > started).all()
+
+
+def test_a_given_teacher_is_recorded_as_it_was_trained(tiny_results, tmp_path):
+    frame = pd.read_csv(tiny_results / RESULTS_CSV)
+    teacher_run = tiny_results / "runs" / frame.loc[frame["role"] == "teacher", "run_id"].iloc[0]
+    out = tmp_path / "one-epoch"
+    assert main(tiny_grid_args(out, "--teacher", str(teacher_run), "--kd", "pixel-l1", "--widths", "16",
+                               "--epochs", "1")) == 0  # fmt: skip
+    given = pd.read_csv(out / RESULTS_CSV).set_index("role")
+    assert given.loc["teacher", "epochs"] == 2 and given.loc["student", "epochs"] == 1  # its own, not the grid's
+    assert given.loc["teacher", "ratio_params"] == 1.0  # still the reference of the grid's students
