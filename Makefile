@@ -8,7 +8,6 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 TORCH_INDEX ?=
-EDITABLE := --config-settings editable_mode=compat
 
 .PHONY: bench test lint format perf parity gpu-check clean
 
@@ -16,11 +15,11 @@ $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 --index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e . $(EDITABLE)
+	$(PY) -m pip install --quiet -e .
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(PY) -m pip install --quiet -e '.[test]' $(EDITABLE)
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(TEST_STAMP)
 
 bench: $(RUN_STAMP)  ## the quick preset, offline, on the embedded digits dataset
