@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch.nn import functional as F
 
 from data import ImageDataset, from_uint8, register_dataset
@@ -19,6 +17,9 @@ SIZE = 28
 @register_dataset("digits")
 def load(root: Path, download: bool) -> ImageDataset:
     """Stratified 80/20 split with a fixed seed; pixels 0..16 become uint8 0..255 before upsampling."""
+    from sklearn.datasets import load_digits  # here, not at import: listing the datasets needs no scikit-learn
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32)[:, None] * (255.0 / 16.0)
     # bilinear upsampling to the MNIST shape, then rounded to uint8 so the data is pixel-exact like MNIST

@@ -6,10 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision import datasets as tvd
 
 from bench.errors import DataUnavailableError
 from data import ImageDataset, from_uint8, register_dataset
+
+
+def _dataset_class(name: str) -> type:
+    """A torchvision dataset class, imported when a loader runs: listing the registry needs no torchvision."""
+    from torchvision import datasets
+
+    return getattr(datasets, name)
 
 
 def _open(cls: type, name: str, root: Path, train: bool, download: bool):
@@ -28,7 +34,8 @@ def _as_nchw(images) -> torch.Tensor:
     return from_uint8(pixels.contiguous())
 
 
-def _load(cls: type, name: str, root: Path, download: bool) -> ImageDataset:
+def _load(class_name: str, name: str, root: Path, download: bool) -> ImageDataset:
+    cls = _dataset_class(class_name)
     train, test = (_open(cls, name, root, split, download) for split in (True, False))
     return ImageDataset(
         name,
@@ -42,14 +49,14 @@ def _load(cls: type, name: str, root: Path, download: bool) -> ImageDataset:
 
 @register_dataset("mnist")
 def load_mnist(root: Path, download: bool) -> ImageDataset:
-    return _load(tvd.MNIST, "mnist", root, download)
+    return _load("MNIST", "mnist", root, download)
 
 
 @register_dataset("fashion-mnist")
 def load_fashion_mnist(root: Path, download: bool) -> ImageDataset:
-    return _load(tvd.FashionMNIST, "fashion-mnist", root, download)
+    return _load("FashionMNIST", "fashion-mnist", root, download)
 
 
 @register_dataset("cifar10")
 def load_cifar10(root: Path, download: bool) -> ImageDataset:
-    return _load(tvd.CIFAR10, "cifar10", root, download)
+    return _load("CIFAR10", "cifar10", root, download)

@@ -209,3 +209,16 @@ def test_a_rerun_says_what_it_skipped_and_where_the_report_is(capsys, tiny_resul
     captured = capsys.readouterr()
     assert "5 of 5 runs already finished, skipped" in captured.err
     assert captured.out.strip().splitlines()[-1] == f"report: {out / 'report' / 'report.html'}"
+
+
+def test_help_needs_neither_torchvision_nor_scikit_learn():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys, runpy; sys.argv = ['run_bench.py', '--help']\n"
+            "try:\n    runpy.run_path('run_bench.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"  # the slow imports wait for a run that needs them
