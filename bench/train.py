@@ -408,7 +408,11 @@ class StepRunner:
         self._graph: cuda_graphs.GraphedStep | None = None
 
     def __call__(self, active: list[list[Member]], batches: Sequence[Batch]) -> list[torch.Tensor]:
-        groups = [TrainGroup(members, group.teacher) for group, members in zip(self.groups, active, strict=True)]
+        """One step of the ``active`` members of each group (a group with none is left out: it may be resuming
+        later, or done); one loss tensor per group that stepped."""
+        stepping = [(TrainGroup(members, group.teacher), batch)
+                    for group, members, batch in zip(self.groups, active, batches, strict=True) if members]  # fmt: skip
+        groups, batches = [group for group, _ in stepping], [batch for _, batch in stepping]
         if not self.use_graphs:
             return cohort_step(groups, batches, self.autocast)
         key = tuple(id(m) for members in active for m in members)

@@ -260,3 +260,18 @@ def test_a_state_saved_by_a_graphed_run_resumes_on_the_cpu(digits, tmp_path):
     assert not any(group["capturable"] for group in (*resumed.opt_g.param_groups, *resumed.opt_d.param_groups))
     train_cohorts([TrainGroup([resumed])], digits, CPU, LoopOptions(progress=False))
     assert resumed.log[-1][1] == 2 * (len(digits.train_labels) // 64)
+
+
+def test_a_group_with_no_member_at_a_step_waits_while_the_others_train(digits, tmp_path, stand_in_graphs):
+    # seed 1's run resumes at epoch 1 (its first epoch done earlier); seed 2's starts at 0: for a whole epoch
+    # the loop steps one group alone
+    ahead = make_member(spec(16, "none", seed=1, epochs=1), tmp_path / "ahead", digits, CPU)
+    train_cohorts([TrainGroup([ahead])], digits, CPU, LoopOptions(progress=False))
+    resumed = make_member(spec(16, "none", seed=1, epochs=2), tmp_path / "ahead", digits, CPU)
+    fresh = make_member(spec(16, "none", seed=2, epochs=2), tmp_path / "fresh", digits, CPU)
+    alone = make_member(spec(16, "none", seed=2, epochs=2), tmp_path / "alone", digits, CPU)
+    assert resumed.start_epoch == 1
+    train_cohorts([TrainGroup([resumed]), TrainGroup([fresh])], digits, CPU, LoopOptions(progress=False))
+    train_cohorts([TrainGroup([alone])], digits, CPU, LoopOptions(progress=False))
+    assert_same(state_of(fresh), state_of(alone))
+    assert resumed.log[-1][1] == fresh.log[-1][1] == 2 * (len(digits.train_labels) // 64)
