@@ -138,7 +138,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         Heading("Every run"),
         TableBlock(tables["runs"]),
         Paragraph(
-            f"Every table is also in {TABLES_DIR}/ as CSV (full precision), Markdown and LaTeX (booktabs); "
+            f"Every table is also in {TABLES_DIR}/ as CSV (full precision), Markdown and LaTeX (booktabs, graphicx); "
             f"every figure in {FIGURES_DIR}/ as PNG and SVG."
         ),
     ]

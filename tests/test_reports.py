@@ -504,3 +504,14 @@ def test_sample_tiles_are_shown_larger_than_their_pixels(report_dir: Path, resul
     objectives = runs["kd"].nunique()
     assert figure.shape[1] >= objectives * tile.shape[1] * SAMPLE_SCALE  # never shrunk below native size
     assert figure.shape[1] <= 1200  # and it fits the report's 1200 px page
+
+
+def test_latex_tables_are_built_to_fit_the_text_width(report_dir: Path):
+    for name in ("cost", "quality", "runs"):
+        tex = (report_dir / "tables" / f"{name}.tex").read_text(encoding="utf-8")
+        assert "\\ifdim\\wd0>\\linewidth\\resizebox{\\linewidth}{!}{\\box0}\\else\\box0\\fi" in tex  # only shrinks
+        header = tex.splitlines()[tex.splitlines().index("\\toprule") + 1]
+        cells = re.findall(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}(.*?)\\end\{tabular\}", header)
+        assert len(cells) == header.count(" & ") + 1  # every header cell stacked
+        lines = [line.strip() for cell in cells for line in cell.split("\\\\")]
+        assert all(len(line) <= 12 or " " not in line for line in lines), lines  # short lines, words unbroken
