@@ -26,7 +26,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from bench.errors import CheckpointError
+from bench.errors import CheckpointError, first_line
 from bench.io import atomic_torch_save, quarantine, safe_torch_load
 from data import ImageDataset, from_uint8
 
@@ -226,7 +226,7 @@ def load_or_train_classifier(
                 return Classifier(model, path, float(payload["test_accuracy"]), key, _sha(model))
             quarantine(path, "a classifier of another key")
         except (CheckpointError, RuntimeError, KeyError, TypeError) as err:
-            quarantine(path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            quarantine(path, first_line(err))
     model = train_classifier(dataset, seed, device)
     test_accuracy = accuracy(model, dataset.test_images, dataset.test_labels, device)
     atomic_torch_save(path, _weights_file(model, test_accuracy, key, dataset, seed))

@@ -17,6 +17,12 @@ class DeviceError(UserError):
     """The requested device is not available."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when it has none: what a one-line report quotes."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def one_line(text: object) -> str:
     """``text`` on one line: a newline or carriage return inside a value the user gave is shown escaped."""
     return str(text).replace("\r", "\\r").replace("\n", "\\n")

@@ -39,7 +39,9 @@ logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench.cuda_graphs import side_stream  # noqa: E402
 from bench.device import device_name  # noqa: E402
+from bench.errors import first_line  # noqa: E402
 from bench.spec import SpeedSpec  # noqa: E402
 
 COMPILED = "_compiled"
@@ -201,12 +203,9 @@ class GraphedGenerator:
     def __init__(self, model: nn.Module, inputs: Inputs) -> None:
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         with torch.inference_mode():
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):  # warm-up off the default stream, as capture asks
+            with side_stream(next(iter(inputs.values()))[0].device):  # warm-up off the current stream
                 for z, labels in inputs.values():
                     model(z, labels)
-            torch.cuda.current_stream().wait_stream(stream)
             for batch, (z, labels) in inputs.items():
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph):
@@ -228,8 +227,8 @@ def _graphed_speed(model: nn.Module, inputs: Inputs, spec: SpeedSpec, tag: str) 
 
 
 def _unmeasured(tag: str, what: str, error: Exception) -> dict[str, float]:
-    reason = (str(error).strip().splitlines() or [""])[0]
-    warnings.warn(f"{what} failed, {tag} speed recorded as NaN: {type(error).__name__}: {reason}", RuntimeWarning,
+    warnings.warn(f"{what} failed, {tag} speed recorded as NaN: {type(error).__name__}: {first_line(error)}",
+                  RuntimeWarning,
                   stacklevel=3)  # fmt: skip
     return dict.fromkeys(_speed_keys(tag), math.nan)
 

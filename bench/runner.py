@@ -26,7 +26,7 @@ import gans
 from bench import claims, preempt
 from bench.assess import assess
 from bench.device import device_name, resolve_device, tune_for
-from bench.errors import CheckpointError, DataUnavailableError
+from bench.errors import CheckpointError, DataUnavailableError, first_line
 from bench.io import (
     atomic_write_json,
     atomic_write_text,
@@ -116,9 +116,7 @@ class GridContext:
         tune_for(device)
         results_dir = Path(grid.out)
         dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download)
-        cache_dir = cache_dir_of(grid)
-        check_writable_dir(cache_dir, "--cache-dir")
-        evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir)
+        evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir_of(grid))
         return cls(grid, results_dir, device, dataset, evaluator, progress)
 
     @property
@@ -207,9 +205,7 @@ def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
     """Check the directory is ours and writable, then record the grid, the device and the date."""
     results_dir = Path(grid.out)
     grid_file = results_dir / GRID_FILE
-    version = read_schema_version(grid_file)
-    if version is not None:
-        check_schema(version, grid_file)
+    version = checked_schema_version(grid_file)
     check_writable_dir(results_dir, "--out")
     if grid_file.is_file() and version is None:
         quarantine(grid_file, "not a grid record")
@@ -228,13 +224,17 @@ def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
     return results_dir
 
 
-def read_schema_version(grid_file: Path) -> object | None:
-    """The schema version a ``grid.json`` was written with; None when it is absent or unreadable."""
+def checked_schema_version(grid_file: Path) -> object | None:
+    """The schema version a ``grid.json`` was written with, refused when it is another; None when the file is
+    absent or unreadable."""
     try:
         raw = read_json(grid_file)
     except (OSError, ValueError):
         return None
-    return raw.get("schema_version") if isinstance(raw, dict) else None
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version is not None:
+        check_schema(version, grid_file)
+    return version
 
 
 def run_cohort(ctx: GridContext, cohort: Cohort) -> list[RunRecord]:
@@ -390,7 +390,7 @@ def write_references(ctx: GridContext) -> None:
                 return
             problem = "not the reference rows"
         except (OSError, ValueError, pd.errors.ParserError) as err:
-            problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            problem = f"{type(err).__name__}: {first_line(err)}"
         quarantine(path, problem)
     untrained, _ = build_models(ctx.grid.runs()[0], ctx.dataset)
     rows = [{"dataset": ctx.grid.dataset, **row} for row in ctx.evaluator.reference_rows(untrained.to(ctx.device))]
@@ -433,9 +433,7 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
         check_creatable_dir(Path(grid.data_root), "--data-root")
         data = f"{grid.dataset} (would be downloaded to {grid.data_root})"
     results_dir = Path(grid.out)
-    version = read_schema_version(results_dir / GRID_FILE)
-    if version is not None:
-        check_schema(version, results_dir / GRID_FILE)
+    checked_schema_version(results_dir / GRID_FILE)
     check_creatable_dir(results_dir, "--out")
     check_creatable_dir(cache_dir_of(grid), "--cache-dir")
     if grid.quality.inception_weights:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 import gans
 from bench import cuda_graphs, preempt
 from bench.cuda_graphs import Batch, Branches, StateSnapshot
-from bench.errors import CheckpointError
+from bench.errors import CheckpointError, first_line
 from bench.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, quarantine, safe_torch_load
 from bench.spec import RunSpec
 from data import ImageDataset
@@ -179,7 +179,7 @@ def make_member(spec: RunSpec, run_dir: Path, dataset: ImageDataset, device: tor
         member.restore(device)
     except (CheckpointError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:
         # half-restored: move the file aside and build the run afresh, from its first epoch
-        quarantine(run_dir / STATE_FILE, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        quarantine(run_dir / STATE_FILE, first_line(err))
         return make_member(spec, run_dir, dataset, device)
     return member
 
@@ -433,9 +433,8 @@ class StepRunner:
             step = lambda b: cohort_step(groups, b, self.autocast, branches)  # noqa: E731
             return cuda_graphs.GraphedStep.capture(step, batches, snapshot)
         except Exception as error:  # any failure: train eagerly, say why once
-            reason = (str(error).strip().splitlines() or [""])[0]
             warnings.warn(
-                f"CUDA graph capture failed, training eagerly ({type(error).__name__}: {reason}); "
+                f"CUDA graph capture failed, training eagerly ({type(error).__name__}: {first_line(error)}); "
                 "--no-cuda-graphs skips the attempt",
                 RuntimeWarning,
                 stacklevel=2,
