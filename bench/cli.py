@@ -7,7 +7,6 @@ code 2. Results already on disk are never touched by a failed start.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -174,14 +173,9 @@ def check_executor_flags(args: argparse.Namespace) -> None:
         if args.ray_address or args.gpus_per_run is not None or args.cpus_per_run is not None:
             raise UserError("--ray-address, --gpus-per-run and --cpus-per-run need --executor ray")
         return
-    if args.gpus_per_run is not None:
-        from bench.ray_executor import check_gpus_per_run
+    from bench.ray_executor import check_ray_resources
 
-        if not math.isfinite(args.gpus_per_run):
-            raise UserError(f"--gpus-per-run must be a number between 0 and 1, got {args.gpus_per_run}")
-        check_gpus_per_run(args.gpus_per_run, args.device or "auto")
-    if args.cpus_per_run is not None and args.cpus_per_run < 1:
-        raise UserError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
+    check_ray_resources(args.gpus_per_run, args.cpus_per_run, args.device or "auto")
 
 
 def _one_line_warnings(message, category, filename, lineno, line=None) -> str:

@@ -56,10 +56,7 @@ def run_ray(
         import ray
     except ImportError:
         raise UserError(RAY_MISSING) from None
-    if gpus_per_run is not None:
-        check_gpus_per_run(gpus_per_run, grid.device)
-    if cpus_per_run is not None and cpus_per_run < 1:
-        raise UserError(f"--cpus-per-run must be at least 1, got {cpus_per_run}")
+    check_ray_resources(gpus_per_run, cpus_per_run, grid.device)
     grid = absolute_paths(grid)  # workers start in other directories, on other machines
     started = not ray.is_initialized()
     if started:
@@ -198,6 +195,16 @@ def check_reachable(address: str) -> None:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as err:
         raise UserError(f"--ray-address {address}: nothing answers there ({err.strerror or err})") from None
+
+
+def check_ray_resources(gpus_per_run: float | None, cpus_per_run: int | None, device: str) -> None:
+    """``--gpus-per-run`` and ``--cpus-per-run`` as given (None: not given), checked before anything starts."""
+    if gpus_per_run is not None:
+        if not math.isfinite(gpus_per_run):
+            raise UserError(f"--gpus-per-run must be a number between 0 and 1, got {gpus_per_run}")
+        check_gpus_per_run(gpus_per_run, device)
+    if cpus_per_run is not None and cpus_per_run < 1:
+        raise UserError(f"--cpus-per-run must be at least 1, got {cpus_per_run}")
 
 
 def check_gpus_per_run(gpus: float, device: str) -> None:
