@@ -37,15 +37,15 @@ format: $(TEST_STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 perf: $(RUN_STAMP)  ## the training-loop benchmark against an original-style loop
-	$(PY) -m bench.perf $(ARGS)
+	$(PY) -m bench.harness.perf $(ARGS)
 
 parity: $(RUN_STAMP)  ## the quality of both loops' models over seeds
-	$(PY) -m bench.parity $(ARGS)
+	$(PY) -m bench.harness.parity $(ARGS)
 
 # the one-call GPU verification; needs no venv: on a machine with its own torch, `make gpu-check GPU_PY=python3`
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:  ## env, graph equivalence, loop benchmark, paper preset (one seed), short parity: one folder
-	PYTHONPATH=. $(GPU_PY) -m bench.gpu_check $(ARGS)
+	PYTHONPATH=. $(GPU_PY) -m bench.harness.gpu_check $(ARGS)
 
 clean:
 	rm -rf $(VENV) results

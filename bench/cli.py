@@ -13,11 +13,20 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from bench.device import DEVICE_CHOICES
+from bench.engine.device import DEVICE_CHOICES
+from bench.engine.io import is_file
+from bench.engine.preempt import EXIT_PREEMPTED, Preempted, stop_on_sigterm
+from bench.engine.spec import (
+    PRECISIONS,
+    PRESETS,
+    TEACHER_WIDTH,
+    GridSpec,
+    QualitySpec,
+    SpeedSpec,
+    make_grid,
+    preset_values,
+)
 from bench.errors import UserError, one_line
-from bench.io import is_file
-from bench.preempt import EXIT_PREEMPTED, Preempted, stop_on_sigterm
-from bench.spec import PRECISIONS, PRESETS, TEACHER_WIDTH, GridSpec, QualitySpec, SpeedSpec, make_grid, preset_values
 
 EXIT_USER_ERROR = 2
 
@@ -78,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", default=None, help="fetch a missing dataset")
     p.add_argument("--widths", type=_int_list, nargs="+", action=_Joined,
                    help="student widths (first-layer channels), e.g. 16,32,64 or 16 32 64")  # fmt: skip
+    p.add_argument("--family", help="model family of every run (default: dcgan; the families are listed below)")
     p.add_argument("--disc-width", type=int, help="pin every student's discriminator width (default: follows)")
     p.add_argument("--kd", type=_str_list, nargs="+", action=_Joined,
                    help="objectives, e.g. none,pixel-l1 (none = from scratch)")  # fmt: skip
@@ -110,9 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-every-epoch", action="store_true", help="save a sample grid after every epoch")
     p.add_argument(
         "--executor",
-        choices=("local", "ray"),
         default="local",
-        help="local (default): this process; ray: one Ray task per cohort (docs/scale-out.md)",
+        help="where the runs train: local (default, this process) or ray (one Ray task per run, docs/scale-out.md)",
     )
     p.add_argument(
         "--ray-address",
@@ -157,7 +166,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     return make_grid(
         args.preset,
         dataset=args.dataset, data_root=args.data_root, download=args.download, widths=args.widths,
-        disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
+        family=args.family, disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
         out=args.out or str(Path("results") / args.preset), teacher=teacher, teacher_width=args.teacher_width,
         cache_dir=args.cache_dir,
@@ -167,15 +176,14 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     )  # fmt: skip
 
 
-def check_executor_flags(args: argparse.Namespace) -> None:
-    """Ray's flags need Ray's executor, and their values must make sense, before anything starts."""
-    if args.executor != "ray":
-        if args.ray_address or args.gpus_per_run is not None or args.cpus_per_run is not None:
-            raise UserError("--ray-address, --gpus-per-run and --cpus-per-run need --executor ray")
-        return
-    from bench.ray_executor import check_ray_resources
+def chosen_executor(args: argparse.Namespace):
+    """The ``--executor``, once it has accepted its flags' values: checked before anything starts."""
+    from bench.executors import ExecutorOptions, get_executor
 
-    check_ray_resources(args.gpus_per_run, args.cpus_per_run, args.device or "auto")
+    executor = get_executor(args.executor)
+    options = ExecutorOptions(args.ray_address, args.gpus_per_run, args.cpus_per_run)
+    executor.check(options, args.device or "auto")
+    return executor, options
 
 
 def _one_line_warnings(message, category, filename, lineno, line=None) -> str:
@@ -187,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         grid = grid_from_args(args)
-        check_executor_flags(args)
-        from bench.runner import default_threads, dry_run, run_local
+        executor, options = chosen_executor(args)
+        from bench.engine.runner import default_threads, dry_run
 
         if args.dry_run:
             print(dry_run(grid, executor=args.executor))
@@ -196,14 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         default_threads()
         started = time.perf_counter()
         with stop_on_sigterm():
-            if args.executor == "ray":
-                from bench.ray_executor import run_ray
-
-                results_dir = run_ray(
-                    grid, args.ray_address, args.gpus_per_run, progress=not args.quiet, cpus_per_run=args.cpus_per_run
-                )
-            else:
-                results_dir = run_local(grid, progress=not args.quiet)
+            results_dir = executor.run(grid, options, not args.quiet)
         print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
         if not args.no_report:
             from reports import ReportInputError, build_report

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import UserError
+from bench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,33 +31,18 @@ class ImageDataset:
 
 
 Loader = Callable[[Path, bool], ImageDataset]
-_DATASETS: dict[str, Loader] = {}
-
-
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: make ``get_dataset(name, ...)`` call the decorated ``loader(root, download)``."""
-
-    def wrap(loader: Loader) -> Loader:
-        _DATASETS[name] = loader
-        return loader
-
-    return wrap
+DATASETS: Registry[Loader] = Registry("dataset")
+register_dataset = DATASETS.register  # decorator: ``get_dataset(name, ...)`` calls ``loader(root, download)``
+check_dataset = DATASETS.check
 
 
 def datasets() -> list[str]:
-    return sorted(_DATASETS)
-
-
-def check_dataset(name: str) -> str:
-    """Return ``name`` if it is registered, else raise a one-line error listing the choices."""
-    if name not in _DATASETS:
-        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(datasets())}")
-    return name
+    return DATASETS.names()
 
 
 def get_dataset(name: str, root: str | Path = "datasets", download: bool = False) -> ImageDataset:
     """Load dataset ``name`` from ``root`` (fetching it only when ``download`` is true)."""
-    return _DATASETS[check_dataset(name)](Path(root), download)
+    return DATASETS[name](Path(root), download)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -73,4 +58,13 @@ def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
 # the loaders register themselves on import
 from data import digits, torchvision_sets  # noqa: E402,F401
 
-__all__ = ["ImageDataset", "check_dataset", "datasets", "from_uint8", "get_dataset", "register_dataset", "to_uint8"]
+__all__ = [
+    "DATASETS",
+    "ImageDataset",
+    "check_dataset",
+    "datasets",
+    "from_uint8",
+    "get_dataset",
+    "register_dataset",
+    "to_uint8",
+]

@@ -12,36 +12,23 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from bench.errors import UserError
+from bench.registry import Registry
 
 Factory = Callable[[Sequence[int], Sequence[int]], nn.Module | None]
-_OBJECTIVES: dict[str, Factory] = {}
-
-
-def register_objective(name: str) -> Callable[[Factory], Factory]:
-    def wrap(factory: Factory) -> Factory:
-        _OBJECTIVES[name] = factory
-        return factory
-
-    return wrap
+OBJECTIVES: Registry[Factory] = Registry("distillation objective")
+register_objective = OBJECTIVES.register
+check_objective = OBJECTIVES.check
 
 
 def objectives() -> list[str]:
-    return sorted(_OBJECTIVES)
-
-
-def check_objective(name: str) -> str:
-    """Return ``name`` if it is registered, else raise a one-line error listing the choices."""
-    if name not in _OBJECTIVES:
-        raise UserError(f"unknown distillation objective {name!r}: choose one of {', '.join(objectives())}")
-    return name
+    return OBJECTIVES.names()
 
 
 def build_objective(name: str, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> nn.Module | None:
     """The objective ``name`` for a student/teacher pair with these hidden-layer channel counts."""
-    return _OBJECTIVES[check_objective(name)](student_channels, teacher_channels)
+    return OBJECTIVES[name](student_channels, teacher_channels)
 
 
 from distill import losses  # noqa: E402,F401  (registers the built-in objectives)
 
-__all__ = ["build_objective", "check_objective", "objectives", "register_objective"]
+__all__ = ["OBJECTIVES", "build_objective", "check_objective", "objectives", "register_objective"]

@@ -1,46 +1,33 @@
-"""Model families behind one factory: ``build(family, width, ...)`` returns (generator, discriminator)."""
+"""Model families behind one registry: ``build(family, width, ...)`` returns (generator, discriminator).
+
+Adding a family is one module that builds a ``ConditionalGenerator`` subclass and a discriminator and calls
+``register_family(Family(...))``, plus its import below.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from gans.family import (
+    FAMILIES,
+    ConditionalGenerator,
+    Family,
+    build,
+    check_width,
+    families,
+    register_family,
+    width_of,
+)
 
-from torch import nn
+# the families register themselves on import
+from gans import dcgan  # noqa: E402,F401  isort: skip
+from gans import resnet  # noqa: E402,F401  isort: skip
 
-from bench.errors import UserError
-from gans.dcgan import DCGANConfig, Discriminator, Generator, check_width, dcgan_init
-
-FamilyBuilder = Callable[..., tuple[nn.Module, nn.Module]]
-_FAMILIES: dict[str, FamilyBuilder] = {}
-
-
-def register_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
-    """Decorator: make ``build(name, ...)`` call the decorated builder."""
-
-    def wrap(fn: FamilyBuilder) -> FamilyBuilder:
-        _FAMILIES[name] = fn
-        return fn
-
-    return wrap
-
-
-def families() -> list[str]:
-    return sorted(_FAMILIES)
-
-
-def build(family: str, width: int, **kwargs) -> tuple[nn.Module, nn.Module]:
-    """Return a freshly initialised (generator, discriminator) of ``family`` at ``width``."""
-    if family not in _FAMILIES:
-        raise UserError(f"unknown model family {family!r}: choose one of {', '.join(families())}")
-    return _FAMILIES[family](width=width, **kwargs)
-
-
-@register_family("dcgan")
-def build_dcgan(**kwargs) -> tuple[Generator, Discriminator]:
-    cfg = DCGANConfig(**kwargs)
-    generator, discriminator = Generator(cfg), Discriminator(cfg)
-    generator.apply(dcgan_init)
-    discriminator.apply(dcgan_init)
-    return generator, discriminator
-
-
-__all__ = ["DCGANConfig", "Discriminator", "Generator", "build", "check_width", "families", "register_family"]
+__all__ = [
+    "FAMILIES",
+    "ConditionalGenerator",
+    "Family",
+    "build",
+    "check_width",
+    "families",
+    "register_family",
+    "width_of",
+]

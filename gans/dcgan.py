@@ -15,22 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.errors import UserError
-
-MIN_WIDTH, MAX_WIDTH, WIDTH_STEP = 16, 512, 8
-
-
-class InvalidWidthError(UserError):
-    """A width outside 16..512 or not a multiple of 8."""
-
-
-def check_width(width: int, what: str = "width") -> int:
-    """Return ``width`` unchanged, or raise a one-line error naming the allowed range."""
-    if not (MIN_WIDTH <= width <= MAX_WIDTH and width % WIDTH_STEP == 0):
-        raise InvalidWidthError(
-            f"{what} {width} is not allowed: use a multiple of {WIDTH_STEP} in {MIN_WIDTH}..{MAX_WIDTH}"
-        )
-    return width
+from gans.family import ConditionalGenerator, Family, check_image_size, check_width, register_family, tensor_dim
 
 
 @dataclass(frozen=True)
@@ -48,8 +33,7 @@ class DCGANConfig:
         check_width(self.width)
         if self.disc_width is not None:
             check_width(self.disc_width, "discriminator width")
-        if self.image_size not in (28, 32):
-            raise UserError(f"image size {self.image_size} is not supported: use 28 or 32")
+        check_image_size(self.image_size)
 
     @property
     def ngf(self) -> int:
@@ -68,11 +52,11 @@ def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Seq
     )
 
 
-class Generator(nn.Module):
+class Generator(ConditionalGenerator):
     """(z, labels) -> images in [-1, 1]; ``forward_features`` also returns the four hidden activations."""
 
     def __init__(self, cfg: DCGANConfig) -> None:
-        super().__init__()
+        super().__init__(cfg.width, cfg.nz, cfg.num_classes)
         self.cfg = cfg
         ngf = cfg.ngf
         crop = 2 if cfg.image_size == 28 else 0
@@ -96,8 +80,8 @@ class Generator(nn.Module):
             features.append(h)
         return torch.tanh(self.to_image(h)), features
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(z, labels)[0]
+    def hidden_channels(self) -> list[int]:
+        return [block[0].out_channels for block in self.blocks]
 
 
 class Discriminator(nn.Module):
@@ -135,3 +119,22 @@ def dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def build_pair(**kwargs) -> tuple[Generator, Discriminator]:
+    cfg = DCGANConfig(**kwargs)
+    generator, discriminator = Generator(cfg), Discriminator(cfg)
+    generator.apply(dcgan_init)
+    discriminator.apply(dcgan_init)
+    return generator, discriminator
+
+
+register_family(
+    Family(
+        name="dcgan",
+        build=build_pair,
+        width_of=lambda state: tensor_dim(state, "blocks.0.0.weight", 1),  # (nz + classes, width, 4, 4)
+        hidden_channels=lambda width: [width >> i for i in range(4)],
+        description="the course project's conditional DCGAN (transposed convolutions, batch norm)",
+    )
+)

@@ -1,7 +1,7 @@
 """Read a results directory: ``results.csv``, ``references.csv``, ``grid.json`` and each run's files.
 
-This module is the report's only reader. It names the files itself (it must not import ``bench``, which would
-drag the training code and torch in) and returns plain pandas frames and paths.
+This module is the report's only reader. The files' names come from ``bench.engine.layout``, which is
+torch-free (the report never imports the training code); it returns plain pandas frames and paths.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-RESULTS_CSV = "results.csv"
-REFERENCES_CSV = "references.csv"
-GRID_JSON = "grid.json"
-RUNS_DIR = "runs"
-LOSSES_CSV = "losses.csv"
-RESULT_JSON = "result.json"
-SAMPLES_PNG = "samples.png"
+from bench.engine.layout import (
+    GRID_FILE,
+    LOSSES_FILE,
+    REFERENCES_CSV,
+    RESULT_FILE,
+    RESULTS_CSV,
+    RUNS_DIR,
+    SAMPLES_FILE,
+    SCRATCH,
+)
 
-SCRATCH = "none"  # the kd value of a run trained without a teacher
-DONE = "done"
 REQUIRED_COLUMNS = ("run_id", "width", "kd", "seed", "status")
 
 
@@ -68,13 +69,13 @@ def load(results_dir: Path) -> Results:
     runs = runs[~runs["run_id"].astype(str).isin(unreadable)]
     if runs.empty:
         raise ReportInputError(f"{directory / RESULTS_CSV} holds no readable runs")
-    return Results(directory, _normalise(runs), references, _read_grid(directory / GRID_JSON), unreadable)
+    return Results(directory, _normalise(runs), references, _read_grid(directory / GRID_FILE), unreadable)
 
 
 def unreadable_runs(directory: Path) -> tuple[str, ...]:
     """The run ids under ``runs/`` whose ``result.json`` is not a readable JSON object."""
     bad = []
-    for path in sorted((directory / RUNS_DIR).glob(f"*/{RESULT_JSON}")):
+    for path in sorted((directory / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
         try:
             ok = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
         except (OSError, ValueError):
@@ -125,7 +126,7 @@ def losses(results: Results) -> pd.DataFrame:
     keys = ["run_id", "dataset", "width", "kd", "objective", "seed", "role", "status"]
     frames = []
     for row in results.runs[keys].itertuples(index=False):
-        path = results.run_path(row.run_id, LOSSES_CSV)
+        path = results.run_path(row.run_id, LOSSES_FILE)
         if not path.is_file():
             continue
         try:
@@ -140,5 +141,5 @@ def losses(results: Results) -> pd.DataFrame:
 
 def samples(results: Results) -> dict[str, Path]:
     """The sample-grid PNG of every run that has one, by run id."""
-    paths = {run_id: results.run_path(run_id, SAMPLES_PNG) for run_id in results.runs["run_id"]}
+    paths = {run_id: results.run_path(run_id, SAMPLES_FILE) for run_id in results.runs["run_id"]}
     return {run_id: path for run_id, path in paths.items() if path.is_file()}

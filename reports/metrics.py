@@ -1,73 +1,30 @@
-"""The columns of ``results.csv`` the report shows: their labels, units, direction and how to print them."""
+"""The columns of ``results.csv`` the report shows (declared in ``bench.metrics.registry``) and how to print them."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
-LOWER, HIGHER = "lower", "higher"
+from bench.metrics.registry import COST as COST_KIND
+from bench.metrics.registry import HIGHER, LOWER, Metric, shown
+from bench.metrics.registry import QUALITY as QUALITY_KIND
 
+__all__ = ["ALL", "BY_COLUMN", "COST", "HIGHER", "LOWER", "QUALITY", "Metric", "direction_note", "format_value"]
 
-@dataclass(frozen=True)
-class Metric:
-    """One ``results.csv`` column as the report shows it."""
-
-    column: str  # the column of results.csv
-    name: str  # stem of the report's own CSV columns, with the unit it is shown in
-    label: str  # header in Markdown, LaTeX and HTML tables
-    short: str  # name in captions and plot facets
-    scale: float = 1.0  # results.csv value * scale = shown value
-    quality: bool = False  # a sample-quality metric: undefined for a diverged run
-    better: str | None = None  # LOWER, HIGHER, or None when neither is better
-    exact: bool = False  # identical for every seed of a group (sizes): shown without an interval
-    integer: bool = False
-    digits: int = 3  # significant digits shown
-
-    def present(self, frame: pd.DataFrame) -> bool:
-        return self.column in frame and frame[self.column].notna().any()
-
-
-COST = (
-    Metric("g_params", "g_params", "G params", "parameters", exact=True, integer=True),
-    Metric("g_bytes_fp32", "g_fp32_kib", "G fp32 size (KiB)", "fp32 size", 1 / 1024, exact=True, digits=4),
-    Metric("ratio_params", "ratio_params", "compression, params (×)", "compression by parameters", exact=True),
-    Metric("ratio_bytes", "ratio_bytes", "compression, bytes (×)", "compression by bytes", exact=True),
-    Metric("g_macs", "g_mmacs", "G MMACs / image", "MACs", 1e-6, exact=True),
-    Metric("latency_ms_cpu", "latency_cpu_ms", "CPU latency (ms)", "CPU latency", better=LOWER),
-    Metric("throughput_ips_cpu", "throughput_cpu_ips", "CPU throughput (img/s)", "CPU throughput", better=HIGHER),
-    Metric("latency_ms_cuda", "latency_gpu_ms", "GPU latency (ms)", "GPU latency", better=LOWER),
-    Metric("throughput_ips_cuda", "throughput_gpu_ips", "GPU throughput (img/s)", "GPU throughput", better=HIGHER),
-)
-
-QUALITY = (
-    Metric("fid_lenet", "fid_lenet", "FID (LeNet)", "FID", quality=True, better=LOWER),
-    Metric("is_lenet", "is_lenet", "IS (LeNet)", "IS", quality=True, better=HIGHER),
-    Metric("kid_lenet", "kid_lenet", "KID (LeNet)", "KID", quality=True, better=LOWER),
-    Metric("precision_lenet", "precision_lenet", "precision (LeNet)", "precision", quality=True, better=HIGHER),
-    Metric("recall_lenet", "recall_lenet", "recall (LeNet)", "recall", quality=True, better=HIGHER),
-    Metric(
-        "class_consistency",
-        "class_consistency",
-        "class consistency",
-        "class consistency",
-        quality=True,
-        better=HIGHER,
-    ),
-    Metric("teacher_fidelity_l1", "teacher_l1", "teacher L1", "teacher L1", quality=True, better=LOWER),
-    Metric("fid_inception", "fid_inception", "FID (Inception)", "FID (Inception)", quality=True, better=LOWER),
-    Metric("is_inception", "is_inception", "IS (Inception)", "IS (Inception)", quality=True, better=HIGHER),
-    Metric("kid_inception", "kid_inception", "KID (Inception)", "KID (Inception)", quality=True, better=LOWER),
-)
-
+COST = shown(COST_KIND)
+QUALITY = shown(QUALITY_KIND)
 ALL = COST + QUALITY
 BY_COLUMN = {metric.column: metric for metric in ALL}
 
 
 def present(metrics: tuple[Metric, ...], frame: pd.DataFrame) -> list[Metric]:
     """The metrics with at least one value in ``frame``: absent backbones and devices drop out."""
-    return [metric for metric in metrics if metric.present(frame)]
+    return [metric for metric in metrics if has_values(metric, frame)]
+
+
+def has_values(metric: Metric, frame: pd.DataFrame) -> bool:
+    return metric.column in frame and frame[metric.column].notna().any()
 
 
 def direction_note(metrics: list[Metric]) -> str:

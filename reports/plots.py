@@ -28,7 +28,8 @@ from matplotlib.image import imread  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
-from reports.load import DONE, SCRATCH, Results, losses, objective_label, samples  # noqa: E402
+from bench.engine.layout import SCRATCH, STATUS_DONE  # noqa: E402
+from reports.load import Results, losses, objective_label, samples  # noqa: E402
 from reports.metrics import BY_COLUMN, LOWER  # noqa: E402
 
 RATIO_LABEL = "compression by parameters (teacher / student params, ×, log scale)"
@@ -75,7 +76,7 @@ def _better(column: str) -> str:
 
 
 def _finished(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["status"] == DONE]
+    return runs[runs["status"] == STATUS_DONE]
 
 
 def _wide_range(values: pd.Series) -> bool:
@@ -313,7 +314,7 @@ def training_curves(results: Results) -> Figure | None:
     tidy = _binned(tidy.assign(term=tidy["term"].map(TERMS)))
     order = _objectives(results)
     rows = [TERMS[t] for t in terms if TERMS[t] in set(tidy["term"])]
-    statuses = sorted(tidy["status"].unique(), key=lambda status: (status != DONE, status))
+    statuses = sorted(tidy["status"].unique(), key=lambda status: (status != STATUS_DONE, status))
     style = {"style": "status", "style_order": statuses} if len(statuses) > 1 else {}  # diverged: dashed
     with _style():
         grid = sns.relplot(
@@ -385,7 +386,7 @@ def sample_grid(results: Results) -> Figure | None:
             axes[i, j].imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
             if run["role"] == "teacher":
                 teacher_width = width
-            if run["status"] != DONE:  # a failed run says so above its tile, in red
+            if run["status"] != STATUS_DONE:  # a failed run says so above its tile, in red
                 axes[i, j].set_title(f"{objective} ({run['status']})", fontsize=9, color="tab:red")
             for spine in axes[i, j].spines.values():
                 spine.set_visible(True)

@@ -18,12 +18,13 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from reports.load import DONE, SCRATCH, Results, objective_label
-from reports.metrics import COST, LOWER, QUALITY, Metric, direction_note, format_value, present
+from bench.engine.layout import SCRATCH, STATUS_DONE, TEACHER_WIDTH
+from reports.load import Results, objective_label
+from reports.metrics import COST, LOWER, QUALITY, Metric, direction_note, format_value, has_values, present
 from reports.stats import summarise
 
 GROUP = ["dataset", "width", "kd"]
-TEACHER_WIDTH = 512
+
 ABSENT = "–"
 
 
@@ -141,7 +142,7 @@ def _several_datasets(results: Results) -> bool:
 def _quality_of_finished(runs: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
     """``runs`` with the quality metrics of unfinished (diverged) runs blanked: they are not averaged."""
     runs = runs.copy()
-    unfinished = runs["status"] != DONE
+    unfinished = runs["status"] != STATUS_DONE
     for metric in metrics:
         if metric.quality:
             runs.loc[unfinished, metric.column] = math.nan
@@ -149,9 +150,9 @@ def _quality_of_finished(runs: pd.DataFrame, metrics: list[Metric]) -> pd.DataFr
 
 
 def _status(group: pd.DataFrame) -> str:
-    bad = group[group["status"] != DONE]
+    bad = group[group["status"] != STATUS_DONE]
     if bad.empty:
-        return DONE
+        return STATUS_DONE
     details = []
     for row in bad.sort_values("seed").itertuples():
         step = pd.to_numeric(getattr(row, "diverged_step", math.nan), errors="coerce")
@@ -169,12 +170,12 @@ def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metri
     finished = _quality_of_finished(runs, metrics)
     for metric in metrics:
         finished[metric.column] = finished[metric.column].astype(float) * metric.scale
-    summary = summarise(finished, GROUP, {m.column: m.name for m in metrics})
+    summary = summarise(finished, GROUP, {m.column: m.report_name for m in metrics})
     counts = runs.groupby(GROUP).agg(
         model=("role", lambda roles: "teacher" if (roles == "teacher").any() else "student"),
         seeds=("seed", "nunique"),
         runs=("run_id", "count"),
-        diverged=("status", lambda status: int((status != DONE).sum())),
+        diverged=("status", lambda status: int((status != STATUS_DONE).sum())),
     )
     status = runs.groupby(GROUP)[["seed", "status", *(["diverged_step"] if "diverged_step" in runs else [])]]
     counts["status"] = status.apply(_status)
@@ -196,7 +197,7 @@ def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metri
     for metric in metrics:
         display[metric.label] = [
             format_value(metric, mean, ci)
-            for mean, ci in zip(data[f"{metric.name}_mean"], data[f"{metric.name}_ci95"], strict=True)
+            for mean, ci in zip(data[f"{metric.report_name}_mean"], data[f"{metric.report_name}_ci95"], strict=True)
         ]
     return data, display, metrics
 
@@ -211,7 +212,7 @@ def _half(results: Results, which: tuple[Metric, ...], keep_status: bool) -> tup
     """The rows of ``_per_model`` with only the metrics of ``which`` (and the status column if asked)."""
     data, display, metrics = _per_model(results)
     chosen = [metric for metric in metrics if metric in which]
-    stems = tuple(f"{metric.name}_" for metric in chosen)
+    stems = tuple(f"{metric.report_name}_" for metric in chosen)
     keys = ["dataset", "width", "kd", "objective", "model", "seeds", "runs", "diverged", "status"]
     data = data[[col for col in data if col in keys or col.startswith(stems)]]
     labels = {"dataset", "model", "width", "objective", "seeds"} | ({"status"} if keep_status else set())
@@ -337,7 +338,7 @@ def gain_table(results: Results) -> Table:
     metrics = present(QUALITY, runs)
     columns = [m.column for m in metrics]
     keys = ["dataset", "width", "seed"]
-    finished = runs[runs["status"] == DONE]
+    finished = runs[runs["status"] == STATUS_DONE]
     scratch = finished[finished["kd"] == SCRATCH].drop_duplicates(keys)[keys + columns]
     distilled = runs[runs["kd"] != SCRATCH]
     pairs = finished[finished["kd"] != SCRATCH][keys + ["kd"] + columns].merge(
@@ -345,7 +346,7 @@ def gain_table(results: Results) -> Table:
     )
     for column in columns:
         pairs[column] = pairs[column] - pairs[f"{column}_scratch"]
-    summary = summarise(pairs, GROUP, {m.column: f"{m.name}_gain" for m in metrics})
+    summary = summarise(pairs, GROUP, {m.column: f"{m.report_name}_gain" for m in metrics})
     counts = distilled.groupby(GROUP).agg(kd_runs=("run_id", "count"))
     counts["pairs"] = pairs.groupby(GROUP).size()
     counts["pairs"] = counts["pairs"].fillna(0).astype(int)
@@ -369,7 +370,9 @@ def gain_table(results: Results) -> Table:
         sign = "< 0" if metric.better == LOWER else "> 0"
         display[f"{metric.label} change ({sign} better)"] = [
             format_value(metric, mean, ci)
-            for mean, ci in zip(data[f"{metric.name}_gain_mean"], data[f"{metric.name}_gain_ci95"], strict=True)
+            for mean, ci in zip(
+                data[f"{metric.report_name}_gain_mean"], data[f"{metric.report_name}_gain_ci95"], strict=True
+            )
         ]
     caption = (
         "Change = metric of the distilled student minus metric of the scratch student of the same width "
@@ -387,7 +390,7 @@ def runs_table(results: Results) -> Table:
     """Every run, diverged ones included: status, where it diverged, training time and headline quality."""
     runs = results.runs
     info = [col for col in ("diverged_step", "steps", "train_seconds") if col in runs]
-    metrics = [m for m in QUALITY if m.column in RUN_COLUMNS and m.present(runs)]
+    metrics = [m for m in QUALITY if m.column in RUN_COLUMNS and has_values(m, runs)]
     keep = ["run_id", "dataset", "width", "kd", "objective", "seed", "role", "status", *info]
     data = _order(runs[keep + [m.column for m in metrics]].sort_values("seed", kind="stable"))
     display = pd.DataFrame(

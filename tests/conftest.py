@@ -41,6 +41,24 @@ def mnist_root() -> Path:
     return SHARED_DATA
 
 
+def state_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``module``'s state_dict: what a test compares before and after."""
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def fails_cleanly(main, capsys, args: list[str], expected: str) -> str:
+    """``main(args)`` exits 2 with one ``error:`` line on stderr that contains ``expected``; returns that line."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert expected in err, err
+    return err
+
+
 def tiny_grid_args(out: Path, *extra: str) -> list[str]:
     """A grid that exercises every stage in seconds: teacher 64, students 16 and 32, scratch and pixel-l1."""
     return [

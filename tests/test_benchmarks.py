@@ -1,4 +1,5 @@
-"""The benchmarks' yardstick and that the benchmarks run: the reference loop, ``bench.perf`` and ``bench.parity``.
+"""The benchmarks' yardstick and that the benchmarks run: the reference loop, ``bench.harness.perf`` and
+``bench.harness.parity``.
 
 These check correctness and output schemas only; the timings and FIDs themselves are measured by the
 benchmark commands in docs/performance.md, never asserted here.
@@ -14,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import parity, perf
+from bench.engine.spec import RunSpec
+from bench.engine.train import build_models, make_member, train_step
 from bench.errors import UserError
-from bench.reference import ReferenceRun
-from bench.spec import RunSpec
-from bench.train import build_models, make_member, train_step
+from bench.harness import parity, perf
+from bench.harness.reference import ReferenceRun
 from tests.conftest import CACHE_DIR
 
 CPU = torch.device("cpu")
@@ -76,7 +77,7 @@ def test_perf_benchmark_runs_and_writes_its_table(tmp_path):
     assert list(frame["variant"]) == ["eager", "eager", "channels-last"] * 2 + ["eager", "eager"]
     assert set(frame.columns) >= {"kd", "width", "reference_img_s", "harness_img_s", "speedup", "device"}
     assert all(math.isfinite(v) and v > 0 for v in frame["speedup"])
-    assert "python -m bench.perf" in (out / "perf.md").read_text()
+    assert "python -m bench.harness.perf" in (out / "perf.md").read_text()
 
 
 PARITY_ARGS = ["--widths", "16", "--teacher-width", "32", "--epochs", "1", "--fid-samples", "100",

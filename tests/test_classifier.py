@@ -9,9 +9,9 @@ import torch
 from torch_fidelity.utils import create_feature_extractor
 
 import data
-from bench import classifier as clf
+from bench.engine.io import atomic_torch_save
 from bench.errors import CheckpointError
-from bench.io import atomic_torch_save
+from bench.metrics import classifier as clf
 
 CPU = torch.device("cpu")
 

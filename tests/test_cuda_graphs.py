@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.train as train
-from bench import cuda_graphs
-from bench.cuda_graphs import Branches, StateSnapshot, make_capturable, warm_up
-from bench.measure import GRAPHED, _graphed_speed, generator_inputs, speed_metrics
-from bench.spec import SpeedSpec
-from bench.train import LoopOptions, TrainGroup, cohort_step, make_member, precision_autocast, train_cohorts
+import bench.engine.train as train
+from bench.engine import cuda_graphs
+from bench.engine.cuda_graphs import Branches, StateSnapshot, make_capturable, warm_up
+from bench.engine.spec import SpeedSpec
+from bench.engine.train import LoopOptions, TrainGroup, cohort_step, make_member, precision_autocast, train_cohorts
+from bench.metrics.measure import GRAPHED, _graphed_speed, generator_inputs, speed_metrics
 from distill import register_objective
 from tests.test_train import NanLoss, spec, teacher_for
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bench.errors import DataUnavailableError, UserError
-from data import from_uint8, get_dataset, to_uint8
+from data import datasets, from_uint8, get_dataset, to_uint8
 
 
 def test_digits_shapes_ranges_and_split():
@@ -49,3 +49,16 @@ def test_missing_dataset_offline_names_the_flags(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(UserError, match="unknown dataset 'imagenet'"):
         get_dataset("imagenet")
+
+
+@pytest.mark.parametrize("name", datasets())
+def test_every_dataset_loads_or_says_offline_how_to_get_it(name, tmp_path):
+    """Offline, a registered dataset either loads (embedded) or names the flags that fetch it, in one line."""
+    try:
+        ds = get_dataset(name, tmp_path)
+    except DataUnavailableError as err:
+        assert "\n" not in str(err) and "--download" in str(err)
+        return
+    assert ds.train_images.ndim == 4 and ds.image_shape[1] in (28, 32)
+    assert ds.train_images.min() >= -1.0 and ds.train_images.max() <= 1.0
+    assert int(ds.train_labels.max()) == ds.num_classes - 1 and len(ds.train_labels) == len(ds.train_images)

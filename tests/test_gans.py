@@ -2,9 +2,14 @@ import io
 
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
-from bench.errors import UserError
-from gans import build
+import gans
+from bench.engine.cuda_graphs import StateSnapshot
+from bench.errors import CheckpointError, UserError
+from bench.registry import DuplicateNameError, Registry
+from gans import FAMILIES, Family, build, families, register_family
+from tests.conftest import same_state, state_of
 
 KIB = 1024
 
@@ -81,3 +86,218 @@ def test_bad_width_is_a_user_error(width):
 def test_unknown_family():
     with pytest.raises(UserError, match="unknown model family"):
         build("stylegan9", 64)
+
+
+# --- The contract every registered family keeps: a family is covered the moment it registers. ---
+
+FAMILY_NAMES = families()
+SHAPES = [(1, 28), (3, 32)]  # (channels, image size); width 512 only at the first, to stay fast
+
+
+def tiny_batch(n: int = 4, nz: int = 100, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = torch.Generator().manual_seed(seed)
+    return torch.randn(n, nz, generator=rng), torch.arange(n) % 10
+
+
+def test_both_families_are_registered():
+    assert {"dcgan", "resnet"} <= set(FAMILY_NAMES)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("width,channels,size", [(w, c, s) for w in (16, 64) for c, s in SHAPES] + [(512, 1, 28)])
+def test_contract_shapes_and_range(family, width, channels, size):
+    torch.manual_seed(0)
+    generator, discriminator = build(family, width, channels=channels, image_size=size)
+    assert (generator.width, generator.nz, generator.num_classes) == (width, 100, 10)
+    z, labels = tiny_batch()
+    images, features = generator.forward_features(z, labels)
+    assert images.shape == (4, channels, size, size)
+    assert images.abs().max() <= 1.0 and images.std() > 0
+    hidden = generator.hidden_channels()
+    assert hidden == FAMILIES[family].hidden_channels(width) == [f.shape[1] for f in features]
+    assert hidden[0] == width
+    assert [tuple(f.shape[2:]) for f in features] == [(4, 4), (8, 8), (16, 16), (32, 32)]
+    assert all(f.shape[0] == 4 and torch.isfinite(f).all() for f in features)
+    logits = discriminator(images, labels)
+    assert logits.shape == (4,) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("width", [16, 64, 512])
+def test_width_is_read_back_from_a_state_dict(family, width):
+    generator, _ = build(family, width)
+    assert gans.width_of(family, generator.state_dict()) == width
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_foreign_state_dict_is_refused(family):
+    with pytest.raises(CheckpointError):
+        gans.width_of(family, {"weight": torch.zeros(3, 3)})
+    with pytest.raises(CheckpointError):
+        gans.width_of(family, [1, 2, 3])
+
+
+def test_one_familys_generator_is_not_read_as_another():
+    with pytest.raises(CheckpointError, match="resnet"):
+        gans.width_of("resnet", build("dcgan", 64)[0].state_dict())
+    with pytest.raises(CheckpointError, match="dcgan"):
+        gans.width_of("dcgan", build("resnet", 64)[0].state_dict())
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_the_condition_reaches_both_outputs(family):
+    """The discriminator reads the label at once; the generator does after one update at the latest (a
+    conditional batch norm starts as the identity for every class)."""
+    torch.manual_seed(0)
+    generator, discriminator = build(family, 32)
+    z, labels = tiny_batch(10)
+    images = generator(z, labels).detach()
+    assert not torch.allclose(discriminator(images, labels), discriminator(images, (labels + 3) % 10))
+
+    optimizer = torch.optim.Adam(generator.parameters(), lr=0.01)
+    discriminator(generator(z, labels), labels).mean().backward()
+    optimizer.step()
+    generator.eval()
+    one = generator(z[:1], torch.tensor([1]))
+    seven = generator(z[:1], torch.tensor([7]))
+    assert (one - seven).abs().max() > 1e-3 * one.abs().max()  # relative: a fresh DCGAN's images are near 0
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_seed_fixes_the_initialisation(family):
+    pairs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        pairs.append([state_of(module) for module in build(family, 32)])
+    (g0, d0), (g0_again, d0_again), (g1, d1) = pairs
+    assert same_state(g0, g0_again) and same_state(d0, d0_again)
+    assert not same_state(g0, g1) and not same_state(d0, d1)
+
+
+def shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_disc_width_changes_only_the_discriminator(family):
+    generator, discriminator = build(family, 64)
+    generator_narrow_d, narrow = build(family, 64, disc_width=16)
+    _, reference = build(family, 16)
+    assert shapes(generator_narrow_d) == shapes(generator)
+    assert shapes(narrow) == shapes(reference) != shapes(discriminator)
+    assert n_params(narrow) < n_params(discriminator)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_every_generator_parameter_gets_a_gradient_through_the_discriminator(family):
+    torch.manual_seed(0)
+    generator, discriminator = build(family, 16)
+    z, labels = tiny_batch(8)
+    discriminator(generator(z, labels), labels).mean().backward()
+    for name, parameter in generator.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().max() > 0, f"{name} gets no gradient from the discriminator"
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_state_dict_round_trip_reproduces_both_models(family):
+    torch.manual_seed(0)
+    trained = build(family, 16)
+    z, labels = tiny_batch(8)
+    trained[1](trained[0](z, labels), labels)  # train-mode forwards move running statistics (and power iterations)
+    torch.manual_seed(1)
+    fresh = build(family, 16)
+    for source, target in zip(trained, fresh):
+        target.load_state_dict(source.state_dict())
+        source.eval(), target.eval()
+    images = trained[0](z, labels)
+    assert torch.equal(fresh[0](z, labels), images)
+    assert torch.equal(fresh[1](images, labels), trained[1](images, labels))
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_bf16_autocast_step_runs_on_cpu(family):
+    torch.manual_seed(0)
+    generator, discriminator = build(family, 16)
+    z, labels = tiny_batch(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        images, features = generator.forward_features(z, labels)
+        logits = discriminator(images, labels)
+    assert images.dtype == torch.bfloat16 and logits.shape == (8,)
+    assert torch.isfinite(logits.float()).all()
+    logits.float().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in generator.parameters())
+
+
+def test_a_family_name_is_registered_once():
+    throwaway: Registry[Family] = Registry("model family")
+    throwaway.add("resnet", FAMILIES["resnet"])
+    with pytest.raises(DuplicateNameError, match="'resnet' is registered twice"):
+        throwaway.add("resnet", FAMILIES["dcgan"])
+    assert throwaway["resnet"] is FAMILIES["resnet"]
+
+    before = {name: FAMILIES[name] for name in FAMILY_NAMES}
+    # re-registering an entry under its own name: even if the check were gone, nothing bogus stays registered
+    with pytest.raises(DuplicateNameError):
+        register_family(FAMILIES["dcgan"])
+    assert {name: FAMILIES[name] for name in families()} == before
+
+
+# --- ResNet specifics ---
+
+
+def spectrally_normed(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return {name: m for name, m in module.named_modules() if parametrize.is_parametrized(m, "weight")}
+
+
+def test_every_resnet_discriminator_layer_is_spectrally_normalised():
+    _, discriminator = build("resnet", 64)
+    layers = [
+        m for m in discriminator.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))
+    ]
+    assert len(layers) == 14  # 4 blocks of 2 convs and a shortcut, the head and the class embedding
+    assert set(spectrally_normed(discriminator).values()) == set(layers)
+
+
+def test_resnet_discriminator_weights_have_spectral_norm_one():
+    torch.manual_seed(0)
+    _, discriminator = build("resnet", 64)
+    images, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
+    for _ in range(3):  # each train-mode forward runs one power iteration
+        discriminator(images, labels)
+    discriminator.eval()
+    raw, normed = [], []
+    for name, layer in spectrally_normed(discriminator).items():
+        raw.append(torch.linalg.matrix_norm(layer.parametrizations.weight.original.detach().flatten(1), ord=2))
+        normed.append(torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2))
+        assert normed[-1] == pytest.approx(1.0, abs=0.05), name
+    assert len(normed) == 14
+    assert max(abs(s - 1) for s in raw) > 0.3  # the raw weights are not normalised already
+
+
+def test_a_state_snapshot_restores_the_power_iteration_vectors():
+    """CUDA-graph warm-up runs train steps and then puts every tensor back; spectral norm's u and v are some."""
+    torch.manual_seed(0)
+    _, discriminator = build("resnet", 16)
+    optimizer = torch.optim.Adam(discriminator.parameters(), lr=0.01)
+    images, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
+    before = state_of(discriminator)
+    snapshot = StateSnapshot.take([discriminator], [optimizer])
+    for _ in range(3):
+        optimizer.zero_grad()
+        discriminator(images, labels).mean().backward()
+        optimizer.step()
+    vectors = [key for key in before if key.endswith(("._u", "._v"))]
+    assert len(vectors) == 28
+    assert any(not torch.equal(discriminator.state_dict()[key], before[key]) for key in vectors)
+    snapshot.restore()
+    assert same_state(state_of(discriminator), before)
+
+
+def test_resnet_generator_ignores_the_discriminator_width():
+    torch.manual_seed(0)
+    generator, _ = build("resnet", 64)
+    torch.manual_seed(0)
+    generator_narrow_d, _ = build("resnet", 64, disc_width=16)
+    assert same_state(state_of(generator), state_of(generator_narrow_d))

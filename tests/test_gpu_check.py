@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from bench import gpu_check
+from bench.harness import gpu_check
 
 
 def test_unknown_stage_is_refused(tmp_path, capsys):

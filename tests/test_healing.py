@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.records import RESULTS_CSV, results_table
+from bench.engine.layout import RESULTS_CSV
+from bench.engine.records import results_table
 from reports.__main__ import main as report_main
 from tests.conftest import CACHE_DIR, tiny_grid_args
 from tests.test_runner import comparable

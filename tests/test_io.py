@@ -9,9 +9,9 @@ import pickle
 import pytest
 import torch
 
-from bench import io as bench_io
+from bench.engine import io as bench_io
+from bench.engine.io import DiskFullError, atomic_torch_save, atomic_write_text, quarantine, safe_torch_load
 from bench.errors import CheckpointError, UserError
-from bench.io import DiskFullError, atomic_torch_save, atomic_write_text, quarantine, safe_torch_load
 
 
 def fail_fsync_with(code: int):

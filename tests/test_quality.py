@@ -15,11 +15,11 @@ from torch_fidelity import feature_extractor_inceptionv3 as tfi
 
 import data
 import gans
-from bench import classifier as clf
-from bench import quality
+from bench.engine.spec import QualitySpec
 from bench.errors import UserError
-from bench.quality import InceptionWeightsError, QualityError, QualityEvaluator, Uint8Images
-from bench.spec import QualitySpec
+from bench.metrics import classifier as clf
+from bench.metrics.quality import InceptionWeightsError, QualityError, QualityEvaluator, Uint8Images
+from bench.metrics.registry import quality_columns
 
 CPU = torch.device("cpu")
 N = 360  # the size of the digits test split
@@ -226,7 +226,7 @@ def test_inception_metrics_are_wired_offline(digits, random_inception_weights, t
     spec = QualitySpec(fid_samples=10, inception_weights=str(random_inception_weights))
     evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
     scores = evaluator.score_generator(untrained(16))
-    assert list(scores) == KEYS[:7] + INCEPTION_KEYS + KEYS[7:]
+    assert list(scores) == KEYS[:9] + INCEPTION_KEYS + KEYS[9:]
     assert all(math.isfinite(scores[k]) for k in INCEPTION_KEYS)
     assert scores["is_inception"] >= 1.0 - 1e-6
     assert scores["quality_n_fake"] == 10 and scores["quality_n_real"] == 12
@@ -290,4 +290,4 @@ def test_mnist_real_test_split_scores_like_real_data(mnist_root, request, tmp_pa
     assert scores["is_lenet"] > 9  # 9.67 measured
     assert scores["class_consistency"] == evaluator.classifier.test_accuracy
     assert scores["fid_lenet"] < 5
-    assert quality.LENET_KEYS == tuple(KEYS[:7])
+    assert quality_columns({"lenet"}) == tuple(KEYS[:7])

@@ -13,8 +13,11 @@ import torch
 ray = pytest.importorskip("ray")
 
 from bench.cli import build_parser, grid_from_args  # noqa: E402
+from bench.engine.records import results_table  # noqa: E402
+from bench.engine.runner import Cohort, plan  # noqa: E402
+from bench.engine.spec import make_grid  # noqa: E402
 from bench.errors import CheckpointError, DataUnavailableError, UserError  # noqa: E402
-from bench.ray_executor import (  # noqa: E402
+from bench.executors.ray import (  # noqa: E402
     RAY_MISSING,
     RayRunError,
     absolute_paths,
@@ -26,9 +29,6 @@ from bench.ray_executor import (  # noqa: E402
     task_cohorts,
     wait_all,
 )
-from bench.records import results_table  # noqa: E402
-from bench.runner import Cohort, plan  # noqa: E402
-from bench.spec import make_grid  # noqa: E402
 from tests.conftest import tiny_grid_args  # noqa: E402
 from tests.test_runner import comparable  # noqa: E402
 
@@ -38,7 +38,7 @@ KILL_REQUEST = "kill-a-worker-once"
 def kill_once_after_a_checkpoint() -> None:
     """Ray worker setup hook: a worker that saves an epoch checkpoint while a kill request lies in the results
     directory takes the request and SIGKILLs itself, as if its node had gone."""
-    from bench.train import Member
+    from bench.engine.train import Member
 
     checkpoint = Member.checkpoint
 

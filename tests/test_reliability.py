@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.records import results_table
+from bench.engine.records import results_table
 from tests.conftest import ROOT, tiny_grid_args
 from tests.test_runner import comparable
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
+from bench.engine.io import is_file
+from bench.engine.layout import SCRATCH, TEACHER_WIDTH
 from bench.errors import UserError
-from bench.io import is_file
 from gans import check_width
 
 SCHEMA_VERSION = 1
-TEACHER_WIDTH = 512
-SCRATCH = "none"
 PRECISIONS = ("fp32", "bf16")
 # bounds that keep a typo from starting a run that cannot finish (or a seed torch's generators refuse)
 MAX_SEED = 2**63
@@ -53,7 +52,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(run_key(self), sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.dataset}-w{self.width}-{self.kd}-s{self.seed}-{digest}"
 
     @property
@@ -65,9 +64,28 @@ class RunSpec:
         return replace(self, width=self.teacher_width, kd=SCRATCH, kd_weight=0.0, disc_width=None)
 
 
+# The fields a RunSpec had when run ids were first issued (run key version 1): always hashed. A field added
+# since enters the hash only when it differs from its default, so a new knob left at its default re-keys no
+# finished run of any user; a field of this tuple must never be renamed or dropped.
+RUN_KEY_V1_FIELDS = (
+    "dataset", "width", "kd", "kd_weight", "seed", "epochs", "batch_size", "lr", "beta1", "beta2", "family",
+    "disc_width", "teacher_width", "teacher_sha", "precision",
+)  # fmt: skip
+
+
+def run_key(spec: RunSpec) -> dict:
+    """What ``spec.run_id`` hashes: every version-1 field, and every later field that is not at its default."""
+    values = asdict(spec)
+    key = {name: values[name] for name in RUN_KEY_V1_FIELDS}
+    for spec_field in fields(spec):
+        if spec_field.name not in key and values[spec_field.name] != spec_field.default:
+            key[spec_field.name] = values[spec_field.name]
+    return key
+
+
 @dataclass(frozen=True)
 class QualitySpec:
-    """How generated samples are scored (bench/quality.py)."""
+    """How generated samples are scored (bench/metrics/quality.py)."""
 
     fid_samples: int = 1000
     kid_subsets: int = 100  # torch-fidelity's default; KID's cost grows linearly with it
@@ -78,7 +96,7 @@ class QualitySpec:
 
 @dataclass(frozen=True)
 class SpeedSpec:
-    """How latency and throughput are timed (bench/measure.py)."""
+    """How latency and throughput are timed (bench/metrics/measure.py)."""
 
     min_run_time: float = 0.2  # seconds of timed work per measurement (torch.utils.benchmark)
     throughput_batch: int = 256
@@ -97,6 +115,7 @@ class GridSpec:
     seeds: tuple[int, ...]
     epochs: int
     batch_size: int
+    family: str = "dcgan"
     data_root: str = "datasets"
     download: bool = False
     device: str = "auto"
@@ -119,7 +138,7 @@ class GridSpec:
         specs: list[RunSpec] = []
         for seed in self.seeds:
             base = RunSpec(
-                self.dataset, teacher_width, SCRATCH, 0.0, seed, self.epochs, self.batch_size,
+                self.dataset, teacher_width, SCRATCH, 0.0, seed, self.epochs, self.batch_size, family=self.family,
                 teacher_width=teacher_width, teacher_sha=teacher_sha, precision=self.precision,
             )  # fmt: skip
             if teacher_sha is None:
@@ -168,8 +187,10 @@ def validate(grid: GridSpec) -> None:
     """Raise a one-line ``UserError`` for anything that would otherwise fail deep inside a run."""
     from data import check_dataset
     from distill import check_objective
+    from gans import FAMILIES
 
     check_dataset(grid.dataset)
+    FAMILIES.check(grid.family)
     for width in grid.widths:
         check_width(width)
     check_width(grid.teacher_width, "teacher width")

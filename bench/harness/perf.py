@@ -1,11 +1,11 @@
 """Training-loop benchmark: the harness's loop against a loop written the way the original project was.
 
-``python -m bench.perf`` times, for every width and objective, training steps per second of
+``python -m bench.harness.perf`` times, for every width and objective, training steps per second of
 
-* the **reference** loop (``bench.reference``), written the way the original was: per-item PIL transforms
+* the **reference** loop (``bench.harness.reference``), written the way the original was: per-item PIL transforms
   through a ``DataLoader``, conditions built on the CPU each step, a loss ``.item()`` every step, one run per
   process, so a distilled student runs its own teacher forward;
-* the **harness** loop (``bench.train.train_cohorts``): the dataset on the device, batches and noise drawn
+* the **harness** loop (``bench.engine.train.train_cohorts``): the dataset on the device, batches and noise drawn
   there, one-hot built there, epoch checkpoints included; first each width alone, then the whole grid of a
   seed as one cohort sharing every batch and one teacher forward per step. ``--modes`` times it eagerly
   (``eager``), replayed from a CUDA graph (``graphs``) and with every member on its own stream inside the
@@ -37,12 +37,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench.device import device_name, resolve_device, tune_for
-from bench.errors import UserError
-from bench.io import atomic_write_text
-from bench.reference import ReferenceRun
-from bench.spec import SCRATCH, RunSpec
-from bench.train import (
+from bench.engine.device import device_name, resolve_device, tune_for
+from bench.engine.io import atomic_write_text
+from bench.engine.spec import SCRATCH, RunSpec
+from bench.engine.train import (
     BatchStream,
     LoopOptions,
     TrainGroup,
@@ -52,6 +50,8 @@ from bench.train import (
     train_cohorts,
     train_step,
 )  # fmt: skip
+from bench.errors import UserError
+from bench.harness.reference import ReferenceRun
 from data import ImageDataset, get_dataset
 
 
@@ -125,7 +125,7 @@ def step_seconds(spec: RunSpec, dataset: ImageDataset, device: torch.device, ste
         for model in models:
             name = "forward_features" if hasattr(model, "forward_features") else "forward"
             setattr(model, name, torch.compile(getattr(model, name)))
-    nz = member.generator.cfg.nz
+    nz = member.generator.nz
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
     stream = BatchStream(images, labels, spec.batch_size, nz, dataset.num_classes, spec.seed)
     batches = chain.from_iterable(stream.epoch(epoch) for epoch in count())
@@ -256,8 +256,8 @@ def _line(row: PerfRow) -> str:
 
 def time_preset(preset: str, seeds: tuple[int, ...], device: str, data_root: str, out: Path) -> float:
     """Wall seconds of one whole preset run (training, measurements, metrics), report excluded."""
-    from bench.runner import run_local
-    from bench.spec import make_grid
+    from bench.engine.spec import make_grid
+    from bench.executors.local import run_local
 
     grid = make_grid(preset, seeds=seeds, device=device, data_root=data_root, out=str(out))
     started = time.perf_counter()
@@ -270,7 +270,7 @@ def _default_modes(device: torch.device) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.harness.perf", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-root", default="datasets")
     p.add_argument("--device", default="auto")
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "perf.csv", frame.to_csv(index=False))
     lines = [
         f"- device: {device_name(device)}; torch {torch.__version__}; Python {platform.python_version()}",
-        f"- command: `python -m bench.perf {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"- command: `python -m bench.harness.perf {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
         frame.drop(columns=["device"]).to_markdown(index=False, floatfmt=".2f"),
     ]

@@ -1,7 +1,7 @@
 """Quality parity: the harness's faster loop must train models as good as the original-style loop's.
 
-``python -m bench.parity`` trains one preset's grid (teacher, then every width with and without
-distillation) over several seeds twice: with the reference loop (``bench.reference``, each distilled
+``python -m bench.harness.parity`` trains one preset's grid (teacher, then every width with and without
+distillation) over several seeds twice: with the reference loop (``bench.harness.reference``, each distilled
 student taught by the reference teacher of its seed) and with the harness exactly as ``run_bench.py`` runs
 it (optionally a third time in bf16). The same ``QualityEvaluator`` scores every generator. For each model
 it reports the seed-to-seed spread of the reference loop's FID and whether the harness's mean FID lies within
@@ -24,15 +24,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from bench.device import device_name, resolve_device, tune_for
+from bench.engine.device import device_name, resolve_device, tune_for
+from bench.engine.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, safe_torch_load
+from bench.engine.layout import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE
+from bench.engine.runner import default_threads, grid_runs
+from bench.engine.spec import SCRATCH, GridSpec, RunSpec, make_grid
+from bench.engine.train import build_models
 from bench.errors import UserError
-from bench.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, safe_torch_load
-from bench.quality import QualityEvaluator
-from bench.records import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE
-from bench.reference import ReferenceRun, check_reference_objective
-from bench.runner import default_threads, grid_runs, run_local
-from bench.spec import SCRATCH, GridSpec, RunSpec, make_grid
-from bench.train import build_models
+from bench.executors.local import run_local
+from bench.harness.reference import ReferenceRun, check_reference_objective
+from bench.metrics.quality import QualityEvaluator
 from data import ImageDataset, get_dataset
 
 REFERENCE, HARNESS, HARNESS_BF16 = "reference", "harness", "harness-bf16"
@@ -117,7 +118,7 @@ def _mean_sd(mean: float, sd: float, count: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.parity", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.harness.parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="quick")
     p.add_argument("--seeds", default="1314,1315,1316", help="comma-separated; at least two for a spread")
     p.add_argument("--widths", help="comma-separated student widths (default: the preset's)")
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(frame)
     lines = [
         f"- device: {device_name(device)}; torch {torch.__version__}; Python {platform.python_version()}",
-        f"- command: `python -m bench.parity {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"- command: `python -m bench.harness.parity {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- {grid.preset} preset: {grid.dataset}, {grid.epochs} epochs, batch {grid.batch_size}, teacher width "
         f"{grid.teacher_width}, seeds {', '.join(map(str, grid.seeds))}, FID on {grid.quality.fid_samples} samples",
         f"- within: |harness mean - reference mean| <= {SPREAD_SDS:g} x reference sd over seeds",

@@ -39,10 +39,10 @@ logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from bench.cuda_graphs import side_stream  # noqa: E402
-from bench.device import device_name  # noqa: E402
+from bench.engine.cuda_graphs import side_stream  # noqa: E402
+from bench.engine.device import device_name  # noqa: E402
+from bench.engine.spec import SpeedSpec  # noqa: E402
 from bench.errors import first_line  # noqa: E402
-from bench.spec import SpeedSpec  # noqa: E402
 
 COMPILED = "_compiled"
 GRAPHED = "_graph"
@@ -96,8 +96,8 @@ def generator_inputs(generator: nn.Module, batch: int, device: torch.device) -> 
     """Return a fixed (z, labels) batch for ``generator`` on ``device``: seeded noise, labels 0, 1, 2, ..."""
     dtype = next(generator.parameters()).dtype
     noise = torch.Generator().manual_seed(0)
-    z = torch.randn(batch, generator.cfg.nz, generator=noise, dtype=dtype).to(device)
-    labels = (torch.arange(batch) % generator.cfg.num_classes).to(device)
+    z = torch.randn(batch, generator.nz, generator=noise, dtype=dtype).to(device)
+    labels = (torch.arange(batch) % generator.num_classes).to(device)
     return z, labels
 
 

@@ -24,19 +24,15 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 import gans
-from bench import cuda_graphs, preempt
-from bench.cuda_graphs import Batch, Branches, StateSnapshot
+from bench.engine import cuda_graphs, preempt
+from bench.engine.cuda_graphs import Batch, Branches, StateSnapshot
+from bench.engine.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, quarantine, safe_torch_load
+from bench.engine.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, SAMPLES_FILE, STATE_FILE
+from bench.engine.spec import RunSpec
 from bench.errors import CheckpointError, first_line
-from bench.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, quarantine, safe_torch_load
-from bench.spec import RunSpec
 from data import ImageDataset
 from distill import build_objective
 
-STATE_FILE = "state.pt"
-GENERATOR_FILE = "generator.pt"
-DISCRIMINATOR_FILE = "discriminator.pt"
-LOSSES_FILE = "losses.csv"
-SAMPLES_FILE = "samples.png"
 LOSS_COLUMNS = ("epoch", "step", "loss_d", "loss_g_gan", "loss_kd", "loss_g")
 SAMPLE_ROWS = 8
 
@@ -83,10 +79,6 @@ def build_models(spec: RunSpec, dataset: ImageDataset) -> tuple[nn.Module, nn.Mo
             spec.family, spec.width, disc_width=spec.disc_width, num_classes=dataset.num_classes,
             channels=channels, image_size=size,
         )  # fmt: skip
-
-
-def hidden_channels(generator: nn.Module) -> list[int]:
-    return [block[0].out_channels for block in generator.blocks]
 
 
 @dataclass
@@ -154,6 +146,10 @@ class Member:
         self.train_seconds = float(state["train_seconds"])
         self.diverged_step = None if state["diverged_step"] < 0 else int(state["diverged_step"])
 
+    def last_logged(self) -> dict[str, float | None]:
+        """The last row of the loss log by column name (None for each when nothing was logged)."""
+        return dict(zip(LOSS_COLUMNS, self.log[-1] if self.log else [None] * len(LOSS_COLUMNS), strict=True))
+
     def write_losses(self) -> None:
         frame = pd.DataFrame(self.log, columns=list(LOSS_COLUMNS)).astype({"epoch": int, "step": int})
         atomic_write_text(self.run_dir / LOSSES_FILE, frame.to_csv(index=False))
@@ -163,7 +159,7 @@ def make_member(spec: RunSpec, run_dir: Path, dataset: ImageDataset, device: tor
     generator, discriminator = build_models(spec, dataset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed + 1)
-        objective = build_objective(spec.kd, hidden_channels(generator), teacher_hidden_channels(spec))
+        objective = build_objective(spec.kd, generator.hidden_channels(), teacher_hidden_channels(spec))
     generator.to(device), discriminator.to(device)
     g_params = list(generator.parameters())
     if objective is not None:
@@ -185,8 +181,8 @@ def make_member(spec: RunSpec, run_dir: Path, dataset: ImageDataset, device: tor
 
 
 def teacher_hidden_channels(spec: RunSpec) -> list[int]:
-    """Channels of the teacher's four hidden blocks: width, width/2, width/4, width/8."""
-    return [spec.teacher_width >> i for i in range(4)]
+    """Channels of the teacher's hidden activations, known from its family and width without building it."""
+    return gans.FAMILIES[spec.family].hidden_channels(spec.teacher_width)
 
 
 def fixed_noise(nz: int, num_classes: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,7 +269,7 @@ class LoopOptions:
     log_every: int = 10
     samples_every_epoch: bool = False
     progress: bool = True
-    cuda_graphs: bool = True  # on CUDA: replay each step from a CUDA graph (bench/cuda_graphs.py)
+    cuda_graphs: bool = True  # on CUDA: replay each step from a CUDA graph (bench/engine/cuda_graphs.py)
     concurrent: bool = True  # in a graph: every member's update on its own CUDA stream
 
 
@@ -330,7 +326,7 @@ def train_cohorts(
                for m in everyone), "groups trained together share epochs, batch size and precision"  # fmt: skip
     assert all(len({m.spec.seed for m in group.members}) == 1 for group in groups), "a group shares its seed"
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
-    nz = groups[0].members[0].generator.cfg.nz
+    nz = groups[0].members[0].generator.nz
     streams = [
         BatchStream(images, labels, spec.batch_size, nz, dataset.num_classes, group.members[0].spec.seed)
         for group in groups

@@ -19,9 +19,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from bench.engine.spec import SCRATCH, RunSpec
+from bench.engine.train import build_models
 from bench.errors import UserError
-from bench.spec import SCRATCH, RunSpec
-from bench.train import build_models
 from data import ImageDataset, to_uint8
 
 
@@ -95,7 +95,7 @@ class ReferenceRun:
         self.generator.train(), self.discriminator.train()
         while True:
             for real, labels in loader:
-                z = torch.randn(len(labels), self.generator.cfg.nz)  # drawn on the CPU, copied over
+                z = torch.randn(len(labels), self.generator.nz)  # drawn on the CPU, copied over
                 fake_labels = torch.randint(0, self.dataset.num_classes, (len(labels),))
                 yield self.update(real, labels, z, fake_labels)
 
@@ -111,8 +111,7 @@ class ReferenceRun:
         device, spec = self.device, self.spec
         b = real.shape[0]
         real, z = real.to(device), z.to(device)
-        onehot = F.one_hot(fake_labels, self.dataset.num_classes).float()
-        fake = self._generate(self.generator, z, onehot)
+        fake = self._generate(self.generator, z, fake_labels)
         real_logits = self._discriminate(real, labels)
         fake_logits = self._discriminate(fake.detach(), fake_labels)
         loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.ones(b).to(device))
@@ -123,22 +122,17 @@ class ReferenceRun:
         loss_g = F.binary_cross_entropy_with_logits(self._discriminate(fake, fake_labels), torch.ones(b).to(device))
         if self.teacher is not None:
             with torch.no_grad():
-                target = self._generate(self.teacher, z, onehot)
+                target = self._generate(self.teacher, z, fake_labels)
             loss_g = loss_g + spec.kd_weight * F.l1_loss(fake, target)
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
         return loss_g.item()  # the original printed its losses every step
 
-    def _generate(self, model: nn.Module, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    def _generate(self, model: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # the original fed a CPU-built condition tensor to the generator
-        h = torch.cat([z, onehot.to(self.device)], 1)[:, :, None, None]
-        for block in model.blocks:
-            h = block(h)
-        return torch.tanh(model.to_image(h))
+        return model(z, labels.to(self.device))
 
     def _discriminate(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # and a CPU-built label channel to the discriminator
-        classes = self.dataset.num_classes
-        channel = (labels.float() * (2 / (classes - 1)) - 1)[:, None, None, None].expand(-1, 1, *images.shape[2:])
-        return self.discriminator.net(torch.cat([images, channel.to(self.device)], 1)).flatten()
+        return self.discriminator(images, labels.to(self.device))

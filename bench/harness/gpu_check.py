@@ -1,15 +1,15 @@
 """One call that verifies the suite on a GPU and writes every figure it measured into one folder.
 
-``python -m bench.gpu_check --data-root DIR --out DIR`` (``make gpu-check``) runs, each stage in its own
+``python -m bench.harness.gpu_check --data-root DIR --out DIR`` (``make gpu-check``) runs, each stage in its own
 process with its own time limit, so that one failing stage leaves the others' results:
 
 1. ``env``: the device, versions, ``nvidia-smi``.
 2. ``equivalence``: one cohort trained a few hundred steps eagerly, graphed, and graphed with a stream per
    member, from the same weights on the same batches; the largest weight difference of each against eager,
    beside that of a second eager run (the GPU's own run-to-run noise).
-3. ``perf``: the loop benchmark (``bench.perf``): the reference loop against the harness in every mode.
+3. ``perf``: the loop benchmark (``bench.harness.perf``): the reference loop against the harness in every mode.
 4. ``paper``: the paper preset end to end for one seed (``run_bench.py``): training, every measurement, report.
-5. ``parity``: a short ``bench.parity`` on the paper preset: reference-loop FID over seeds against the harness.
+5. ``parity``: a short ``bench.harness.parity`` on the paper preset: reference-loop FID over seeds against the harness.
 
 While it runs, ``nvidia-smi`` samples the GPU's utilisation; ``summary.md`` gives the wall time of every
 stage, its mean utilisation, and the utilisation inside the paper preset's training windows (from the
@@ -53,7 +53,7 @@ def stage_commands(args: argparse.Namespace) -> list[Stage]:
     out, data, py = Path(args.out), args.data_root, sys.executable
     quick = args.quick
     perf = [
-        py, "-m", "bench.perf", "--device", "cuda", "--dataset", "mnist", "--data-root", data,
+        py, "-m", "bench.harness.perf", "--device", "cuda", "--dataset", "mnist", "--data-root", data,
         "--batch-size", "128", "--steps", "20" if quick else "40", "--repeats", "1",
         "--widths", "16,512" if quick else "16,32,64,128,256,512", "--out", str(out / "perf"),
     ]  # fmt: skip
@@ -63,16 +63,16 @@ def stage_commands(args: argparse.Namespace) -> list[Stage]:
         *(["--epochs", "1", "--widths", "16,128", "--fid-samples", "2000"] if quick else []),
     ]  # fmt: skip
     parity = [
-        py, "-m", "bench.parity", "--preset", "paper", "--device", "cuda", "--data-root", data,
+        py, "-m", "bench.harness.parity", "--preset", "paper", "--device", "cuda", "--data-root", data,
         "--seeds", "1314,1315" if quick else "1314,1315,1316", "--epochs", "1",
         "--widths", "32" if quick else "128", "--fid-samples", "1000" if quick else "2000",
         "--out", str(out / "parity"), "--cache-dir", str(out / "paper" / "cache"), "--no-progress",
     ]  # fmt: skip
-    equivalence = [py, "-m", "bench.gpu_check", "--equivalence", "--data-root", data, "--out", str(out)]
+    equivalence = [py, "-m", "bench.harness.gpu_check", "--equivalence", "--data-root", data, "--out", str(out)]
     if quick:
         equivalence.append("--quick")
     all_stages = {
-        "env": Stage("env", [py, "-m", "bench.gpu_check", "--env", "--out", str(out)], 60),
+        "env": Stage("env", [py, "-m", "bench.harness.gpu_check", "--env", "--out", str(out)], 60),
         "equivalence": Stage("equivalence", equivalence, 90),
         "perf": Stage("perf", perf, 150),
         "paper": Stage("paper", paper, 200 if quick else 300),
@@ -217,9 +217,9 @@ def check_equivalence(data_root: str, out: Path, quick: bool) -> None:
 
     import torch
 
-    from bench.perf import HARNESS_MODES
-    from bench.spec import RunSpec
-    from bench.train import TrainGroup, make_member, train_cohorts
+    from bench.engine.spec import RunSpec
+    from bench.engine.train import TrainGroup, make_member, train_cohorts
+    from bench.harness.perf import HARNESS_MODES
     from data import get_dataset
 
     dataset = get_dataset("mnist", data_root)
@@ -258,7 +258,7 @@ def check_equivalence(data_root: str, out: Path, quick: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.harness.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default="datasets", help="where MNIST/raw lies")
     p.add_argument("--out", default="results/gpu-check", help="the one folder every result goes to")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated from {', '.join(STAGES)}")
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if sampler is not None:
             sampler.terminate()
             sampler.wait()
-    summary = summarise(out, rows, ["python -m bench.gpu_check", *(argv if argv is not None else sys.argv[1:])])
+    summary = summarise(out, rows, ["python -m bench.harness.gpu_check", *(argv if argv is not None else sys.argv[1:])])
     (out / "summary.md").write_text(summary)
     print(f"wrote {out / 'summary.md'}")
     return 0 if all(row["status"] == "ok" for row in rows) else 1

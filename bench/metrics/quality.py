@@ -10,7 +10,7 @@ How every number is computed (so two users get the same one):
   ``cache_dir/fidelity`` by a name holding the backbone, the dataset, a hash of its data, a hash of the backbone
   weights and the sample count (torch-fidelity's own cache key ignores weights). The generated side is never
   cached.
-- ``*_lenet``: torch-fidelity's ``calculate_metrics`` with the domain classifier of ``bench/classifier.py``
+- ``*_lenet``: torch-fidelity's ``calculate_metrics`` with the domain classifier of ``bench/metrics/classifier.py``
   (``lenet-domain``): FID and KID (polynomial kernel, ``QualitySpec.kid_subsets`` subsets of
   ``min(1000, n_fake, n_real)``) on the 128-d penultimate features, Inception Score (10 splits) on the logits,
   precision/recall (k = 3) on the features.
@@ -42,19 +42,19 @@ from torch import nn
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
-from bench.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_or_train_classifier
+from bench.engine.io import is_file, quarantine, safe_torch_load
+from bench.engine.spec import QualitySpec
+from bench.engine.stopwatch import timed
 from bench.errors import CheckpointError, UserError
-from bench.io import is_file, quarantine, safe_torch_load
-from bench.spec import QualitySpec
-from bench.stopwatch import timed
+from bench.metrics.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_or_train_classifier
+from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 DEFAULT_NZ = 100
 KID_MAX_SUBSET = 1000
-LENET_KEYS = ("fid_lenet", "is_lenet", "is_lenet_std", "kid_lenet", "kid_lenet_std", "precision_lenet", "recall_lenet")
-INCEPTION_KEYS = ("fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std")
-COMMON_KEYS = ("class_consistency", "teacher_fidelity_l1", "quality_n_fake", "quality_n_real", "classifier_test_acc")
+# what the scores rest on, written after the metrics' own columns (bench/metrics/registry.py)
+BOOKKEEPING_KEYS = ("quality_n_fake", "quality_n_real", "classifier_test_acc")
 
 # torch-fidelity result key -> our column name, formatted with the backbone
 _FIDELITY_KEYS = {
@@ -280,7 +280,8 @@ class QualityEvaluator:
     @property
     def metric_keys(self) -> tuple[str, ...]:
         """The keys of every ``score_*`` result, in column order."""
-        return LENET_KEYS + (INCEPTION_KEYS if self.inception is not None else ()) + COMMON_KEYS
+        backbones = {None, "lenet"} | ({"inception"} if self.inception is not None else set())
+        return quality_columns(backbones) + BOOKKEEPING_KEYS
 
     def _cache_name(self, backbone: str, weights_tag: str, extra: str = "") -> str:
         parts = [backbone, self.dataset.name, f"d{self.data_tag}", f"w{weights_tag}", f"n{len(self.real)}", extra]

@@ -7,10 +7,10 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from bench.measure import measure_devices, size_metrics, speed_metrics
-from bench.quality import QualityEvaluator
-from bench.spec import SpeedSpec
-from bench.stopwatch import timed
+from bench.engine.spec import SpeedSpec
+from bench.engine.stopwatch import timed
+from bench.metrics.measure import measure_devices, size_metrics, speed_metrics
+from bench.metrics.quality import QualityEvaluator
 
 
 def assess(

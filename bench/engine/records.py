@@ -15,30 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.engine.io import atomic_write_json, atomic_write_text, quarantine, read_json
+from bench.engine.layout import (
+    RESULT_FILE,
+    RESULTS_CSV,
+    RUNS_DIR,
+)
+from bench.engine.spec import SCHEMA_VERSION, RunSpec
 from bench.errors import UserError
-from bench.io import atomic_write_json, atomic_write_text, quarantine, read_json
-from bench.spec import SCHEMA_VERSION, RunSpec
-
-RESULT_FILE = "result.json"
-SPEC_FILE = "spec.json"
-RESULTS_CSV = "results.csv"
-REFERENCES_CSV = "references.csv"
-RUNS_DIR = "runs"
-
-STATUS_DONE = "done"
-STATUS_DIVERGED = "diverged"
-STATUS_TEACHER_DIVERGED = "teacher-diverged"  # a distilled student whose teacher diverged: never trained
-
-# (numerator column, ratio column): teacher value / student value
-RATIOS = {
-    "g_params": "ratio_params",
-    "g_bytes_fp32": "ratio_bytes",
-    "g_macs": "ratio_macs",
-    "d_params": "d_ratio_params",
-    "d_bytes_fp32": "d_ratio_bytes",
-    "latency_ms_cpu": "speedup_latency_cpu",
-    "latency_ms_cuda": "speedup_latency_cuda",
-}
+from bench.metrics.registry import ratio_columns
 
 
 class IncompatibleResultsError(UserError):
@@ -142,14 +127,15 @@ def results_table(results_dir: Path) -> pd.DataFrame:
         return frame
     teachers = frame[frame["role"] == "teacher"].drop_duplicates(["dataset", "seed", "teacher_sha"])
     keys = ["dataset", "seed", "teacher_sha"]
-    present = [col for col in RATIOS if col in frame]
+    ratios = ratio_columns()  # measured column -> teacher value / this run's value
+    present = [col for col in ratios if col in frame]
     merged = frame.merge(
         teachers[keys + present].rename(columns={col: f"_teacher_{col}" for col in present}),
         on=keys,
         how="left",
     )
     for col in present:
-        frame[RATIOS[col]] = (merged[f"_teacher_{col}"] / merged[col]).to_numpy()
+        frame[ratios[col]] = (merged[f"_teacher_{col}"] / merged[col]).to_numpy()
     order = ["dataset", "seed", "kd", "width"]
     return frame.sort_values(order, kind="stable").reset_index(drop=True)
 

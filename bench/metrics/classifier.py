@@ -26,8 +26,8 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
+from bench.engine.io import atomic_torch_save, quarantine, safe_torch_load
 from bench.errors import CheckpointError, first_line
-from bench.io import atomic_torch_save, quarantine, safe_torch_load
 from data import ImageDataset, from_uint8
 
 ARCH = "lenet-v1"  # bump when the architecture or the training recipe changes: it is part of the cache key

@@ -23,11 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import gans
-from bench import claims, preempt
-from bench.assess import assess
-from bench.device import device_name, resolve_device, tune_for
-from bench.errors import CheckpointError, DataUnavailableError, first_line
-from bench.io import (
+from bench.engine import claims, preempt
+from bench.engine.device import device_name, resolve_device, tune_for
+from bench.engine.io import (
     atomic_write_json,
     atomic_write_text,
     check_creatable_dir,
@@ -36,15 +34,20 @@ from bench.io import (
     read_json,
     safe_torch_load,
 )
-from bench.measure import size_metrics
-from bench.quality import QualityEvaluator, resolve_inception
-from bench.records import (
+from bench.engine.layout import (
+    CACHE_DIR,
+    GENERATOR_FILE,
+    GRID_FILE,
     REFERENCES_CSV,
     RESULT_FILE,
+    SCRATCH,
     SPEC_FILE,
+    STATE_FILE,
     STATUS_DIVERGED,
     STATUS_DONE,
     STATUS_TEACHER_DIVERGED,
+)
+from bench.engine.records import (
     RunRecord,
     check_schema,
     find_record,
@@ -52,10 +55,8 @@ from bench.records import (
     write_record,
     write_results_csv,
 )
-from bench.spec import SCHEMA_VERSION, SCRATCH, GridSpec, RunSpec
-from bench.train import (
-    GENERATOR_FILE,
-    STATE_FILE,
+from bench.engine.spec import SCHEMA_VERSION, GridSpec, RunSpec
+from bench.engine.train import (
     LoopOptions,
     Member,
     TrainGroup,
@@ -63,10 +64,11 @@ from bench.train import (
     make_member,
     train_cohorts,
 )
+from bench.errors import CheckpointError, DataUnavailableError, first_line
+from bench.metrics.assess import assess
+from bench.metrics.measure import size_metrics
+from bench.metrics.quality import QualityEvaluator, resolve_inception
 from data import ImageDataset, get_dataset
-
-GRID_FILE = "grid.json"
-CACHE_DIR = "cache"
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,9 @@ def load_generator(path: Path, spec: RunSpec, dataset: ImageDataset) -> nn.Modul
     return generator
 
 
-def teacher_width_of(path: Path) -> int:
-    """The width (first-layer channels) of the generator saved at ``path``."""
-    state = safe_torch_load(path)
-    weight = state.get("blocks.0.0.weight") if isinstance(state, dict) else None
-    if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
-        raise CheckpointError(f"checkpoint {path} is not a generator state_dict of this suite")
-    return int(weight.shape[1])
+def teacher_width_of(path: Path, family: str) -> int:
+    """The width (first-layer channels) of the ``family`` generator saved at ``path``."""
+    return gans.width_of(family, safe_torch_load(path), f"checkpoint {path}")
 
 
 def file_sha256(path: Path) -> str:
@@ -185,7 +183,7 @@ def grid_runs(grid: GridSpec) -> list[RunSpec]:
     if grid.teacher is None:
         _warn_if_narrow_teacher(grid, grid.teacher_width)
         return grid.runs()
-    width = gans.check_width(teacher_width_of(Path(grid.teacher)), "teacher width")
+    width = gans.check_width(teacher_width_of(Path(grid.teacher), grid.family), "teacher width")
     _warn_if_narrow_teacher(grid, width)
     return grid.runs(teacher_sha=file_sha256(Path(grid.teacher)), teacher_width=width)
 
@@ -331,14 +329,13 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
 
     ``window``: when the training loop that trained it (its whole batch of cohorts) started and finished.
     """
-    steps = int(member.log[-1][1]) if member.log else 0
+    last = member.last_logged()
     training = {
         **(window or {}),
         "train_seconds": member.train_seconds,
-        "steps": steps,
-        **dict(zip(("loss_d_final", "loss_g_gan_final", "loss_kd_final", "loss_g_final"),
-                   member.log[-1][2:] if member.log else [None] * 4)),
-    }  # fmt: skip
+        "steps": int(last["step"] or 0),
+        **{f"{name}_final": value for name, value in last.items() if name.startswith("loss_")},
+    }
     if member.active:
         teacher = ctx.teacher_generator(cohort.teacher) if cohort.teacher else None
         metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator, ctx.grid.speed, ctx.device)
@@ -474,14 +471,6 @@ def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -
         run_cohort(ctx, cohort)
     write_results_csv(ctx.results_dir)
     return ctx.results_dir
-
-
-def run_local(grid: GridSpec, progress: bool = True) -> Path:
-    """Run the whole grid in this process, cohort by cohort; returns the results directory."""
-    ctx, specs, cohorts = prepare_grid(grid, progress)
-    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="loop", disable=not progress):
-        run_cohorts(ctx, batch)
-    return finish_grid(ctx, specs, cohorts)
 
 
 def default_threads() -> None:

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from bench.engine.runner import Cohort, GridContext, finish_grid, prepare_grid, run_cohort
+from bench.engine.spec import GridSpec
 from bench.errors import DataUnavailableError, UserError
-from bench.runner import Cohort, GridContext, finish_grid, prepare_grid, run_cohort
-from bench.spec import GridSpec
+from bench.executors import Executor, register_executor
 
 RAY_MISSING = "--executor ray needs Ray: pip install '.[ray]'"
 MAX_RETRIES = 3  # per cohort, for lost workers and nodes only
@@ -246,3 +247,15 @@ def absolute_paths(grid: GridSpec) -> GridSpec:
         cache_dir=None if grid.cache_dir is None else str(Path(grid.cache_dir).resolve()),
         quality=quality,
     )
+
+
+register_executor(
+    Executor(
+        name="ray",
+        run=lambda grid, options, progress: run_ray(
+            grid, options.address, options.gpus_per_run, progress, cpus_per_run=options.cpus_per_run
+        ),
+        check=lambda options, device: check_ray_resources(options.gpus_per_run, options.cpus_per_run, device),
+        description="one Ray task per run, on this machine or a cluster (docs/scale-out.md)",
+    )
+)

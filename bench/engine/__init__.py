@@ -1,0 +1,1 @@
+"""The engine: specs, the training loop, run records, the local grid runner and the files they keep safe."""

@@ -1,0 +1,28 @@
+"""What a results directory holds and the values its files share with the report: declared once, torch-free.
+
+``reports/`` reads results through these names; the engine writes them.
+"""
+
+from __future__ import annotations
+
+RESULTS_CSV = "results.csv"  # one row per run, rebuilt from every result.json
+REFERENCES_CSV = "references.csv"  # real-vs-real and untrained scores at the grid's sample size
+GRID_FILE = "grid.json"  # the grid's settings and schema version
+CACHE_DIR = "cache"  # classifier and real-data statistics, unless --cache-dir
+RUNS_DIR = "runs"  # one directory per run, named by its run id
+
+# inside a run's directory
+SPEC_FILE = "spec.json"
+RESULT_FILE = "result.json"  # written last and atomically: its presence means the run is finished
+STATE_FILE = "state.pt"
+GENERATOR_FILE = "generator.pt"
+DISCRIMINATOR_FILE = "discriminator.pt"
+LOSSES_FILE = "losses.csv"
+SAMPLES_FILE = "samples.png"
+
+STATUS_DONE = "done"
+STATUS_DIVERGED = "diverged"
+STATUS_TEACHER_DIVERGED = "teacher-diverged"  # a distilled student whose teacher diverged: never trained
+
+SCRATCH = "none"  # the kd value of a run trained without a teacher
+TEACHER_WIDTH = 512  # the original's teacher: the width its sizes are quoted against

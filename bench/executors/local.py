@@ -1,0 +1,36 @@
+"""Run the whole grid in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench.engine.runner import finish_grid, prepare_grid, run_cohorts, schedule
+from bench.engine.spec import GridSpec
+from bench.errors import UserError
+from bench.executors import Executor, ExecutorOptions, register_executor
+
+
+def run_local(grid: GridSpec, progress: bool = True) -> Path:
+    """Run the whole grid in this process, cohort by cohort (on CUDA with graphs, every seed's cohort of a phase
+    in one loop); returns the results directory."""
+    ctx, specs, cohorts = prepare_grid(grid, progress)
+    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="loop", disable=not progress):
+        run_cohorts(ctx, batch)
+    return finish_grid(ctx, specs, cohorts)
+
+
+def check_local_options(options: ExecutorOptions, device: str) -> None:
+    if options != ExecutorOptions():
+        raise UserError("--ray-address, --gpus-per-run and --cpus-per-run need --executor ray")
+
+
+register_executor(
+    Executor(
+        name="local",
+        run=lambda grid, options, progress: run_local(grid, progress),
+        check=check_local_options,
+        description="this process (default)",
+    )
+)

@@ -1,0 +1,4 @@
+"""What is measured about a generator: size, speed and quality, and the registry that names each metric.
+
+Importing this package does not import torch: ``bench.metrics.registry`` is read by ``reports/`` too.
+"""

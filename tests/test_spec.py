@@ -1,0 +1,48 @@
+"""Run ids: stable across versions of the suite, changed by what changes a trained model."""
+
+from dataclasses import dataclass, replace
+
+from bench.engine.spec import RunSpec, make_grid
+
+# The quick preset's teacher as every earlier version of the suite named it: a change here re-keys (and so
+# retrains) every finished run of every user.
+QUICK_TEACHER = RunSpec("digits", 256, "none", 0.0, 1314, 6, 32, teacher_width=256)
+QUICK_TEACHER_ID = "digits-w256-none-s1314-5b1fb09bd3"
+PAPER_LAST_ID = "mnist-w512-pixel-l1-s1316-e9268e169b"
+
+
+def test_known_run_ids_are_pinned():
+    assert QUICK_TEACHER.run_id == QUICK_TEACHER_ID
+    assert make_grid("quick").runs()[0] == QUICK_TEACHER
+    assert make_grid("paper").runs()[-1].run_id == PAPER_LAST_ID
+
+
+@dataclass(frozen=True)
+class LaterRunSpec(RunSpec):
+    """A RunSpec as a later version might extend it: one more knob with a default."""
+
+    pruning_ratio: float = 0.0
+
+
+def test_a_new_field_at_its_default_keeps_every_id():
+    for spec in make_grid("paper").runs():
+        later = LaterRunSpec(**{name: getattr(spec, name) for name in spec.__dataclass_fields__})
+        assert later.run_id == spec.run_id
+        assert replace(later, pruning_ratio=0.5).run_id != spec.run_id
+
+
+def test_every_field_that_changes_a_model_changes_the_id():
+    base = QUICK_TEACHER
+    changed = [
+        replace(base, dataset="mnist"), replace(base, width=128), replace(base, kd="pixel-l1", kd_weight=1.0),
+        replace(base, seed=1315), replace(base, epochs=7), replace(base, batch_size=64), replace(base, lr=1e-4),
+        replace(base, beta1=0.0), replace(base, beta2=0.99), replace(base, family="resnet"),
+        replace(base, disc_width=64), replace(base, teacher_width=512), replace(base, teacher_sha="ab"),
+        replace(base, precision="bf16"),
+    ]  # fmt: skip
+    ids = {spec.run_id for spec in changed}
+    assert len(ids) == len(changed) and base.run_id not in ids
+
+
+def test_scratch_runs_ignore_the_distillation_weight():
+    assert replace(QUICK_TEACHER, kd_weight=3.0).run_id == QUICK_TEACHER_ID
