@@ -26,9 +26,7 @@ from bench.engine.spec import (
     make_grid,
     preset_values,
 )
-from bench.errors import UserError, one_line
-
-EXIT_USER_ERROR = 2
+from bench.errors import OneLineParser, UserError, one_line_warnings, report
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -49,13 +47,9 @@ class _Joined(argparse.Action):
         setattr(namespace, self.dest, tuple(item for value in values for item in value))
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
-        raise UserError(message)
-
-
 def _choices_epilog() -> str:
     """What each preset sets, and every registered objective, dataset and model family."""
+    from bench.latency import backends
     from data import datasets
     from distill import objectives
     from gans import families
@@ -69,12 +63,13 @@ def _choices_epilog() -> str:
             f"{values['quality'].fid_samples} metric samples"
         )
     lines += [f"objectives (--kd): {', '.join(objectives())}", f"datasets: {', '.join(datasets())}",
-              f"model families: {', '.join(families())}"]  # fmt: skip
+              f"model families (--family): {', '.join(families())}",
+              f"latency backends (--latency-backends): {', '.join(backends())}"]  # fmt: skip
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="run_bench.py",
         description="Train a teacher conditional DCGAN and a grid of student widths with and without "
         "distillation; measure size, cost, speed and quality; write results.csv and a report.",
@@ -105,7 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
     p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
-    p.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
+    p.add_argument(
+        "--latency-backends",
+        type=_str_list,
+        nargs="+",
+        action=_Joined,
+        help="backends every model is timed behind, e.g. eager,onnxruntime,compile (default: eager, "
+        "onnxruntime, and cuda-graph on a GPU; the list is below); docs/latency.md",
+    )
+    p.add_argument(
+        "--latency-batches",
+        type=_int_list,
+        nargs="+",
+        action=_Joined,
+        help="batch sizes every model is timed at (default 1,16,256): latency at the smallest, "
+        "throughput at the largest",
+    )
+    p.add_argument(
+        "--latency-seconds",
+        type=float,
+        help="timed seconds each (model, backend, batch) aims at (quick: 0.3, paper: 1): more is steadier",
+    )
     p.add_argument("--log-every", type=int, help="log losses every N steps (default 10)")
     p.add_argument(
         "--no-cuda-graphs",
@@ -154,7 +169,13 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         inception_weights=args.inception_weights,
         inception_download=args.inception_download,
     )
-    speed: SpeedSpec = replace(base["speed"], compile=args.compile)
+    speed: SpeedSpec = base["speed"]
+    if args.latency_backends is not None:
+        speed = replace(speed, backends=args.latency_backends)
+    if args.latency_batches is not None:
+        speed = replace(speed, batches=args.latency_batches)
+    if args.latency_seconds is not None:
+        speed = replace(speed, seconds_per_cell=args.latency_seconds)
     teacher = args.teacher
     if teacher is not None and Path(teacher).is_dir():
         teacher = str(Path(teacher) / "generator.pt")
@@ -186,12 +207,8 @@ def chosen_executor(args: argparse.Namespace):
     return executor, options
 
 
-def _one_line_warnings(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {one_line(message)}\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = _one_line_warnings  # the user reads warnings as one line each, no source lines
+    warnings.formatwarning = one_line_warnings
     try:
         args = build_parser().parse_args(argv)
         grid = grid_from_args(args)
@@ -214,13 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             except ReportInputError as err:
                 raise UserError(f"report: {err}") from None
         return 0
-    except UserError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except OSError as err:  # the system refused a path (too long, a device, ...): one line, nothing lost
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {one_line(where)}{one_line(err.strerror or err)}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except (UserError, OSError) as err:  # OSError: the system refused a path (too long, a device, ...)
+        return report(err)
     except Preempted as stop:
         print(f"preempted ({stop}): every run's state is saved; run the same command again to resume", file=sys.stderr)
         return EXIT_PREEMPTED

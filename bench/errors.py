@@ -1,4 +1,9 @@
-"""Errors a user can cause. ``run_bench.py`` prints them as one line and exits with code 2."""
+"""Errors a user can cause, and how a command line reports them: one line on stderr, exit code 2."""
+
+import argparse
+import sys
+
+EXIT_USER_ERROR = 2
 
 
 class UserError(Exception):
@@ -26,3 +31,25 @@ def first_line(error: BaseException) -> str:
 def one_line(text: object) -> str:
     """``text`` on one line: a newline or carriage return inside a value the user gave is shown escaped."""
     return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose own errors (a bad flag, a missing value) are ``UserError``s: one line, exit 2."""
+
+    def error(self, message: str) -> None:
+        raise UserError(message)
+
+
+def one_line_warnings(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` for a command line: the user reads warnings as one line each, no source."""
+    return f"warning: {one_line(message)}\n"
+
+
+def report(error: UserError | OSError) -> int:
+    """Print ``error`` as one ``error:`` line on stderr (an OSError with the path the system refused); 2."""
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {one_line(where)}{one_line(error.strerror or error)}", file=sys.stderr)
+    else:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+    return EXIT_USER_ERROR

@@ -30,6 +30,15 @@ class ImageDataset:
         return tuple(self.train_images.shape[1:])
 
 
+@dataclass(frozen=True)
+class DataShape:
+    """What a generator's architecture needs of its data (an ``ImageDataset`` has the same two attributes):
+    recorded in ``grid.json``, it rebuilds a saved generator where the data is not at hand."""
+
+    image_shape: tuple[int, int, int]  # (channels, height, width)
+    num_classes: int
+
+
 Loader = Callable[[Path, bool], ImageDataset]
 DATASETS: Registry[Loader] = Registry("dataset")
 register_dataset = DATASETS.register  # decorator: ``get_dataset(name, ...)`` calls ``loader(root, download)``
@@ -60,6 +69,7 @@ from data import digits, torchvision_sets  # noqa: E402,F401
 
 __all__ = [
     "DATASETS",
+    "DataShape",
     "ImageDataset",
     "check_dataset",
     "datasets",

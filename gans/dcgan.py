@@ -15,33 +15,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gans.family import ConditionalGenerator, Family, check_image_size, check_width, register_family, tensor_dim
+from gans.family import ConditionalGenerator, Family, PairConfig, register_family, tensor_dim
 
 
 @dataclass(frozen=True)
-class DCGANConfig:
-    """Every knob of one generator/discriminator pair."""
-
-    width: int = 512  # generator first-layer channels (8 * ngf)
-    disc_width: int | None = None  # same unit as width (ndf = disc_width / 8); None follows the generator
-    nz: int = 100
-    num_classes: int = 10
-    channels: int = 1
-    image_size: int = 28  # 28 (MNIST-like, the last layer crops 32 -> 28) or 32 (CIFAR-10)
-
-    def __post_init__(self) -> None:
-        check_width(self.width)
-        if self.disc_width is not None:
-            check_width(self.disc_width, "discriminator width")
-        check_image_size(self.image_size)
+class DCGANConfig(PairConfig):
+    """Every knob of one generator/discriminator pair (``PairConfig``'s; the last layer crops 32 -> 28)."""
 
     @property
     def ngf(self) -> int:
-        return self.width // 8
-
-    @property
-    def ndf(self) -> int:
-        return (self.disc_width or self.width) // 8
+        return self.width // 8  # width = 8 * ngf, the original's unit
 
 
 def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:

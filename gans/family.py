@@ -41,6 +41,28 @@ def check_image_size(image_size: int) -> int:
     return image_size
 
 
+@dataclass(frozen=True)
+class PairConfig:
+    """The knobs every family's generator/discriminator pair shares; a family's config adds its own."""
+
+    width: int = 512  # generator first-layer channels
+    disc_width: int | None = None  # same unit as width (ndf = disc_width / 8); None follows the generator
+    nz: int = 100
+    num_classes: int = 10
+    channels: int = 1
+    image_size: int = 28  # 28 (MNIST-like: the generator crops its 32x32 output) or 32 (CIFAR-10)
+
+    def __post_init__(self) -> None:
+        check_width(self.width)
+        if self.disc_width is not None:
+            check_width(self.disc_width, "discriminator width")
+        check_image_size(self.image_size)
+
+    @property
+    def ndf(self) -> int:
+        return (self.disc_width or self.width) // 8
+
+
 class ConditionalGenerator(nn.Module, ABC):
     """(z, labels) -> images in [-1, 1], with the hidden activations a feature-distillation objective reads."""
 

@@ -17,29 +17,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gans.family import ConditionalGenerator, Family, check_image_size, check_width, register_family, tensor_dim
+from gans.family import ConditionalGenerator, Family, PairConfig, register_family, tensor_dim
 
 
 @dataclass(frozen=True)
-class ResNetConfig:
-    """Every knob of one generator/discriminator pair."""
-
-    width: int = 512  # generator first-layer channels (the 4x4 map z is projected to)
-    disc_width: int | None = None  # same unit as width (ndf = disc_width / 8); None follows the generator
-    nz: int = 100
-    num_classes: int = 10
-    channels: int = 1
-    image_size: int = 28  # 28 (MNIST-like, the generator crops the centre of its 32x32) or 32 (CIFAR-10)
-
-    def __post_init__(self) -> None:
-        check_width(self.width)
-        if self.disc_width is not None:
-            check_width(self.disc_width, "discriminator width")
-        check_image_size(self.image_size)
-
-    @property
-    def ndf(self) -> int:
-        return (self.disc_width or self.width) // 8
+class ResNetConfig(PairConfig):
+    """Every knob of one generator/discriminator pair (``PairConfig``'s: width is the channels of the 4x4 map
+    z is projected to)."""
 
 
 def _xavier(layer: nn.Module) -> nn.Module:

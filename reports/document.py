@@ -92,8 +92,15 @@ CAPTIONS = {
         "perfect generator reaches. Diverged runs are left out."
     ),
     "pareto": (
-        "One point per finished run. The black step line joins the Pareto front: the runs that no other run "
-        "beats on both cost and FID (lower is better for both); each is labelled with its width."
+        "One point per model (the median over seeds). The black step line joins the Pareto front: the models "
+        "that no other model beats on both cost and FID (lower is better for both); each is labelled with its "
+        "width. Latency is the fastest backend's at batch 1, named on the axis."
+    ),
+    "speedup_vs_macs": (
+        "Each student's measured speed-up over its seed's teacher (the same backend, device and batch size; "
+        "median over seeds) against its MAC reduction, log scales. Dashed: y = x, what fewer MACs promise; "
+        "dotted: no speed-up. Points below the dashed line are slower than their MACs say: at small batches "
+        "launch and memory overheads, not arithmetic, set the time."
     ),
     "samples": (
         "Each model's samples for the same noise and labels: one column per width, widest first (the "
@@ -125,6 +132,8 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         TableBlock(tables["gain"]),
         Heading("Cost against quality"),
         figure("pareto", "Pareto fronts of latency and parameters against FID"),
+        Heading("Speed against MACs"),
+        figure("speedup_vs_macs", "Measured speed-up against MAC reduction, per backend and device"),
         Heading("Sizes against the original project"),
         TableBlock(tables["sizes"]),
         Heading("Samples"),

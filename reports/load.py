@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.engine.layout import (
     GRID_FILE,
+    LATENCY_CSV,
     LOSSES_FILE,
     REFERENCES_CSV,
     RESULT_FILE,
@@ -39,6 +40,7 @@ class Results:
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty when references.csv is absent
     grid: dict = field(default_factory=dict)  # empty when grid.json is absent or unreadable
     unreadable: tuple[str, ...] = ()  # runs whose result.json cannot be read: left out of every table
+    latency: pd.DataFrame = field(default_factory=pd.DataFrame)  # latency.csv's timed rows, with each run's keys
 
     def run_path(self, run_id: str, name: str) -> Path:
         return self.directory / RUNS_DIR / run_id / name
@@ -60,16 +62,14 @@ def load(results_dir: Path) -> Results:
         raise ReportInputError(f"{directory / RESULTS_CSV} lacks the column(s) {', '.join(missing)}")
     if runs.empty:
         raise ReportInputError(f"{directory / RESULTS_CSV} holds no runs")
-    references_path = directory / REFERENCES_CSV
-    try:
-        references = _read_csv(references_path, required=False) if references_path.is_file() else pd.DataFrame()
-    except ReportInputError:
-        references = pd.DataFrame()  # the floor and ceiling lines are left out, not the report
+    references = _optional_csv(directory / REFERENCES_CSV)  # without it the floor and ceiling lines are left out
+    latency = _optional_csv(directory / LATENCY_CSV)  # without it the backend comparisons are left out
     unreadable = unreadable_runs(directory)
     runs = runs[~runs["run_id"].astype(str).isin(unreadable)]
     if runs.empty:
         raise ReportInputError(f"{directory / RESULTS_CSV} holds no readable runs")
-    return Results(directory, _normalise(runs), references, _read_grid(directory / GRID_FILE), unreadable)
+    runs = _normalise(runs)
+    return Results(directory, runs, references, _read_grid(directory / GRID_FILE), unreadable, _latency(latency, runs))
 
 
 def unreadable_runs(directory: Path) -> tuple[str, ...]:
@@ -83,6 +83,27 @@ def unreadable_runs(directory: Path) -> tuple[str, ...]:
         if not ok:
             bad.append(path.parent.name)
     return tuple(bad)
+
+
+def _optional_csv(path: Path) -> pd.DataFrame:
+    """``path`` as a frame; empty when it is absent or unreadable (what it would show is left out, not the report)."""
+    try:
+        return _read_csv(path, required=False) if path.is_file() else pd.DataFrame()
+    except ReportInputError:
+        return pd.DataFrame()
+
+
+LATENCY_COLUMNS = ("run_id", "backend", "device", "batch", "p50_ms", "throughput_ips", "status")
+
+
+def _latency(latency: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The timed rows of ``latency.csv`` (status ok) of the report's runs, with each run's width, objective, seed
+    and MACs; empty when the file lacks a column it needs."""
+    if latency.empty or any(col not in latency for col in LATENCY_COLUMNS):
+        return pd.DataFrame(columns=list(LATENCY_COLUMNS))
+    keys = [col for col in ("run_id", "dataset", "width", "kd", "objective", "seed", "role", "g_macs") if col in runs]
+    timed = latency[latency["status"] == "ok"]
+    return timed.merge(runs[keys], on="run_id", how="inner")
 
 
 def _read_csv(path: Path, required: bool) -> pd.DataFrame:

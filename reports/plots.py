@@ -197,17 +197,46 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return ordered[keep.to_numpy()]
 
 
+DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU"}
+
+
+def fastest_backends(latency: pd.DataFrame) -> dict[str, str]:
+    """Per device, the backend with the lowest median batch-1 latency among those that timed every model the
+    device timed (a backend that failed on some model would win by leaving out the hard ones)."""
+    best = {}
+    for device, rows in latency.groupby("device"):
+        single = rows[rows["batch"] == rows["batch"].min()]
+        counts = single.groupby("backend")["run_id"].nunique()
+        complete = counts[counts == counts.max()].index
+        medians = single[single["backend"].isin(complete)].groupby("backend")["p50_ms"].median()
+        best[device] = str(medians.idxmin())
+    return best
+
+
+def _fastest_latency(results: Results, runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``runs`` with a ``latency_{device}_fastest`` column per device (batch 1, the fastest backend's p50) and the
+    axis labels that say which backend; without latency.csv, the eager columns of results.csv."""
+    if results.latency.empty:
+        eager = {f"latency_ms_{dev}": f"{name} latency, batch 1 (ms, log scale)" for dev, name in DEVICE_NAMES.items()}
+        return runs, eager
+    labels = {}
+    for device, backend in fastest_backends(results.latency).items():
+        rows = results.latency[(results.latency["device"] == device) & (results.latency["backend"] == backend)]
+        single = rows[rows["batch"] == rows["batch"].min()].set_index("run_id")["p50_ms"]
+        column = f"latency_{device}_fastest"
+        runs = runs.assign(**{column: runs["run_id"].map(single)})
+        name = DEVICE_NAMES.get(device, device)
+        labels[column] = f"{name} latency, batch 1, {backend} (fastest backend; ms, log scale)"
+    return runs, labels
+
+
 def pareto(results: Results) -> Figure | None:
-    """FID against CPU latency (and GPU latency) and against parameters: one point per model (width x
-    objective, the median over seeds; each run faint behind it), the Pareto front of the models outlined and
-    every model on it labelled with its width."""
-    runs = _finished(results.runs)
+    """FID against CPU latency (and GPU latency; the fastest backend's, batch 1) and against parameters: one
+    point per model (width x objective, the median over seeds; each run faint behind it), the Pareto front of
+    the models outlined and every model on it labelled with its width."""
+    runs, latency_labels = _fastest_latency(results, _finished(results.runs))
     quality = "fid_lenet" if "fid_lenet" in runs and runs["fid_lenet"].notna().any() else None
-    costs = {
-        "latency_ms_cpu": "CPU latency, batch 1 (ms, log scale)",
-        "latency_ms_cuda": "GPU latency, batch 1 (ms, log scale)",
-        "g_params": "generator parameters (log scale)",
-    }
+    costs = {**latency_labels, "g_params": "generator parameters (log scale)"}
     costs = {c: label for c, label in costs.items() if c in runs and runs[c].notna().any()}
     if quality is None or not costs:
         return None
@@ -265,7 +294,7 @@ def pareto(results: Results) -> Figure | None:
             if "latency" in label:
                 _plain_log_ticks(ax)
             ax.set_ylabel(f"{BY_COLUMN[quality].label}{_better(quality)}")
-            ax.set_title(f"FID against {label.split(' (')[0]}")
+            ax.set_title(f"FID against {label.split(',')[0].split(' (')[0]}")
         _legend_right(grid, "objective\n(median over seeds" + ("; faint: each run)" if several_seeds else ")"))
         front_handle = Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10,
                               label="Pareto front\n(w = width)")  # fmt: skip
@@ -403,9 +432,49 @@ def sample_grid(results: Results) -> Figure | None:
     return fig
 
 
+def speedup_vs_macs(results: Results) -> Figure | None:
+    """Measured speed-up against MAC reduction, a panel per backend and device: each student's latency
+    relative to its seed's teacher behind the same backend, device and batch size (median over seeds), against
+    the teacher's MACs over its own. The line y = x is what fewer MACs promise."""
+    timed = results.latency
+    if timed.empty or "g_macs" not in timed or not (timed["role"] == "teacher").any():
+        return None
+    keys = ["dataset", "seed", "backend", "device", "batch"]
+    teachers = timed[timed["role"] == "teacher"][keys + ["p50_ms", "g_macs"]]
+    tidy = timed[timed["role"] != "teacher"].merge(teachers, on=keys, suffixes=("", "_teacher"))
+    if tidy.empty:
+        return None
+    tidy["speed-up (teacher latency / student latency, ×)"] = tidy["p50_ms_teacher"] / tidy["p50_ms"]
+    tidy["MAC reduction (teacher MACs / student MACs, ×)"] = tidy["g_macs_teacher"] / tidy["g_macs"]
+    tidy["batch size"] = tidy["batch"].astype(int).astype(str)
+    tidy["device"] = tidy["device"].map(lambda device: DEVICE_NAMES.get(device, device))
+    x, y = "MAC reduction (teacher MACs / student MACs, ×)", "speed-up (teacher latency / student latency, ×)"
+    models = tidy.groupby(["device", "backend", "batch size", "width", "objective"], as_index=False)[[x, y]].median()
+    batches = sorted(models["batch size"].unique(), key=int)
+    with _style():
+        grid = sns.relplot(
+            data=models, kind="scatter", x=x, y=y, hue="batch size", hue_order=batches, style="objective",
+            col="backend", row="device", s=55, height=3.0, aspect=1.1, palette="viridis",
+            facet_kws={"margin_titles": True},
+        )  # fmt: skip
+        grid.set(xscale="log", yscale="log")
+        low = min(models[x].min(), models[y].min()) / 1.5
+        high = max(models[x].max(), models[y].max()) * 1.5
+        for ax in grid.axes.flat:
+            ax.plot([low, high], [low, high], color="black", linestyle="--", linewidth=1, zorder=1)
+            ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, zorder=1)
+            ax.set_xlim(low, high)
+            ax.set_ylim(low, high)
+            _plain_log_ticks(ax)
+        _legend_right(grid, "")
+        grid.figure.suptitle("Measured speed-up against MAC reduction (dashed: y = x, what MACs promise)", y=1.03)
+    return grid.figure
+
+
 FIGURES = {
     "quality_vs_compression": quality_vs_compression,
     "pareto": pareto,
+    "speedup_vs_macs": speedup_vs_macs,
     "training_curves": training_curves,
     "samples": sample_grid,
 }

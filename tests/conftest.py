@@ -10,6 +10,7 @@ from pathlib import Path
 # processes running side by side on two cores must not oversubscribe them.
 os.environ["OMP_NUM_THREADS"] = "1"
 
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -59,11 +60,64 @@ def fails_cleanly(main, capsys, args: list[str], expected: str) -> str:
     return err
 
 
+class NanLoss(torch.nn.Module):
+    """A distillation term that is NaN from the first step: what makes a member diverge on purpose."""
+
+    def forward(self, student_images, *rest):
+        return student_images.mean() * float("nan")
+
+
+@pytest.fixture(scope="session")
+def nan_objective() -> str:
+    """The name of a registered objective whose loss is NaN (registered once per session: names are unique)."""
+    from distill import OBJECTIVES
+
+    if "test-nan" not in OBJECTIVES:
+        OBJECTIVES.add("test-nan", lambda student_channels, teacher_channels: NanLoss())
+    return "test-nan"
+
+
+def spec(width: int = 16, kd="none", seed=7, epochs=1, batch_size=64, kd_weight=1.0, teacher_width=64, lr=2e-4):
+    """A run spec on digits with a width-64 teacher: what the training tests train."""
+    from bench.engine.spec import RunSpec
+
+    return RunSpec("digits", width, kd, kd_weight, seed, epochs, batch_size, lr=lr, teacher_width=teacher_width)
+
+
+def teacher_for(digits, seed=3):
+    """A fixed width-64 teacher with clearly non-zero outputs (DCGAN init gives near-zero images in eval)."""
+    from bench.engine.train import build_models
+
+    generator, _ = build_models(spec(64, seed=seed), digits)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for weight in generator.parameters():
+            weight.data.normal_(0.0, 0.3)
+    return generator.eval()
+
+
+TIMING = (
+    "train_seconds",
+    "latency",
+    "throughput",
+    "finished_at",
+    "train_started_at",
+    "threads_",
+    "device_name",
+    "seconds_",
+)
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in frame if any(c.startswith(t) or t in c for t in TIMING)])
+
+
 def tiny_grid_args(out: Path, *extra: str) -> list[str]:
     """A grid that exercises every stage in seconds: teacher 64, students 16 and 32, scratch and pixel-l1."""
     return [
         "--widths", "16,32", "--teacher-width", "64", "--epochs", "2", "--fid-samples", "100",
-        "--log-every", "5", "--quiet", "--no-report", "--cache-dir", str(CACHE_DIR), "--out", str(out), *extra,
+        "--log-every", "5", "--quiet", "--no-report", "--cache-dir", str(CACHE_DIR), "--out", str(out),
+        "--latency-backends", "eager", "--latency-batches", "1,4", "--latency-seconds", "0.02", *extra,
     ]  # fmt: skip
 
 

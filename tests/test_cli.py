@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.latency import backends
 from distill import objectives
 from gans import families
 from tests import conftest
@@ -96,7 +97,8 @@ def test_help_lists_every_flag(capsys):
         assert flag in out
     assert "paper: mnist, widths 16,32,64,128,256,512, teacher width 512" in out
     assert f"objectives (--kd): {', '.join(objectives())}" in out and "pixel-l1" in objectives()
-    assert f"model families: {', '.join(families())}" in out and "dcgan" in families()
+    assert f"model families (--family): {', '.join(families())}" in out and "dcgan" in families()
+    assert f"latency backends (--latency-backends): {', '.join(backends())}" in out and "eager" in backends()
 
 
 def test_ray_flags_need_the_ray_executor(capsys, tmp_path):
@@ -152,6 +154,10 @@ def test_a_narrow_teacher_is_allowed_with_a_warning(tmp_path):
     [
         (["--kd-weight", "nan"], "--kd-weight must be a finite number, got nan"),
         (["--kd-weight", "inf"], "--kd-weight must be a finite number, got inf"),
+        (["--latency-seconds", "nan"], "latency seconds per cell must be a positive number, got nan"),
+        (["--latency-seconds", "0"], "latency seconds per cell must be a positive number, got 0.0"),
+        (["--latency-batches", "1,1"], "latency batch sizes must be distinct"),
+        (["--latency-backends", "tensorrt"], "unknown latency backend 'tensorrt'"),
         (["--fid-samples", "0"], "--fid-samples must be at least 10, got 0"),
         (["--seeds", "-1"], "--seeds must lie in 0.."),
         (["--epochs", "100000"], "--epochs must be at most 10000"),

@@ -9,7 +9,6 @@ static inputs, the re-capture when the active members change, and the losses rea
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 
@@ -19,11 +18,8 @@ import torch
 import bench.engine.train as train
 from bench.engine import cuda_graphs
 from bench.engine.cuda_graphs import Branches, StateSnapshot, make_capturable, warm_up
-from bench.engine.spec import SpeedSpec
 from bench.engine.train import LoopOptions, TrainGroup, cohort_step, make_member, precision_autocast, train_cohorts
-from bench.metrics.measure import GRAPHED, _graphed_speed, generator_inputs, speed_metrics
-from distill import register_objective
-from tests.test_train import NanLoss, spec, teacher_for
+from tests.conftest import spec, teacher_for
 
 CPU = torch.device("cpu")
 CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
@@ -136,10 +132,9 @@ def test_graphed_training_equals_eager_training_bit_for_bit(digits, tmp_path, st
         assert a.log == b.log
 
 
-def test_a_diverged_member_leaves_the_graph_and_the_rest_trains_on(digits, tmp_path, stand_in_graphs):
-    register_objective("test-nan")(lambda s, t: NanLoss())
+def test_a_diverged_member_leaves_the_graph_and_the_rest_trains_on(digits, tmp_path, stand_in_graphs, nan_objective):
     teacher = teacher_for(digits)
-    bad = make_member(spec(16, "test-nan", epochs=2), tmp_path / "bad", digits, CPU)
+    bad = make_member(spec(16, nan_objective, epochs=2), tmp_path / "bad", digits, CPU)
     good = make_member(spec(16, "pixel-l1", epochs=2), tmp_path / "good", digits, CPU)
     alone = make_member(spec(16, "pixel-l1", epochs=2), tmp_path / "alone", digits, CPU)
     options = LoopOptions(progress=False, log_every=5)
@@ -208,17 +203,6 @@ def test_branches_are_no_ops_off_cuda():
     assert value.tolist() == [2.0, 2.0]
 
 
-def test_graphed_latency_off_cuda_is_recorded_as_unmeasured():
-    generator, _ = train.build_models(spec(16), _digits_like())
-    inputs = {batch: generator_inputs(generator, batch, CPU) for batch in (1, 4)}
-    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed, cuda_graph speed recorded as NaN"):
-        metrics = _graphed_speed(generator.eval(), inputs, SpeedSpec(min_run_time=0.01, throughput_batch=4),
-                                 f"cuda{GRAPHED}")  # fmt: skip
-    assert set(metrics) == {"latency_ms_cuda_graph", "latency_iqr_ms_cuda_graph", "throughput_ips_cuda_graph",
-                            "throughput_iqr_ips_cuda_graph"}  # fmt: skip
-    assert all(math.isnan(v) for v in metrics.values())
-
-
 def _digits_like():
     from data import get_dataset
 
@@ -241,13 +225,6 @@ def test_captured_training_tracks_eager_training_on_cuda(digits, tmp_path):
             for x, y in zip(a.generator.parameters(), b.generator.parameters(), strict=True):
                 assert (x - y).abs().max().item() < 0.05  # TF32 and atomics: close, not bit-identical
             assert len(a.log) == len(b.log)
-
-
-@CUDA_ONLY
-def test_graphed_generator_latency_is_recorded_on_cuda():
-    generator, _ = train.build_models(spec(16), _digits_like())
-    metrics = speed_metrics(generator, torch.device("cuda"), SpeedSpec(min_run_time=0.05, throughput_batch=8))
-    assert metrics["latency_ms_cuda_graph"] > 0 and metrics["throughput_ips_cuda_graph"] > 0
 
 
 def test_a_state_saved_by_a_graphed_run_resumes_on_the_cpu(digits, tmp_path):

@@ -12,8 +12,7 @@ from bench.cli import main
 from bench.engine.layout import RESULTS_CSV
 from bench.engine.records import results_table
 from reports.__main__ import main as report_main
-from tests.conftest import CACHE_DIR, tiny_grid_args
-from tests.test_runner import comparable
+from tests.conftest import CACHE_DIR, comparable, tiny_grid_args
 
 
 @pytest.fixture

@@ -29,8 +29,7 @@ from bench.executors.ray import (  # noqa: E402
     task_cohorts,
     wait_all,
 )
-from tests.conftest import tiny_grid_args  # noqa: E402
-from tests.test_runner import comparable  # noqa: E402
+from tests.conftest import comparable, tiny_grid_args  # noqa: E402
 
 KILL_REQUEST = "kill-a-worker-once"
 

@@ -11,8 +11,7 @@ import pandas as pd
 import torch
 
 from bench.engine.records import results_table
-from tests.conftest import ROOT, tiny_grid_args
-from tests.test_runner import comparable
+from tests.conftest import ROOT, comparable, tiny_grid_args
 
 
 def start(out: Path) -> subprocess.Popen:

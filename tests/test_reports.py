@@ -19,13 +19,15 @@ from matplotlib.image import imsave
 from reports import build_report
 from reports.load import Results, load
 from reports.metrics import ALL
+from reports.plots import FIGURES as PLOT_FIGURES
+from reports.plots import fastest_backends
 from reports.stats import ci95, t975
 from reports.tables import cost_table, quality_table, runs_table
 from tests.conftest import tiny_grid_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("cost", "quality", "gain", "sizes", "runs", "references")
-FIGURES = ("quality_vs_compression", "pareto", "training_curves", "samples")
+FIGURES = tuple(PLOT_FIGURES)  # every figure the report draws
 
 
 def _generator_params(width: int) -> tuple[int, int]:
@@ -163,6 +165,13 @@ def results_dir(tmp_path_factory) -> Path:
     }.items():
         runs[ratio] = runs["seed"].map(teacher[column]) / runs[column]
     runs.to_csv(root / "results.csv", index=False)
+    timed = runs[runs["status"] == "done"]  # latency.csv: eager at the results' latency, onnxruntime 2x faster
+    latency = [
+        {"run_id": row.run_id, "backend": backend, "device": "cpu", "batch": batch, "status": "ok",
+         "p50_ms": row.latency_ms_cpu * batch / speed, "throughput_ips": 1e3 * speed / row.latency_ms_cpu}
+        for row in timed.itertuples() for backend, speed in (("eager", 1.0), ("onnxruntime", 2.0)) for batch in (1, 256)
+    ]  # fmt: skip
+    pd.DataFrame(latency).to_csv(root / "latency.csv", index=False)
     pd.DataFrame(
         {
             "reference": ["real-test", "untrained"],
@@ -520,3 +529,10 @@ def test_latex_tables_are_built_to_fit_the_text_width(report_dir: Path):
         assert len(cells) == header.count(" & ") + 1  # every header cell stacked
         lines = [line.strip() for cell in cells for line in cell.split("\\\\")]
         assert all(len(line) <= 12 or " " not in line for line in lines), lines  # short lines, words unbroken
+
+
+def test_the_pareto_latency_comes_from_the_fastest_backend_that_timed_every_model(results_dir: Path):
+    latency = load(results_dir).latency
+    assert fastest_backends(latency) == {"cpu": "onnxruntime"}  # 2x faster than eager in the fixture
+    one_missing = latency.drop(latency[latency["backend"] == "onnxruntime"].index[0])
+    assert fastest_backends(one_missing) == {"cpu": "eager"}  # a backend that left a model out cannot win

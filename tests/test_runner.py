@@ -6,30 +6,15 @@ import torch
 
 import bench.engine.train as train
 from bench.cli import main
-from bench.engine.layout import RESULTS_CSV
+from bench.engine.layout import LATENCY_CSV, RESULTS_CSV
 from bench.engine.records import results_table
 from bench.engine.runner import GridContext, plan, schedule
 from bench.engine.spec import make_grid
 from reports import build_report
-from tests.conftest import tiny_grid_args
+from tests.conftest import comparable, tiny_grid_args
+
 
 # columns that measure time, not what was computed
-TIMING = (
-    "train_seconds",
-    "latency",
-    "throughput",
-    "finished_at",
-    "train_started_at",
-    "threads_",
-    "device_name",
-    "seconds_",
-)
-
-
-def comparable(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=[c for c in frame if any(c.startswith(t) or t in c for t in TIMING)])
-
-
 def test_plan_trains_scratch_with_the_teacher_then_the_distilled():
     grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))
     cohorts = plan(grid.runs())
@@ -74,11 +59,25 @@ def test_run_directories_hold_their_artifacts(tiny_results):
         assert "blocks.0.0.weight" in state
 
 
-def test_rerun_skips_finished_runs(tiny_results):
-    before = {p: p.stat().st_mtime_ns for p in (tiny_results / "runs").glob("*/result.json")}
+def test_rerun_skips_finished_runs_and_their_timing(tiny_results):
+    timed = [*(tiny_results / "runs").glob("*/result.json"), tiny_results / LATENCY_CSV]
+    before = {p: p.stat().st_mtime_ns for p in timed}
     assert main(tiny_grid_args(tiny_results)) == 0
-    after = {p: p.stat().st_mtime_ns for p in (tiny_results / "runs").glob("*/result.json")}
-    assert before == after
+    assert before == {p: p.stat().st_mtime_ns for p in timed}
+
+
+def test_every_model_is_timed_together_and_results_take_the_eager_figures(tiny_results):
+    latency = pd.read_csv(tiny_results / LATENCY_CSV)
+    frame = pd.read_csv(tiny_results / RESULTS_CSV).set_index("run_id")
+    assert set(latency["run_id"]) == set(frame.index)  # one phase timed every model
+    assert (
+        set(latency["batch"]) == {1, 4} and set(latency["backend"]) == {"eager"} and (latency["status"] == "ok").all()
+    )
+    assert (latency["p50_ms"] <= latency["p90_ms"]).all() and (latency["p90_ms"] <= latency["p99_ms"]).all()
+    single = latency[latency["batch"] == 1].set_index("run_id")
+    assert frame["latency_ms_cpu"].to_dict() == pytest.approx(single["p50_ms"].to_dict())
+    largest = latency[latency["batch"] == 4].set_index("run_id")
+    assert frame["throughput_ips_cpu"].to_dict() == pytest.approx(largest["throughput_ips"].to_dict())
 
 
 def test_same_spec_twice_gives_identical_metrics_and_checkpoints(tiny_results, tmp_path):
@@ -149,7 +148,7 @@ def test_seeds_trained_together_give_the_results_of_seeds_trained_apart(tmp_path
 
 def test_records_say_where_measuring_time_went(tiny_results):
     frame = pd.read_csv(tiny_results / RESULTS_CSV)
-    for part in ("size", "speed_cpu", "quality_generate", "quality_lenet", "quality_prc", "quality_consistency"):
+    for part in ("size", "quality_generate", "quality_lenet", "quality_prc", "quality_consistency"):
         assert (frame[f"seconds_{part}"] > 0).all(), part
     started = pd.to_datetime(frame["train_started_at"])
     assert (pd.to_datetime(frame["train_finished_at"]) > started).all()

@@ -2,28 +2,12 @@ import hashlib
 
 import pytest
 import torch
-from torch import nn
 
 import bench.engine.train as train
-from bench.engine.spec import RunSpec
-from bench.engine.train import BatchStream, build_models, make_member, train_cohort
-from distill import register_objective
+from bench.engine.train import BatchStream, make_member, train_cohort
+from tests.conftest import spec, teacher_for
 
 CPU = torch.device("cpu")
-
-
-def spec(width=16, kd="none", seed=7, epochs=1, batch_size=64, kd_weight=1.0, teacher_width=64, lr=2e-4):
-    return RunSpec("digits", width, kd, kd_weight, seed, epochs, batch_size, lr=lr, teacher_width=teacher_width)
-
-
-def teacher_for(digits, seed=3):
-    """A fixed width-64 teacher with clearly non-zero outputs (DCGAN init gives near-zero images in eval)."""
-    generator, _ = build_models(spec(64, seed=seed), digits)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for weight in generator.parameters():
-            weight.data.normal_(0.0, 0.3)
-    return generator.eval()
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
@@ -103,15 +87,9 @@ def test_feature_objective_trains_its_adapters(digits, tmp_path):
     assert kd_losses[-1] < kd_losses[0]
 
 
-class NanLoss(nn.Module):
-    def forward(self, student_images, *rest):
-        return student_images.mean() * float("nan")
-
-
-def test_a_diverging_member_stops_and_the_rest_go_on(digits, tmp_path):
-    register_objective("test-nan")(lambda s, t: NanLoss())
+def test_a_diverging_member_stops_and_the_rest_go_on(digits, tmp_path, nan_objective):
     teacher = teacher_for(digits)
-    bad = make_member(spec(16, "test-nan", epochs=2), tmp_path / "bad", digits, CPU)
+    bad = make_member(spec(16, nan_objective, epochs=2), tmp_path / "bad", digits, CPU)
     good = make_member(spec(16, "pixel-l1", epochs=2), tmp_path / "good", digits, CPU)
     train_cohort([bad, good], digits, teacher, CPU, log_every=5, progress=False)
     assert bad.diverged_step == 5

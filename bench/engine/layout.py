@@ -7,6 +7,7 @@ from __future__ import annotations
 
 RESULTS_CSV = "results.csv"  # one row per run, rebuilt from every result.json
 REFERENCES_CSV = "references.csv"  # real-vs-real and untrained scores at the grid's sample size
+LATENCY_CSV = "latency.csv"  # every model timed together: one row per model x backend x device x batch
 GRID_FILE = "grid.json"  # the grid's settings and schema version
 CACHE_DIR = "cache"  # classifier and real-data statistics, unless --cache-dir
 RUNS_DIR = "runs"  # one directory per run, named by its run id

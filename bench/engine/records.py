@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.engine.io import atomic_write_json, atomic_write_text, quarantine, read_json
 from bench.engine.layout import (
+    LATENCY_CSV,
     RESULT_FILE,
     RESULTS_CSV,
     RUNS_DIR,
@@ -24,6 +25,8 @@ from bench.engine.layout import (
 from bench.engine.spec import SCHEMA_VERSION, RunSpec
 from bench.errors import UserError
 from bench.metrics.registry import ratio_columns
+
+HEADLINE_BACKEND = "eager"  # the speed columns of results.csv: plain PyTorch, as a user runs it
 
 
 class IncompatibleResultsError(UserError):
@@ -114,8 +117,41 @@ def check_schema(version: object, where: Path) -> None:
         )
 
 
+def latency_headlines(results_dir: Path) -> pd.DataFrame:
+    """Per run id, the speed columns of ``results.csv`` taken from ``latency.csv`` (empty when it is absent).
+
+    Per device: eager PyTorch at batch 1 (``latency_ms_{dev}``, its p90, p99 and noise) and at the largest
+    batch (``throughput_ips_{dev}``), what a user gets without a deployment step; every other backend that ran
+    as ``latency_ms_{dev}_{backend}`` and ``throughput_ips_{dev}_{backend}``. An unreadable file is moved aside
+    (the next grid run re-times the models).
+    """
+    path = Path(results_dir) / LATENCY_CSV
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        timings = pd.read_csv(path)
+        timings = timings[timings["status"] == "ok"]
+        first, last = timings["batch"].min(), timings["batch"].max()
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as err:
+        quarantine(path, f"unreadable: {err}")
+        return pd.DataFrame()
+    columns: dict[str, pd.Series] = {}
+    for (device, backend), rows in timings.groupby(["device", "backend"], sort=False):
+        suffix = device if backend == HEADLINE_BACKEND else f"{device}_{backend.replace('-', '_')}"
+        single = rows[rows["batch"] == first].set_index("run_id")
+        columns[f"latency_ms_{suffix}"] = single["p50_ms"]
+        columns[f"throughput_ips_{suffix}"] = rows[rows["batch"] == last].set_index("run_id")["throughput_ips"]
+        if backend == HEADLINE_BACKEND:
+            for stat in ("p90_ms", "p99_ms", "noise"):
+                columns[f"latency_{stat}_{device}"] = single[stat]
+            columns[f"device_name_{device}"] = single["device_name"]
+            columns[f"threads_{device}"] = single["threads"]
+    return pd.DataFrame(columns).rename_axis("run_id").reset_index()
+
+
 def results_table(results_dir: Path) -> pd.DataFrame:
-    """One row per finished run, with compression ratios against the teacher of the same dataset and seed."""
+    """One row per finished run, its speed from ``latency.csv``, and compression ratios against the teacher
+    of the same dataset and seed."""
     rows = []
     for path in sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
         try:
@@ -125,6 +161,10 @@ def results_table(results_dir: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    speed = latency_headlines(results_dir)
+    if not speed.empty:
+        frame = frame.drop(columns=[c for c in speed.columns if c != "run_id" and c in frame])
+        frame = frame.merge(speed, on="run_id", how="left")
     teachers = frame[frame["role"] == "teacher"].drop_duplicates(["dataset", "seed", "teacher_sha"])
     keys = ["dataset", "seed", "teacher_sha"]
     ratios = ratio_columns()  # measured column -> teacher value / this run's value

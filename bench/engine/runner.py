@@ -38,8 +38,10 @@ from bench.engine.layout import (
     CACHE_DIR,
     GENERATOR_FILE,
     GRID_FILE,
+    LATENCY_CSV,
     REFERENCES_CSV,
     RESULT_FILE,
+    RUNS_DIR,
     SCRATCH,
     SPEC_FILE,
     STATE_FILE,
@@ -49,13 +51,16 @@ from bench.engine.layout import (
 )
 from bench.engine.records import (
     RunRecord,
+    UnreadableRecordError,
     check_schema,
+    directory_lock,
     find_record,
+    read_record,
     run_dir,
     write_record,
     write_results_csv,
 )
-from bench.engine.spec import SCHEMA_VERSION, GridSpec, RunSpec
+from bench.engine.spec import SCHEMA_VERSION, GridSpec, RunSpec, SpeedSpec
 from bench.engine.train import (
     LoopOptions,
     Member,
@@ -65,10 +70,11 @@ from bench.engine.train import (
     train_cohorts,
 )
 from bench.errors import CheckpointError, DataUnavailableError, first_line
+from bench.latency import time_models, write_latency_csv
 from bench.metrics.assess import assess
-from bench.metrics.measure import size_metrics
+from bench.metrics.measure import measure_devices, size_metrics
 from bench.metrics.quality import QualityEvaluator, resolve_inception
-from data import ImageDataset, get_dataset
+from data import DataShape, ImageDataset, get_dataset
 
 
 @dataclass(frozen=True)
@@ -153,10 +159,10 @@ def cache_dir_of(grid: GridSpec) -> Path:
     return Path(grid.cache_dir) if grid.cache_dir else Path(grid.out) / CACHE_DIR
 
 
-def load_generator(path: Path, spec: RunSpec, dataset: ImageDataset) -> nn.Module:
+def load_generator(path: Path, spec: RunSpec, data: ImageDataset | DataShape) -> nn.Module:
     """A generator of ``spec``'s architecture with the weights at ``path``; a foreign file is refused."""
     state = safe_torch_load(path)
-    generator, _ = build_models(spec, dataset)
+    generator, _ = build_models(spec, data)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a generator state_dict")
     try:
@@ -199,8 +205,9 @@ def _warn_if_narrow_teacher(grid: GridSpec, teacher_width: int) -> None:
         )
 
 
-def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
-    """Check the directory is ours and writable, then record the grid, the device and the date."""
+def prepare_results_dir(grid: GridSpec, device: torch.device, dataset: ImageDataset) -> Path:
+    """Check the directory is ours and writable, then record the grid, the data's shape (what rebuilds a saved
+    generator without the data), the device and the date."""
     results_dir = Path(grid.out)
     grid_file = results_dir / GRID_FILE
     version = checked_schema_version(grid_file)
@@ -212,6 +219,8 @@ def prepare_results_dir(grid: GridSpec, device: torch.device) -> Path:
         {
             **asdict(grid),
             "schema_version": SCHEMA_VERSION,
+            "image_shape": list(dataset.image_shape),
+            "num_classes": dataset.num_classes,
             "device": device_name(device),
             "device_type": device.type,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -338,7 +347,7 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
     }
     if member.active:
         teacher = ctx.teacher_generator(cohort.teacher) if cohort.teacher else None
-        metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator, ctx.grid.speed, ctx.device)
+        metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator)
         record = RunRecord(member.spec, STATUS_DONE, {**training, **metrics})
     else:
         sizes = asdict(size_metrics(member.generator, member.discriminator))  # the architecture's, still valid
@@ -373,7 +382,7 @@ def record_given_teacher(ctx: GridContext, teacher: RunSpec) -> None:
     generator = ctx.teacher_generator(teacher)
     _, discriminator = build_models(teacher, ctx.dataset)  # sizes depend on the architecture alone
     # scored against itself, as a trained teacher is: its teacher L1 is 0, not missing
-    metrics = assess(generator, discriminator, generator, ctx.evaluator, ctx.grid.speed, ctx.device)
+    metrics = assess(generator, discriminator, generator, ctx.evaluator)
     write_record(ctx.results_dir, RunRecord(teacher, STATUS_DONE, {"given_checkpoint": ctx.grid.teacher, **metrics}))
 
 
@@ -402,7 +411,7 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
     check_creatable_dir(Path(grid.out), "--out")
     check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
-    prepare_results_dir(grid, device)
+    prepare_results_dir(grid, device, dataset)
     say(progress, "preparing: the domain classifier, the real-data statistics and the reference rows")
     ctx = GridContext.create(grid, dataset, progress)
     write_references(ctx)
@@ -463,14 +472,59 @@ def _run_state(results_dir: Path, spec: RunSpec) -> str:
 
 
 def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -> Path:
-    """Wait for runs another process holds, take over any it left unfinished, then rebuild the CSV."""
+    """Wait for runs another process holds, take over any it left unfinished, time every model together, then
+    rebuild the CSV."""
     for spec in specs:
         if find_record(ctx.results_dir, spec) is None:
             claims.wait_for(run_dir(ctx.results_dir, spec))
     for cohort in cohorts:
         run_cohort(ctx, cohort)
+    with directory_lock(ctx.results_dir):  # two processes finishing one grid time it once
+        time_latency(ctx)
     write_results_csv(ctx.results_dir)
     return ctx.results_dir
+
+
+def finished_generators(results_dir: Path, data: ImageDataset | DataShape) -> dict[str, nn.Module]:
+    """Run id -> generator, for every run of ``results_dir`` that finished (status done); a ``result.json``
+    that cannot be read is left out (the grid run that finds it recomputes it)."""
+    models = {}
+    for path in sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
+        try:
+            record = read_record(path)
+        except UnreadableRecordError:
+            continue
+        if record.status == STATUS_DONE:
+            checkpoint = record.metrics.get("given_checkpoint") or path.parent / GENERATOR_FILE
+            models[record.run_id] = load_generator(Path(checkpoint), record.spec, data).eval()
+    return models
+
+
+def latency_is_current(results_dir: Path, run_ids: set[str], settings: SpeedSpec) -> bool:
+    """Whether ``latency.csv`` holds exactly these runs, timed behind these backends, devices and batch sizes."""
+    try:
+        timed = pd.read_csv(Path(results_dir) / LATENCY_CSV)
+        return (
+            set(timed["run_id"].astype(str)) == run_ids
+            and (settings.backends is None or set(timed["backend"]) == set(settings.backends))
+            and set(timed["device"]) == set(settings.devices)
+            and set(timed["batch"].astype(int)) == set(settings.batches)
+        )
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return False  # absent or damaged: timed afresh (the rebuilt CSV moves a damaged one aside)
+
+
+def time_latency(ctx: GridContext) -> None:
+    """Time every finished generator of the grid together into ``latency.csv``: in interleaved rounds, so every
+    model sees the same machine load (docs/latency.md). Skipped when the file already holds these very runs."""
+    devices = tuple(device.type for device in measure_devices(ctx.device))
+    settings = replace(ctx.grid.speed, devices=devices)
+    models = finished_generators(ctx.results_dir, ctx.dataset)
+    if not models or latency_is_current(ctx.results_dir, set(models), settings):
+        return
+    say(ctx.progress, f"timing {len(models)} models together on {', '.join(devices)} (latency.csv)")
+    rows = time_models(models, settings, progress=lambda message: say(ctx.progress, f"  {message}"))
+    write_latency_csv(rows, ctx.results_dir)
 
 
 def default_threads() -> None:

@@ -96,11 +96,52 @@ class QualitySpec:
 
 @dataclass(frozen=True)
 class SpeedSpec:
-    """How latency and throughput are timed (bench/metrics/measure.py)."""
+    """How every model is timed (bench/latency; docs/latency.md says what each knob does and why)."""
 
-    min_run_time: float = 0.2  # seconds of timed work per measurement (torch.utils.benchmark)
-    throughput_batch: int = 256
-    compile: bool = False
+    backends: tuple[str, ...] | None = None  # None: every registered backend that runs on the device
+    batches: tuple[int, ...] = (1, 16, 256)  # latency at the smallest, throughput at the largest
+    devices: tuple[str, ...] = ("cpu",)  # a grid times on the CPU, and on its GPU when it has one
+    rounds: int = 16
+    calls_per_round: int = 64  # 16 x 64 = 1,024 calls: MLPerf single-stream's minimum query count
+    min_calls_per_round: int = 8  # slow cells: 16 x 8 = 128 calls at least, so p99 lies inside the data
+    seconds_per_cell: float = 2.0  # timed seconds a cell aims at; sets its calls per round within the bounds
+    warmup_calls: int = 5
+    noise_threshold: float = 0.10  # IQR of the per-round medians / their median
+    max_retimes: int = 2
+    atol: float = 1e-4  # largest |backend - eager| allowed on images in [-1, 1]
+
+    def __post_init__(self) -> None:
+        from bench.latency import BACKENDS, DEVICE_TYPES
+
+        object.__setattr__(self, "batches", tuple(self.batches))
+        object.__setattr__(self, "devices", tuple(self.devices))
+        if self.backends is not None:
+            object.__setattr__(self, "backends", tuple(self.backends))
+            if not self.backends or len(set(self.backends)) != len(self.backends):
+                raise UserError(f"latency backends must be distinct and at least one, got {self.backends}")
+            for name in self.backends:
+                BACKENDS.check(name)
+        if not self.batches or len(set(self.batches)) != len(self.batches):
+            raise UserError(f"latency batch sizes must be distinct and at least one, got {self.batches}")
+        for batch in self.batches:
+            _check_int(batch, "latency batch size", 1, MAX_BATCH)
+        if not self.devices or any(d not in DEVICE_TYPES for d in self.devices):
+            raise UserError(f"latency devices must be among {', '.join(DEVICE_TYPES)}, got {self.devices}")
+        _check_int(self.rounds, "latency rounds", 2)  # the noise measure needs two rounds at least
+        _check_int(self.calls_per_round, "calls per round", 1)
+        _check_int(self.min_calls_per_round, "minimum calls per round", 1, self.calls_per_round)
+        _check_int(self.warmup_calls, "warm-up calls", 1)
+        _check_int(self.max_retimes, "re-timings", 0)
+        for name in ("seconds_per_cell", "noise_threshold", "atol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise UserError(f"latency {name.replace('_', ' ')} must be a positive number, got {value!r}")
+
+
+def _check_int(value: object, what: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise UserError(f"{what} must be an integer {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -156,13 +197,18 @@ PRESETS: dict[str, dict] = {
     "quick": dict(
         dataset="digits", widths=(16, 32, 64, 128), teacher_width=256, kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
         seeds=(1314,), epochs=6, batch_size=32, quality=QualitySpec(fid_samples=1000, kid_subsets=20),
-        speed=SpeedSpec(min_run_time=0.1, throughput_batch=256),
+        # every model behind eager PyTorch and ONNX Runtime in a few seconds each: p99 then rests on 32+ calls
+        speed=SpeedSpec(backends=("eager", "onnxruntime"), rounds=8, calls_per_round=16, min_calls_per_round=4,
+                        seconds_per_cell=0.3, max_retimes=1),
     ),
     # the original's setting: MNIST, 25 epochs, batch 128, three seeds, metrics on 10,000 samples
     "paper": dict(
         dataset="mnist", widths=(16, 32, 64, 128, 256, 512), kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
         seeds=(1314, 1315, 1316), epochs=25, batch_size=128, quality=QualitySpec(fid_samples=10_000),
-        speed=SpeedSpec(min_run_time=0.25, throughput_batch=256),
+        # fast cells get 8 x 128 = 1,024 calls; a slow one (batch 256 of a wide model on a CPU) 8 at least, so
+        # that timing all 12 models behind 2 CPU backends stays near a minute or two
+        speed=SpeedSpec(backends=("eager", "onnxruntime", "cuda-graph"), rounds=8, calls_per_round=128,
+                        min_calls_per_round=1, seconds_per_cell=1.0),
     ),
 }  # fmt: skip
 

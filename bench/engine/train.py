@@ -30,7 +30,7 @@ from bench.engine.io import atomic_torch_save, atomic_write_bytes, atomic_write_
 from bench.engine.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, SAMPLES_FILE, STATE_FILE
 from bench.engine.spec import RunSpec
 from bench.errors import CheckpointError, first_line
-from data import ImageDataset
+from data import DataShape, ImageDataset
 from distill import build_objective
 
 LOSS_COLUMNS = ("epoch", "step", "loss_d", "loss_g_gan", "loss_kd", "loss_g")
@@ -70,13 +70,13 @@ class BatchStream:
             yield self.images[index], self.labels[index], z, fake_labels
 
 
-def build_models(spec: RunSpec, dataset: ImageDataset) -> tuple[nn.Module, nn.Module]:
+def build_models(spec: RunSpec, data: ImageDataset | DataShape) -> tuple[nn.Module, nn.Module]:
     """The run's freshly initialised pair; the init depends on (seed, width) only, not on the objective."""
-    channels, size, _ = dataset.image_shape
+    channels, size, _ = data.image_shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         return gans.build(
-            spec.family, spec.width, disc_width=spec.disc_width, num_classes=dataset.num_classes,
+            spec.family, spec.width, disc_width=spec.disc_width, num_classes=data.num_classes,
             channels=channels, image_size=size,
         )  # fmt: skip
 

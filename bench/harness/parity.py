@@ -28,7 +28,7 @@ from bench.engine.device import device_name, resolve_device, tune_for
 from bench.engine.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, safe_torch_load
 from bench.engine.layout import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE
 from bench.engine.runner import default_threads, grid_runs
-from bench.engine.spec import SCRATCH, GridSpec, RunSpec, make_grid
+from bench.engine.spec import SCRATCH, GridSpec, RunSpec, SpeedSpec, make_grid
 from bench.engine.train import build_models
 from bench.errors import UserError
 from bench.executors.local import run_local
@@ -39,7 +39,9 @@ from data import ImageDataset, get_dataset
 REFERENCE, HARNESS, HARNESS_BF16 = "reference", "harness", "harness-bf16"
 COLUMNS = ("arm", "role", "width", "kd", "seed", "status", "fid_lenet", "is_lenet", "kid_lenet",
            "class_consistency", "teacher_fidelity_l1")  # fmt: skip
-PARITY_TIMER_S = 0.01  # seconds per speed timer in the harness arm (its latencies are not compared)
+# parity compares quality: the harness arm's models are timed as briefly as the latency phase allows
+PARITY_SPEED = SpeedSpec(backends=("eager",), batches=(1,), rounds=2, calls_per_round=1, min_calls_per_round=1,
+                         seconds_per_cell=0.01, warmup_calls=1, max_retimes=0)  # fmt: skip
 SPREAD_SDS = 2.0  # "within the spread": |harness mean - reference mean| <= SPREAD_SDS * reference sd
 
 
@@ -178,8 +180,7 @@ def _grid(args: argparse.Namespace) -> tuple[GridSpec, ImageDataset]:
     )  # fmt: skip
     if args.fid_samples is not None:
         grid = replace(grid, quality=replace(grid.quality, fid_samples=args.fid_samples))
-    # parity compares quality: the harness arm's speed timers run as briefly as they can
-    grid = replace(grid, speed=replace(grid.speed, min_run_time=PARITY_TIMER_S))
+    grid = replace(grid, speed=PARITY_SPEED)
     for kd in grid.kd:
         check_reference_objective(kd)
     return grid, get_dataset(grid.dataset, grid.data_root, grid.download)

@@ -1,15 +1,17 @@
-"""Every measurement of one trained generator, as the flat metric columns of its record."""
+"""Every measurement of one trained generator but its speed, as the flat metric columns of its record.
+
+Speed is not measured here: every generator of a grid is timed together once they are all trained
+(``bench.latency``), so that each sees the same machine load.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-import torch
 from torch import nn
 
-from bench.engine.spec import SpeedSpec
 from bench.engine.stopwatch import timed
-from bench.metrics.measure import measure_devices, size_metrics, speed_metrics
+from bench.metrics.measure import size_metrics
 from bench.metrics.quality import QualityEvaluator
 
 
@@ -18,10 +20,8 @@ def assess(
     discriminator: nn.Module | None,
     teacher: nn.Module | None,
     evaluator: QualityEvaluator,
-    speed: SpeedSpec,
-    device: torch.device,
 ) -> dict[str, float | int | str | None]:
-    """Size, cost and speed on every available device, then quality against the real data and the teacher.
+    """Size and cost, then quality against the real data and the teacher.
 
     ``seconds_*`` columns say where the measuring time went (``seconds_quality_*``: the evaluator's parts).
     """
@@ -31,9 +31,5 @@ def assess(
     if discriminator is not None:
         with timed(seconds, "size"):
             metrics.update(asdict(size_metrics(generator, discriminator)))
-    for where in measure_devices(device):
-        with timed(seconds, f"speed_{where.type}"):
-            metrics.update(speed_metrics(generator.to(where), where, speed))
-    generator.to(device)
     metrics.update(evaluator.score_generator(generator, teacher, seconds))
     return {**metrics, **{f"seconds_{name}": value for name, value in seconds.items()}}

@@ -1,4 +1,4 @@
-"""Size and speed of a generator/discriminator pair: pure measurement functions, no files, no printing.
+"""Size and cost of a generator/discriminator pair: pure measurement functions, no files, no printing.
 
 How each number is computed:
 
@@ -11,41 +11,23 @@ How each number is computed:
   concatenation are free) and reports 2 FLOPs per multiply-accumulate, so ``g_macs = g_flops // 2``. A
   transposed convolution costs ``C_in * C_out * k * k * H_in * W_in``: every input pixel is scattered through
   the whole kernel, including the contributions that the padding later crops away (the dense work done).
-- **Speed**: ``torch.utils.benchmark.Timer.blocked_autorange``; latency is the median seconds of one call at
-  batch 1, throughput is ``spec.throughput_batch / median`` at that batch. Inputs are made once on the
-  device; the model is an eval-mode copy on the device, called under ``torch.inference_mode``. The Timer's
-  clock synchronises the accelerator before every reading (``torch.utils.benchmark.utils.timer.timer``), so
-  a timed block on CUDA includes the kernels it launched. The Timer would set torch's thread count to 1 by
-  default; we pass the current count so that the measurement runs with the setting the user has.
+- **Speed** is not measured here: ``bench.latency`` times every generator of a grid together. This module keeps
+  the pieces it shares: fixed inputs (``generator_inputs``) and the CUDA-graphed generator.
 """
 
 from __future__ import annotations
 
-import copy
 import io
-import logging
-import math
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-# torch.utils.benchmark imports cpp_extension, which on a CUDA build of torch without a GPU logs a warning
-# about CUDA_HOME that concerns compiling extensions, not timing: keep it off the user's terminal
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-from torch.utils import benchmark  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from bench.engine.cuda_graphs import side_stream
 
-from bench.engine.cuda_graphs import side_stream  # noqa: E402
-from bench.engine.device import device_name  # noqa: E402
-from bench.engine.spec import SpeedSpec  # noqa: E402
-from bench.errors import first_line  # noqa: E402
-
-COMPILED = "_compiled"
-GRAPHED = "_graph"
 Batch = tuple[torch.Tensor, torch.Tensor]  # (z, labels)
 Inputs = dict[int, Batch]  # batch size -> the inputs of that size
 
@@ -126,72 +108,6 @@ def size_metrics(generator: nn.Module, discriminator: nn.Module) -> SizeMetrics:
     )
 
 
-def _time(model: nn.Module, z: torch.Tensor, labels: torch.Tensor, min_run_time: float) -> list[float]:
-    """Return the per-call seconds of each timed block of ``model(z, labels)``."""
-    timer = benchmark.Timer(
-        stmt="model(z, labels)",
-        globals={"model": model, "z": z, "labels": labels},
-        num_threads=torch.get_num_threads(),  # the Timer's default of 1 would override the user's setting
-    )
-    return timer.blocked_autorange(min_run_time=min_run_time).times
-
-
-def _quartiles(times: list[float]) -> tuple[float, float, float]:
-    """Return the 25th, 50th and 75th percentiles of ``times``, interpolated as ``Measurement`` does."""
-    levels = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
-    q = torch.tensor(times, dtype=torch.float64).quantile(levels)
-    return q[0].item(), q[1].item(), q[2].item()
-
-
-def _speed(model: nn.Module, inputs: Inputs, spec: SpeedSpec, tag: str) -> dict[str, float]:
-    """Time ``model`` at batch 1 and at ``spec.throughput_batch``; keys end with ``_{tag}``.
-
-    Throughput IQR is the interquartile range of images/s: ``batch / p25 - batch / p75`` of the per-call times
-    (``batch / t`` is decreasing, so the time quartiles map onto the throughput quartiles).
-    """
-    batch = spec.throughput_batch
-    with torch.inference_mode():
-        for z, labels in inputs.values():
-            model(z, labels)  # warm-up: first-call allocations, and compilation of a compiled model
-        p25, p50, p75 = _quartiles(_time(model, *inputs[1], spec.min_run_time))
-        b25, b50, b75 = _quartiles(_time(model, *inputs[batch], spec.min_run_time))
-    latency, latency_iqr, throughput, throughput_iqr = _speed_keys(tag)
-    return {
-        latency: p50 * 1e3,
-        latency_iqr: (p75 - p25) * 1e3,
-        throughput: batch / b50,
-        throughput_iqr: batch / b25 - batch / b75,
-    }
-
-
-def _speed_keys(tag: str) -> tuple[str, str, str, str]:
-    return f"latency_ms_{tag}", f"latency_iqr_ms_{tag}", f"throughput_ips_{tag}", f"throughput_iqr_ips_{tag}"
-
-
-def speed_metrics(generator: nn.Module, device: torch.device, spec: SpeedSpec) -> dict[str, float | str]:
-    """Return latency (batch 1) and throughput (``spec.throughput_batch``) of ``generator`` on ``device``.
-
-    Keys, with ``dev = device.type``: ``latency_ms_{dev}``, ``latency_iqr_ms_{dev}``,
-    ``throughput_ips_{dev}``, ``throughput_iqr_ips_{dev}``, ``device_name_{dev}``, and ``threads_{dev}`` on
-    the CPU. With ``spec.compile``, the four timings again with the suffix ``_compiled``: NaN (and a warning)
-    when ``torch.compile`` fails. The generator itself is untouched: an eval-mode copy is moved to ``device``.
-    """
-    dev = device.type
-    model = copy.deepcopy(generator).to(device).eval()
-    inputs = {batch: generator_inputs(model, batch, device) for batch in (1, spec.throughput_batch)}
-    index = device.index if dev != "cpu" else None
-    with torch.accelerator.device_index(index):  # the Timer synchronises the *current* accelerator
-        metrics: dict[str, float | str] = dict(_speed(model, inputs, spec, dev))
-        metrics[f"device_name_{dev}"] = device_name(device)
-        if dev == "cpu":
-            metrics[f"threads_{dev}"] = torch.get_num_threads()
-        if dev == "cuda":
-            metrics.update(_graphed_speed(model, inputs, spec, f"{dev}{GRAPHED}"))
-        if spec.compile:
-            metrics.update(_compiled_speed(model, inputs, spec, f"{dev}{COMPILED}"))
-    return metrics
-
-
 class GraphedGenerator:
     """``model(z, labels)`` for fixed inputs, captured in one CUDA graph per batch size and replayed.
 
@@ -216,34 +132,6 @@ class GraphedGenerator:
         graph, out = self.graphs[len(z)]
         graph.replay()
         return out
-
-
-def _graphed_speed(model: nn.Module, inputs: Inputs, spec: SpeedSpec, tag: str) -> dict[str, float]:
-    """Speed of ``model`` replayed from CUDA graphs; NaN for every key (and a warning) when capture fails."""
-    try:
-        return _speed(GraphedGenerator(model, inputs), inputs, spec, tag)
-    except Exception as error:
-        return _unmeasured(tag, "CUDA graph capture", error)
-
-
-def _unmeasured(tag: str, what: str, error: Exception) -> dict[str, float]:
-    warnings.warn(f"{what} failed, {tag} speed recorded as NaN: {type(error).__name__}: {first_line(error)}",
-                  RuntimeWarning,
-                  stacklevel=3)  # fmt: skip
-    return dict.fromkeys(_speed_keys(tag), math.nan)
-
-
-def _compiled_speed(model: nn.Module, inputs: Inputs, spec: SpeedSpec, tag: str) -> dict[str, float]:
-    """Speed of a ``torch.compile``d copy of ``model``; NaN for every key when compilation fails."""
-    # Dynamo caches graphs per code object: without a reset, the generators of earlier runs in this process
-    # would use up its recompile limit, and later "compiled" models would silently run eagerly.
-    torch.compiler.reset()
-    try:
-        return _speed(torch.compile(model, dynamic=False), inputs, spec, tag)
-    except Exception as error:  # compiling is an optional extra: any failure (no C++ compiler, ...) is a NaN
-        return _unmeasured(tag, "torch.compile", error)
-    finally:
-        torch.compiler.reset()
 
 
 def measure_devices(train_device: torch.device) -> list[torch.device]:

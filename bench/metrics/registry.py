@@ -100,16 +100,16 @@ _size("d_params", "D params", "discriminator parameters", "", None, 1.0, 3)
 _size("d_bytes_fp32", "D fp32 size (KiB)", "discriminator fp32 size", "B", None, 1 / 1024, 4)
 _size("d_bytes_fp16", "D fp16 size (KiB)", "discriminator fp16 size", "B", None, 1 / 1024, 4)
 
-# speed (bench/metrics/measure.py: speed_metrics), per device
+# speed, per device: eager PyTorch's row of latency.csv (bench/latency; bench/engine/records.py: headlines)
 for _device, _name in [("cpu", "CPU"), ("cuda", "GPU")]:
     register_metric(
         Metric(f"latency_ms_{_device}", f"{_name} latency (ms)", f"{_name} latency", unit="ms", better=LOWER,
-               extra_columns=(f"latency_iqr_ms_{_device}",), report_name=f"latency_{_name.lower()}_ms")
+               extra_columns=tuple(f"latency_{stat}_{_device}" for stat in ("p90_ms", "p99_ms", "noise")),
+               report_name=f"latency_{_name.lower()}_ms")
     )  # fmt: skip
     register_metric(
         Metric(f"throughput_ips_{_device}", f"{_name} throughput (img/s)", f"{_name} throughput", unit="img/s",
-               better=HIGHER, extra_columns=(f"throughput_iqr_ips_{_device}",),
-               report_name=f"throughput_{_name.lower()}_ips")
+               better=HIGHER, report_name=f"throughput_{_name.lower()}_ips")
     )  # fmt: skip
     register_metric(
         Metric(f"speedup_latency_{_device}", f"{_name} speed-up (×)", f"{_name} speed-up", unit="x",
