@@ -1,0 +1,313 @@
+"""Post-training quantization of a trained generator: fp16, bf16 and int8, with what each layer became and why.
+
+Modes:
+- ``fp16`` / ``bf16``: every floating-point tensor of the state_dict cast to that dtype, and the forward pass run
+  in it (weights and activations; ``QuantizedGenerator`` casts z in and the images back to float32). CPU and
+  GPU kernels for every layer of both families exist in that dtype, so no layer stays float32.
+- ``int8``: torch.ao FX graph mode, static quantization (int8 weights, uint8 activations calibrated on noise)
+  lowered to the ``x86`` engine's fbgemm kernels; it runs on the CPU only. Weights are per-channel for
+  ``Conv2d`` and ``Linear``, per-tensor for ``ConvTranspose2d``: torch.ao refuses a per-channel observer on a
+  transposed convolution (``prepare_fx``: "Per channel weight observer is not supported yet for
+  ConvTranspose{n}d") and the x86/fbgemm/onednn kernels refuse per-channel transposed-convolution weights
+  ("Per Channel Quantization is currently disabled for transposed conv"); ``compress.survey`` records the
+  backends tried. Class-conditional batch norms stay float (reason recorded per layer).
+
+Calibration needs no data: a generator's inputs are N(0, 1) noise and uniform labels, so the default
+calibration set is seeded noise (``calibration_batches``).
+
+Stored representation: ``save_quantized`` writes ``{"format", "mode", "state_dict", "metadata", "keep_float"}``
+with ``torch.save`` (``metadata``: the state_dict's per-module versions, which int8 modules need to load); it
+loads with ``torch.load(weights_only=True)`` for every mode (an int8 state_dict holds quantized tensors and
+scales, which weights_only accepts). ``stored_bytes`` is the length of exactly those bytes. ``load_quantized``
+rebuilds the int8 graph from the float architecture (any generator of the right shape: its weights are replaced)
+and loads the saved int8 state into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.engine.io import atomic_write_bytes, safe_torch_load
+from bench.errors import CheckpointError, UserError
+from compress.layers import conditional_batch_norms
+from gans.family import ConditionalGenerator
+
+MODES = ("fp16", "bf16", "int8")
+FORMAT = "gan-kd-bench/quantized-generator/1"
+INT8_ENGINE = "x86"
+INT8_BACKEND = f"torch.ao FX static int8 ({INT8_ENGINE} engine)"
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
+_LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Embedding)
+
+# why torch.ao leaves a layer or a weight scheme as it does: each was observed on torch 2.14 (see compress.survey)
+WHY_CONV_TRANSPOSE_PER_TENSOR = (
+    "per-tensor int8 weights: torch.ao refuses per-channel observers on ConvTranspose2d and the x86/fbgemm "
+    "kernels refuse per-channel transposed-convolution weights"
+)
+WHY_CONDITIONAL_FLOAT = (
+    "class-conditional batch norm kept float: torch.ao's int8 BatchNorm2d needs an affine weight (convert fails "
+    "on affine=False) and the x86 mapping gives nn.Embedding no qconfig, so the per-class gain/bias stay float"
+)
+WHY_FOLDED = "batch norm folded into the preceding convolution by torch.ao's Conv+BN fusion (int8 with it)"
+
+
+class QuantizeError(UserError):
+    """A quantization mode that does not exist, or one this device cannot run."""
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """What one layer of the float generator became."""
+
+    name: str
+    precision: str  # "fp16", "bf16", "int8 per-channel", "int8 per-tensor", "int8 (folded)", "float32"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class QuantRecord:
+    """One quantized generator: its mode, backend, sizes and each layer's precision."""
+
+    mode: str
+    backend: str
+    params: int  # weights of the float generator (quantization keeps their number)
+    stored_bytes: int  # bytes ``save_quantized`` writes
+    fp32_bytes: int  # bytes of the float generator's state_dict saved the same way
+    layers: tuple[LayerPrecision, ...]
+
+    @property
+    def float_layers(self) -> list[tuple[str, str]]:
+        """(layer name, reason) of the layers left in float32."""
+        return [(layer.name, layer.reason) for layer in self.layers if layer.precision == "float32"]
+
+
+class QuantizedGenerator(ConditionalGenerator):
+    """(z, labels) -> float32 images from a generator stored and run in a lower precision; ``record`` says how."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: str,
+        hidden: Sequence[int],
+        width: int,
+        nz: int,
+        num_classes: int,
+        record: QuantRecord | None = None,
+        keep_float: Sequence[str] = (),
+    ) -> None:
+        super().__init__(width, nz, num_classes)
+        self.model, self.mode, self._hidden, self.keep_float = model, mode, list(hidden), list(keep_float)
+        self.dtype = _DTYPES[mode]
+        self.record = record
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with _engine(self.mode):
+            return self.model(z.to(self.dtype), labels).float()
+
+    def forward_features(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.mode == "int8":
+            raise NotImplementedError("an int8 generator is a traced graph that returns the images only")
+        images, features = self.model.forward_features(z.to(self.dtype), labels)
+        return images.float(), [f.float() for f in features]
+
+    def hidden_channels(self) -> list[int]:
+        return list(self._hidden)
+
+
+@contextlib.contextmanager
+def _engine(mode: str) -> Iterator[None]:
+    """The int8 engine set for the block (prepacking and running), then the previous one back."""
+    if mode != "int8":
+        yield
+        return
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = INT8_ENGINE
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def calibration_batches(generator: nn.Module, batches: int = 4, batch: int = 64, seed: int = 0):
+    """Seeded (z, labels) batches drawn as the generator's inputs are: z ~ N(0, 1), labels 0, 1, 2, ..."""
+    rng = torch.Generator().manual_seed(seed)
+    labels = torch.arange(batch) % generator.num_classes
+    return [(torch.randn(batch, generator.nz, generator=rng), labels) for _ in range(batches)]
+
+
+def _serialized_bytes(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _payload(mode: str, state_dict: dict, keep_float: Sequence[str] = ()) -> dict:
+    """What is saved: the state_dict's tensors and, apart, its per-module version metadata (int8 modules read
+    their layout from it; a plain dict of ints, where the OrderedDict attribute would not survive a copy)."""
+    metadata = {key: dict(value) for key, value in getattr(state_dict, "_metadata", {}).items()}
+    tensors = {
+        key: value.detach().cpu() if isinstance(value, torch.Tensor) else value for key, value in state_dict.items()
+    }
+    return {"format": FORMAT, "mode": mode, "state_dict": tensors, "metadata": metadata, "keep_float": list(keep_float)}
+
+
+def _state_dict(payload: dict) -> OrderedDict:
+    state = OrderedDict(payload["state_dict"])
+    state._metadata = OrderedDict((key, dict(value)) for key, value in payload.get("metadata", {}).items())
+    return state
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise QuantizeError(f"unknown quantization mode {mode!r}: choose one of {', '.join(MODES)}")
+    return mode
+
+
+def source_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, _LAYERS)]
+
+
+def _int8_graph(model: nn.Module, batches: Batches, keep_float: Sequence[str] = ()) -> nn.Module:
+    """``model`` (float, eval) traced, observed on ``batches`` and converted to the x86 engine's int8 modules."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    batches = list(batches)
+    mapping = get_default_qconfig_mapping(INT8_ENGINE)
+    for name, _ in conditional_batch_norms(model):
+        mapping.set_module_name(name, None)  # the whole module: its bn, gain and bias (see WHY_CONDITIONAL_FLOAT)
+    for name in keep_float:
+        mapping.set_module_name(name, None)
+    with warnings.catch_warnings(), _engine("int8"), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice and observer notes: not the user's to act on
+        prepared = prepare_fx(model, mapping, example_inputs=tuple(batches[0]))
+        for z, labels in batches:
+            prepared(z.float(), labels)
+        return convert_fx(prepared)
+
+
+def _int8_layers(
+    float_model: nn.Module, converted: nn.Module, keep_float: Sequence[str] = ()
+) -> tuple[LayerPrecision, ...]:
+    """What each layer of ``float_model`` became in ``converted``, read from the converted modules."""
+    modules = dict(converted.named_modules())
+    conditional = [name for name, _ in conditional_batch_norms(float_model)]
+    out = []
+    for name, layer in source_layers(float_model):
+        q = modules.get(name)
+        kind = type(q).__module__ if q is not None else ""
+        if q is None:
+            out.append(LayerPrecision(name, "int8 (folded)", WHY_FOLDED))
+        elif kind.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")):
+            weight = q.weight() if callable(getattr(q, "weight", None)) else None
+            if weight is None:  # an int8 batch norm: its scale and shift apply to int8 activations
+                why = f"int8 activations through {type(q).__name__}; its scale and shift stay float32"
+                out.append(LayerPrecision(name, "int8", why))
+            elif weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                out.append(LayerPrecision(name, "int8 per-channel", ""))
+            else:
+                why = WHY_CONV_TRANSPOSE_PER_TENSOR if isinstance(layer, nn.ConvTranspose2d) else "x86 default"
+                out.append(LayerPrecision(name, "int8 per-tensor", why))
+        elif name in keep_float:
+            out.append(LayerPrecision(name, "float32", "kept float on request (keep_float)"))
+        elif any(name == c or name.startswith(c + ".") for c in conditional):
+            out.append(LayerPrecision(name, "float32", WHY_CONDITIONAL_FLOAT))
+        else:
+            why = f"torch.ao's {INT8_ENGINE} mapping left this {type(layer).__name__} float"
+            out.append(LayerPrecision(name, "float32", why))
+    return tuple(out)
+
+
+def _wrap(
+    model: nn.Module,
+    mode: str,
+    source: nn.Module,
+    stored: bytes,
+    fp32_bytes: int,
+    layers: tuple[LayerPrecision, ...],
+    backend: str,
+    keep_float: Sequence[str] = (),
+) -> QuantizedGenerator:
+    params = sum(p.numel() for p in source.parameters())
+    record = QuantRecord(mode, backend, params, len(stored), fp32_bytes, layers)
+    hidden = source.hidden_channels() if hasattr(source, "hidden_channels") else []
+    return QuantizedGenerator(model, mode, hidden, source.width, source.nz, source.num_classes, record, keep_float)
+
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def quantize(
+    generator: nn.Module, mode: str, calibration_inputs: Batches | None = None, keep_float: Sequence[str] = ()
+) -> QuantizedGenerator:
+    """``generator`` (untouched) quantized to ``mode`` ("fp16", "bf16", "int8"), with its ``record``.
+
+    ``calibration_inputs``: (z, labels) batches that set the int8 activation ranges (default: 4 seeded batches
+    of 64 noise vectors). ``keep_float``: names of layers to leave in float32 in int8 mode (say the image layer,
+    often the most sensitive). Both are int8 only; int8 runs on the CPU only.
+    """
+    _check_mode(mode)
+    if keep_float and mode != "int8":
+        raise QuantizeError(f"keep_float applies to int8 only, not {mode}")
+    names = {name for name, _ in source_layers(generator)}
+    unknown = sorted(set(keep_float) - names)
+    if unknown:
+        raise QuantizeError(f"keep_float names no layer of this generator: {', '.join(unknown)}")
+    source = copy.deepcopy(generator).cpu().eval() if mode == "int8" else copy.deepcopy(generator).eval()
+    fp32_bytes = len(_serialized_bytes(_payload("fp32", source.state_dict())))
+    if mode in ("fp16", "bf16"):
+        model = copy.deepcopy(source).to(_DTYPES[mode])
+        layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
+        stored = _serialized_bytes(_payload(mode, model.state_dict()))
+        return _wrap(model, mode, source, stored, fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
+    batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
+    converted = _int8_graph(copy.deepcopy(source), [(z.cpu(), y.cpu()) for z, y in batches], keep_float)
+    stored = _serialized_bytes(_payload(mode, converted.state_dict(), keep_float))
+    layers = _int8_layers(source, converted, keep_float)
+    return _wrap(converted, mode, source, stored, fp32_bytes, layers, INT8_BACKEND, keep_float)
+
+
+def save_quantized(quantized: QuantizedGenerator, path: str | Path) -> int:
+    """Write ``quantized``'s stored representation atomically; returns its bytes (= ``record.stored_bytes``)."""
+    payload = _serialized_bytes(_payload(quantized.mode, quantized.model.state_dict(), quantized.keep_float))
+    atomic_write_bytes(Path(path), payload)
+    return len(payload)
+
+
+def load_quantized(float_generator: nn.Module, path: str | Path) -> QuantizedGenerator:
+    """The quantized generator saved at ``path``; ``float_generator`` gives the architecture (the family's
+    generator at that width, or ``compress.prune.load_pruned``'s) and is left untouched."""
+    payload = safe_torch_load(Path(path))
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a quantized generator of this suite")
+    mode = _check_mode(payload["mode"])
+    source = copy.deepcopy(float_generator).cpu().eval()
+    stored = Path(path).read_bytes()
+    fp32_bytes = len(_serialized_bytes(_payload("fp32", source.state_dict())))
+    keep_float: list[str] = []
+    if mode in ("fp16", "bf16"):
+        model = copy.deepcopy(source).to(_DTYPES[mode])
+        layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
+        backend = f"torch {_DTYPES[mode]} cast"
+    else:
+        # one batch sets up observers so that convert has ranges; the saved scales then replace them
+        keep_float = [str(name) for name in payload.get("keep_float", [])]
+        model = _int8_graph(copy.deepcopy(source), calibration_batches(source, batches=1, batch=8), keep_float)
+        layers = _int8_layers(source, model, keep_float)
+        backend = INT8_BACKEND
+    try:
+        with _engine(mode):
+            model.load_state_dict(_state_dict(payload), strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not fit this generator: {str(err).splitlines()[0]}") from None
+    return _wrap(model, mode, source, stored, fp32_bytes, layers, backend, keep_float if mode == "int8" else ())
