@@ -11,6 +11,7 @@ runs the rest *eagerly, silently*. The limit is raised while compiling, and reac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -18,6 +19,10 @@ from torch import nn
 
 from bench.latency import Backend, register_backend
 from bench.metrics.measure import Inputs
+
+# Inductor's C++ toolchain probe logs a CUDA_HOME warning on a CUDA build of torch without a GPU: it concerns
+# compiling extensions, not this backend, so keep it off the user's terminal
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 RECOMPILE_LIMIT = 4096  # graphs per code object: every (width, batch) of any grid
 

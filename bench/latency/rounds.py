@@ -47,12 +47,11 @@ from torch import nn
 
 from bench.engine.device import device_name
 from bench.engine.io import atomic_write_text
+from bench.engine.layout import LATENCY_CSV
 from bench.engine.spec import SpeedSpec
 from bench.errors import UserError, first_line
 from bench.latency import BACKENDS, Backend
 from bench.metrics.measure import Inputs, generator_inputs
-
-LATENCY_CSV = "latency.csv"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"  # prepare or a call raised
