@@ -485,10 +485,10 @@ def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -
     return ctx.results_dir
 
 
-def finished_generators(results_dir: Path, data: ImageDataset | DataShape) -> dict[str, nn.Module]:
-    """Run id -> generator, for every run of ``results_dir`` that finished (status done); a ``result.json``
-    that cannot be read is left out (the grid run that finds it recomputes it)."""
-    models = {}
+def finished_checkpoints(results_dir: Path) -> dict[str, tuple[RunSpec, Path]]:
+    """Run id -> (spec, generator checkpoint), for every run of ``results_dir`` that finished (status done); a
+    ``result.json`` that cannot be read is left out (the grid run that finds it recomputes it)."""
+    finished = {}
     for path in sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
         try:
             record = read_record(path)
@@ -496,8 +496,18 @@ def finished_generators(results_dir: Path, data: ImageDataset | DataShape) -> di
             continue
         if record.status == STATUS_DONE:
             checkpoint = record.metrics.get("given_checkpoint") or path.parent / GENERATOR_FILE
-            models[record.run_id] = load_generator(Path(checkpoint), record.spec, data).eval()
-    return models
+            finished[record.run_id] = (record.spec, Path(checkpoint))
+    return finished
+
+
+def load_checkpoints(finished: dict[str, tuple[RunSpec, Path]], data: ImageDataset | DataShape) -> dict[str, nn.Module]:
+    """Run id -> generator (eval mode), for the ``finished_checkpoints`` given."""
+    return {run_id: load_generator(checkpoint, spec, data).eval() for run_id, (spec, checkpoint) in finished.items()}
+
+
+def finished_generators(results_dir: Path, data: ImageDataset | DataShape) -> dict[str, nn.Module]:
+    """Run id -> generator (eval mode), for every run of ``results_dir`` that finished (status done)."""
+    return load_checkpoints(finished_checkpoints(results_dir), data)
 
 
 def latency_is_current(results_dir: Path, run_ids: set[str], settings: SpeedSpec) -> bool:
@@ -519,9 +529,10 @@ def time_latency(ctx: GridContext) -> None:
     model sees the same machine load (docs/latency.md). Skipped when the file already holds these very runs."""
     devices = tuple(device.type for device in measure_devices(ctx.device))
     settings = replace(ctx.grid.speed, devices=devices)
-    models = finished_generators(ctx.results_dir, ctx.dataset)
-    if not models or latency_is_current(ctx.results_dir, set(models), settings):
+    finished = finished_checkpoints(ctx.results_dir)  # a rerun of a timed grid loads no checkpoint
+    if not finished or latency_is_current(ctx.results_dir, set(finished), settings):
         return
+    models = load_checkpoints(finished, ctx.dataset)
     say(ctx.progress, f"timing {len(models)} models together on {', '.join(devices)} (latency.csv)")
     rows = time_models(models, settings, progress=lambda message: say(ctx.progress, f"  {message}"))
     write_latency_csv(rows, ctx.results_dir)
