@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.engine.device import DEVICE_CHOICES
 from bench.engine.io import is_file
+from bench.engine.layout import PRUNE
 from bench.engine.preempt import EXIT_PREEMPTED, Preempted, stop_on_sigterm
 from bench.engine.spec import (
     PRECISIONS,
@@ -23,6 +24,7 @@ from bench.engine.spec import (
     GridSpec,
     QualitySpec,
     SpeedSpec,
+    has_discriminator,
     make_grid,
     preset_values,
 )
@@ -50,6 +52,7 @@ class _Joined(argparse.Action):
 def _choices_epilog() -> str:
     """What each preset sets, and every registered objective, dataset and model family."""
     from bench.latency import backends
+    from compress.methods import METHODS
     from data import datasets
     from distill import objectives
     from gans import families
@@ -64,15 +67,18 @@ def _choices_epilog() -> str:
         )
     lines += [f"objectives (--kd): {', '.join(objectives())}", f"datasets: {', '.join(datasets())}",
               f"model families (--family): {', '.join(families())}",
-              f"latency backends (--latency-backends): {', '.join(backends())}"]  # fmt: skip
+              f"latency backends (--latency-backends): {', '.join(backends())}",
+              "compression methods (--methods):"]  # fmt: skip
+    lines += [f"  {name}: {METHODS[name].description}" for name in METHODS.names()]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="run_bench.py",
-        description="Train a teacher conditional DCGAN and a grid of student widths with and without "
-        "distillation; measure size, cost, speed and quality; write results.csv and a report.",
+        description="Train a teacher conditional GAN and compress its generator (narrower students with and "
+        "without distillation, channel pruning with and without distillation, post-training quantization); measure "
+        "size, cost, speed and quality of every model; write results.csv and a report.",
         epilog=_choices_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -97,6 +103,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (paper: 512, quick: 256)")
     p.add_argument("--teacher", help="a trained teacher to distil from instead of training one: a generator.pt, "
                    "or a run directory holding one")  # fmt: skip
+    p.add_argument(
+        "--methods",
+        type=_str_list,
+        nargs="+",
+        action=_Joined,
+        help="compression methods, e.g. width,prune,quantize (default: the preset's; listed below)",
+    )
+    p.add_argument(
+        "--prune-widths",
+        type=_int_list,
+        nargs="+",
+        action=_Joined,
+        help="prune: cut the teacher to the parameter count of each of these widths' generators, so "
+        "pruned and narrower models compare at equal size (default: --widths below the teacher's)",
+    )
+    p.add_argument(
+        "--prune-importance",
+        type=_str_list,
+        nargs="+",
+        action=_Joined,
+        help="prune: how channels are ranked, bn (batch-norm scale, network slimming) and/or l1 "
+        "(weight magnitude); each is its own run (default: bn)",
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        help="prune: epochs of fine-tuning after the cut, against the teacher's discriminator, with each "
+        "--kd objective (none = GAN loss only) (default: the preset's)",
+    )
+    p.add_argument(
+        "--quantize",
+        type=_str_list,
+        nargs="+",
+        action=_Joined,
+        help="quantize: post-training modes applied to every float model, among fp16,bf16,int8 (int8 "
+        "runs on the CPU; default: the preset's)",
+    )
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
     p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
@@ -184,7 +227,20 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
                             "or a generator.pt file")  # fmt: skip
     if args.inception_weights is not None and not is_file(args.inception_weights):
         raise UserError(f"--inception-weights {args.inception_weights}: no such file")
-    return make_grid(
+    methods = args.methods
+    pruning_by_default = methods is None and PRUNE in base.get("methods", ())
+    if pruning_by_default and teacher is not None and is_file(teacher) and not has_discriminator(teacher):
+        from bench.engine.runner import teacher_width_of
+
+        teacher_width_of(Path(teacher), args.family or base.get("family", "dcgan"))  # a bad file: its error first
+        methods = tuple(method for method in base["methods"] if method != PRUNE)
+        warnings.warn(
+            f"--teacher {teacher} has no discriminator beside it: the preset's prune method, which fine-tunes "
+            "against the teacher's discriminator, is left out",
+            UserWarning,
+            stacklevel=2,
+        )
+    grid = make_grid(
         args.preset,
         dataset=args.dataset, data_root=args.data_root, download=args.download, widths=args.widths,
         family=args.family, disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
@@ -193,8 +249,25 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         cache_dir=args.cache_dir,
         log_every=args.log_every, samples_every_epoch=args.samples_every_epoch or None,
         cuda_graphs=not args.no_cuda_graphs, concurrent=not args.no_concurrency,
-        quality=quality, speed=speed,
+        quality=quality, speed=speed, methods=methods, prune_widths=args.prune_widths,
+        prune_importance=args.prune_importance, finetune_epochs=args.finetune_epochs, quantize=args.quantize,
     )  # fmt: skip
+    if args.prune_widths is not None and not grid.pruned_widths():
+        raise UserError(f"--prune-widths {','.join(map(str, args.prune_widths))}: none is below the teacher's width "
+                        f"({grid.teacher_width})")  # fmt: skip
+    for flag, value, method in METHOD_FLAGS:
+        if getattr(args, value) is not None and method not in grid.methods:
+            raise UserError(f"{flag} sets up the {method} method: add {method} to --methods")
+    return grid
+
+
+# flags that only mean something with their method: (flag, argparse dest, method)
+METHOD_FLAGS = (
+    ("--prune-widths", "prune_widths", "prune"),
+    ("--prune-importance", "prune_importance", "prune"),
+    ("--finetune-epochs", "finetune_epochs", "prune"),
+    ("--quantize", "quantize", "quantize"),
+)
 
 
 def chosen_executor(args: argparse.Namespace):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,9 +41,15 @@ import torch_pruning as tp
 from torch import nn
 
 import gans
-from bench.engine.io import atomic_torch_save, safe_torch_load
-from bench.errors import CheckpointError, UserError
+from bench.engine.io import atomic_torch_save, quarantine, safe_torch_load
+from bench.engine.layout import DISCRIMINATOR_FILE, PRUNED_FILE
+from bench.engine.models import build_models
+from bench.engine.spec import RunSpec
+from bench.errors import CheckpointError, UserError, first_line
 from compress.layers import conditional_batch_norms
+from compress.methods import Method, Pair, Sources, register_method
+from compress.width import load_state
+from data import DataShape
 
 IMPORTANCES = ("bn", "l1")
 FORMAT = "gan-kd-bench/pruned-generator/1"
@@ -119,7 +126,9 @@ def _groups(
 ) -> tuple[tp.DependencyGraph, list[tuple[str, nn.Module, int]]]:
     """The dependency graph (traced here unless given) and its prunable groups as (root name, root layer,
     channels)."""
-    graph = graph or tp.DependencyGraph().build_dependency(model, example_inputs=inputs)
+    if graph is None:
+        with torch.enable_grad():  # torch-pruning traces through autograd: a caller's no_grad would break it
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=inputs)
     ignored = ignored or [_output_layer(model, inputs)]
     groups = []
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=_ROOT_TYPES):
@@ -169,15 +178,16 @@ def prune_ratio(generator: nn.Module, ratio: float, importance: str, example_inp
     model.eval()  # the tracing forward must not update batch-norm running statistics
     inputs = tuple(example_inputs)
     ignored = [_output_layer(model, inputs)]
-    pruner = tp.pruner.MetaPruner(
-        model,
-        inputs,
-        importance=make_importance(importance, model),
-        pruning_ratio=ratio,
-        ignored_layers=ignored,
-        root_module_types=list(_ROOT_TYPES),
-        global_pruning=False,
-    )
+    with torch.enable_grad():  # as in _groups: the pruner traces the model through autograd
+        pruner = tp.pruner.MetaPruner(
+            model,
+            inputs,
+            importance=make_importance(importance, model),
+            pruning_ratio=ratio,
+            ignored_layers=ignored,
+            root_module_types=list(_ROOT_TYPES),
+            global_pruning=False,
+        )
     _, before = _groups(model, inputs, pruner.DG, ignored)
     pruner.step()
     after = {name: pruner.DG.get_out_channels(root) for name, root, _ in before}
@@ -302,3 +312,72 @@ def load_pruned(family: str, teacher_width: int, path: str | Path, **build_kwarg
     _finish(model, teacher_width, {name: c for name, _, c in groups}, {k: int(v) for k, v in saved.items()}, inputs)
     model.pruning = dict(payload["pruning"])
     return model
+
+
+# --- method "prune": the teacher's generator cut to the width grid's parameter counts, then fine-tuned ---
+
+
+def target_params(spec: RunSpec, data: DataShape) -> int:
+    """Parameters of the width-``spec.width`` generator of the run's family: what the pruned one is cut to."""
+    return count_params(build_models(replace(spec, method="width", prune_importance=None), data)[0])
+
+
+def start(spec: RunSpec, data: DataShape, sources: Sources) -> Pair:
+    """The teacher's generator pruned to ``target_params`` and the teacher's discriminator, to fine-tune.
+
+    The cut is saved to the run's ``pruned.pt`` before training; a resumed run reads it instead of pruning again.
+    """
+    teacher_spec = spec.teacher()
+    discriminator = build_models(teacher_spec, data)[1]
+    load_state(discriminator, sources.teacher_dir / DISCRIMINATOR_FILE, "the teacher's discriminator")
+    saved = sources.run_dir / PRUNED_FILE
+    if saved.is_file():
+        try:
+            return _load_cut(saved, spec, data), discriminator
+        except CheckpointError as err:
+            quarantine(saved, first_line(err))
+    teacher = copy.deepcopy(sources.teacher_generator).cpu().eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        inputs = example_inputs(teacher)
+    generator = prune_to_params(teacher, target_params(spec, data), spec.prune_importance, inputs)
+    save_pruned(generator, saved)
+    return generator, discriminator
+
+
+def _load_cut(path: Path, spec: RunSpec, data: DataShape) -> nn.Module:
+    channels, size, _ = data.image_shape
+    return load_pruned(
+        spec.family, spec.teacher_width, path, num_classes=data.num_classes, channels=channels, image_size=size
+    )
+
+
+def load(path: Path, spec: RunSpec, data: DataShape) -> nn.Module:
+    """The fine-tuned pruned generator: the architecture of the run's ``pruned.pt``, the weights at ``path``."""
+    generator = _load_cut(path.parent / PRUNED_FILE, spec, data)
+    load_state(generator, path, f"the pruned generator of {path.parent / PRUNED_FILE}")
+    return generator
+
+
+def record_columns(run_dir: Path) -> dict[str, float | int | str]:
+    """The cut's columns of ``results.csv``: ratio, parameter target, first-layer channels, pruning seconds."""
+    payload = safe_torch_load(run_dir / PRUNED_FILE)
+    info = payload["pruning"]
+    return {
+        "prune_ratio": float(info["ratio"]),
+        "prune_target_params": int(info["target_params"]),
+        "pruned_width": int(payload["width"]),
+        "seconds_prune": float(info["seconds"]),
+    }
+
+
+register_method(
+    Method(
+        "prune",
+        "the teacher's channels pruned with torch-pruning to the parameter count of each width (--prune-widths, "
+        "--prune-importance), then fine-tuned with and without distillation (--finetune-epochs, --kd)",
+        load,
+        start=start,
+        columns=record_columns,
+    )
+)

@@ -31,15 +31,19 @@ import io
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bench.engine.io import atomic_write_bytes, safe_torch_load
+from bench.engine.io import atomic_write_bytes, atomic_write_json, safe_torch_load
+from bench.engine.layout import GENERATOR_FILE, LAYERS_FILE
+from bench.engine.spec import RunSpec
 from bench.errors import CheckpointError, UserError
 from compress.layers import conditional_batch_norms
+from compress.methods import Method, method_of, register_method
+from data import DataShape
 from gans.family import ConditionalGenerator
 
 MODES = ("fp16", "bf16", "int8")
@@ -109,6 +113,9 @@ class QuantizedGenerator(ConditionalGenerator):
         self.model, self.mode, self._hidden, self.keep_float = model, mode, list(hidden), list(keep_float)
         self.dtype = _DTYPES[mode]
         self.record = record
+        self.quantized = mode
+        if mode == "int8":
+            self.devices = ("cpu",)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with _engine(self.mode):
@@ -311,3 +318,43 @@ def load_quantized(float_generator: nn.Module, path: str | Path) -> QuantizedGen
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not fit this generator: {str(err).splitlines()[0]}") from None
     return _wrap(model, mode, source, stored, fp32_bytes, layers, backend, keep_float if mode == "int8" else ())
+
+
+# --- method "quantize": any finished float run of the grid, quantized after training ---
+
+
+def derive(generator: nn.Module, spec: RunSpec, run_dir: Path) -> tuple[QuantizedGenerator, dict[str, int | str]]:
+    """``generator`` quantized to ``spec.quantize`` (int8 calibrated on noise seeded by the run's seed), saved to
+    the run's ``generator.pt`` with every layer's precision and reason in ``layers.json``; returns it and the
+    columns ``results.csv`` gains: backend and the layers left in float32."""
+    quantized = quantize(generator, spec.quantize, calibration_batches(generator, seed=spec.seed))
+    save_quantized(quantized, run_dir / GENERATOR_FILE)
+    atomic_write_json(run_dir / LAYERS_FILE, [asdict(layer) for layer in quantized.record.layers])
+    return quantized, record_columns(quantized.record)
+
+
+def record_columns(record: QuantRecord) -> dict[str, int | str]:
+    names = [name for name, _ in record.float_layers]
+    return {
+        "g_bytes_stored": record.stored_bytes,
+        "quant_backend": record.backend,
+        "quant_float_layers": len(names),
+        "quant_float_names": " ".join(names),
+    }
+
+
+def load(path: Path, spec: RunSpec, data: DataShape) -> QuantizedGenerator:
+    """The quantized generator at ``path``; its float architecture is its source run's (a sibling directory)."""
+    source = spec.source()
+    float_generator = method_of(source).load(path.parent.parent / source.run_id / GENERATOR_FILE, source, data)
+    return load_quantized(float_generator, path)
+
+
+register_method(
+    Method(
+        "quantize",
+        "post-training quantization of every float model of the grid (--quantize fp16,bf16,int8; int8 on the CPU)",
+        load,
+        derive=derive,
+    )
+)

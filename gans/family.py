@@ -66,6 +66,9 @@ class PairConfig:
 class ConditionalGenerator(nn.Module, ABC):
     """(z, labels) -> images in [-1, 1], with the hidden activations a feature-distillation objective reads."""
 
+    devices: tuple[str, ...] = ("cpu", "cuda")  # where it runs (an int8-quantized generator: the CPU only)
+    quantized: str | None = None  # the post-training quantization it is stored and run in, if any
+
     def __init__(self, width: int, nz: int, num_classes: int) -> None:
         super().__init__()
         self.width, self.nz, self.num_classes = width, nz, num_classes

@@ -86,7 +86,7 @@ def spec(width: int = 16, kd="none", seed=7, epochs=1, batch_size=64, kd_weight=
 
 def teacher_for(digits, seed=3):
     """A fixed width-64 teacher with clearly non-zero outputs (DCGAN init gives near-zero images in eval)."""
-    from bench.engine.train import build_models
+    from bench.engine.models import build_models
 
     generator, _ = build_models(spec(64, seed=seed), digits)
     with torch.random.fork_rng(devices=[]):
@@ -113,9 +113,10 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def tiny_grid_args(out: Path, *extra: str) -> list[str]:
-    """A grid that exercises every stage in seconds: teacher 64, students 16 and 32, scratch and pixel-l1."""
+    """A grid that exercises every stage in seconds: teacher 64, students 16 and 32, scratch and pixel-l1 (the width
+    method alone: ``extra`` may name others)."""
     return [
-        "--widths", "16,32", "--teacher-width", "64", "--epochs", "2", "--fid-samples", "100",
+        "--widths", "16,32", "--teacher-width", "64", "--epochs", "2", "--fid-samples", "100", "--methods", "width",
         "--log-every", "5", "--quiet", "--no-report", "--cache-dir", str(CACHE_DIR), "--out", str(out),
         "--latency-backends", "eager", "--latency-batches", "1,4", "--latency-seconds", "0.02", *extra,
     ]  # fmt: skip

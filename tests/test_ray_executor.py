@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray")
 
 from bench.cli import build_parser, grid_from_args  # noqa: E402
 from bench.engine.records import results_table  # noqa: E402
-from bench.engine.runner import Cohort, plan  # noqa: E402
+from bench.engine.runner import Cohort, depends_on, plan  # noqa: E402
 from bench.engine.spec import make_grid  # noqa: E402
 from bench.errors import CheckpointError, DataUnavailableError, UserError  # noqa: E402
 from bench.executors.ray import (  # noqa: E402
@@ -195,16 +195,17 @@ class RecordingTask:
         return ref
 
 
-def test_one_task_a_run_and_each_distilled_run_waits_for_its_teacher_alone():
-    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))
+def test_one_task_a_run_and_each_run_waits_for_the_model_it_needs_alone():
+    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))  # every method: distilled, pruned, quantized
     cohorts = plan(grid.runs())
     tasks = task_cohorts(cohorts, gpus_per_run=1)
-    assert len(tasks) == len(grid.runs()) == 10 and all(len(task.specs) == 1 for task in tasks)
+    assert len(tasks) == len(grid.runs()) and all(len(task.specs) == 1 for task in tasks)
     recorder = RecordingTask()
     refs = submit(recorder, grid, tasks)
     waits = dict(recorder.calls)
     for task in refs.values():
-        spec = task.specs[0]
-        teacher_ref = next(r for r, t in refs.items() if t.specs[0] == spec.teacher())
-        assert waits[spec.run_id] == ([teacher_ref] if task.phase == "distill" else [])
+        spec, need = task.specs[0], depends_on(task.specs[0])
+        needed = [ref for ref, other in refs.items() if need is not None and other.specs[0] == need]
+        assert waits[spec.run_id] == needed and len(needed) == (need is not None)
+    assert {task.phase for task in refs.values()} == {"scratch", "distill", "prune", "quantize"}
     assert task_cohorts(cohorts, gpus_per_run=0.5) == cohorts  # tasks sharing a GPU keep whole cohorts

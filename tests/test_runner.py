@@ -16,7 +16,7 @@ from tests.conftest import comparable, tiny_grid_args
 
 # columns that measure time, not what was computed
 def test_plan_trains_scratch_with_the_teacher_then_the_distilled():
-    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))
+    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2), methods=("width",))
     cohorts = plan(grid.runs())
     assert [(c.seed, c.phase) for c in cohorts] == [(1, "scratch"), (1, "distill"), (2, "scratch"), (2, "distill")]
     assert [s.width for s in cohorts[0].specs] == [256, 16, 32]  # the quick preset's teacher first
@@ -125,7 +125,7 @@ def test_a_diverged_teacher_is_recorded_and_the_grid_goes_on(tmp_path, monkeypat
 
 
 def test_schedule_trains_every_seed_of_a_phase_together_or_one_cohort_at_a_time():
-    cohorts = plan(make_grid("quick", widths=(16,), seeds=(1, 2)).runs())
+    cohorts = plan(make_grid("quick", widths=(16,), seeds=(1, 2), methods=("width",)).runs())
     assert schedule(cohorts, together=False) == [[c] for c in cohorts]
     together = schedule(cohorts, together=True)
     assert [[(c.seed, c.phase) for c in batch] for batch in together] == [

@@ -24,6 +24,13 @@ SAMPLES_FILE = "samples.png"
 STATUS_DONE = "done"
 STATUS_DIVERGED = "diverged"
 STATUS_TEACHER_DIVERGED = "teacher-diverged"  # a distilled student whose teacher diverged: never trained
+STATUS_SOURCE_DIVERGED = "source-diverged"  # a derived (quantized) model whose float source diverged: never made
+
+LAYERS_FILE = "layers.json"  # a quantized run's layers: the precision each became, and why
+PRUNED_FILE = "pruned.pt"  # a pruned run's generator as cut, before fine-tuning (compress/prune.py's format)
 
 SCRATCH = "none"  # the kd value of a run trained without a teacher
 TEACHER_WIDTH = 512  # the original's teacher: the width its sizes are quoted against
+
+# how a generator was made small (RunSpec.method); QUANTIZE is applied after either, to a finished run
+WIDTH, PRUNE, QUANTIZE = "width", "prune", "quantize"

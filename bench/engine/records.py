@@ -176,7 +176,9 @@ def results_table(results_dir: Path) -> pd.DataFrame:
     )
     for col in present:
         frame[ratios[col]] = (merged[f"_teacher_{col}"] / merged[col]).to_numpy()
-    order = ["dataset", "seed", "kd", "width"]
+    order = [
+        col for col in ("dataset", "seed", "kd", "width", "method", "prune_importance", "quantize") if col in frame
+    ]
     return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 

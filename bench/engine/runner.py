@@ -1,9 +1,10 @@
 """The grid runner: plans cohorts, trains them, measures every run and keeps ``results.csv`` current.
 
-A grid is planned as cohorts, two per seed: the runs trained from scratch (the teacher among them), then the
-distilled students, which need the finished teacher. Each cohort trains in one process on one shared stream.
-Finished runs (a ``result.json`` exists) are skipped, so a killed grid resumes where it stopped; runs another
-process has claimed are left to it.
+A grid is planned as cohorts, up to four per seed, in ``PHASES`` order: the runs trained from scratch (the
+teacher among them); the distilled students, which need the finished teacher; the pruned students, cut from the
+finished teacher and fine-tuned; and the quantized models, derived from every finished float model without
+training. Each trained cohort trains in one process on one shared stream. Finished runs (a ``result.json``
+exists) are skipped, so a killed grid resumes where it stopped; runs another process has claimed are left to it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bench.engine.layout import (
     GENERATOR_FILE,
     GRID_FILE,
     LATENCY_CSV,
+    PRUNE,
     REFERENCES_CSV,
     RESULT_FILE,
     RUNS_DIR,
@@ -47,6 +49,7 @@ from bench.engine.layout import (
     STATE_FILE,
     STATUS_DIVERGED,
     STATUS_DONE,
+    STATUS_SOURCE_DIVERGED,
     STATUS_TEACHER_DIVERGED,
 )
 from bench.engine.records import (
@@ -61,6 +64,7 @@ from bench.engine.records import (
     write_results_csv,
 )
 from bench.engine.spec import SCHEMA_VERSION, GridSpec, RunSpec, SpeedSpec
+from bench.engine.stopwatch import timed
 from bench.engine.train import (
     LoopOptions,
     Member,
@@ -69,20 +73,27 @@ from bench.engine.train import (
     make_member,
     train_cohorts,
 )
-from bench.errors import CheckpointError, DataUnavailableError, first_line
+from bench.errors import DataUnavailableError, first_line
 from bench.latency import time_models, write_latency_csv
 from bench.metrics.assess import assess
 from bench.metrics.measure import measure_devices, size_metrics
 from bench.metrics.quality import QualityEvaluator, resolve_inception
+from compress.methods import METHODS, Sources, load_generator, method_of
 from data import DataShape, ImageDataset, get_dataset
+
+# the phases of a seed, in the order they run: each needs what the ones before it trained
+PHASES = ("scratch", "distill", "prune", "quantize")
+NEEDS_TEACHER = ("distill", "prune")  # phases that start from (or distil from) the finished teacher
+TRAINED = ("scratch", "distill", "prune")  # phases trained in a loop; "quantize" derives from finished runs
 
 
 @dataclass(frozen=True)
 class Cohort:
-    """Runs of one seed trained together; ``teacher`` is the run whose generator they distil from."""
+    """Runs of one seed and phase, trained (or derived) together; ``teacher`` is the run they distil from or are
+    pruned from."""
 
     seed: int
-    phase: str  # "scratch" or "distill"
+    phase: str  # one of PHASES
     specs: tuple[RunSpec, ...]
     teacher: RunSpec | None = None
 
@@ -91,18 +102,32 @@ class Cohort:
         return f"seed {self.seed} {self.phase} ({len(self.specs)} runs)"
 
 
+def phase_of(spec: RunSpec) -> str:
+    if spec.quantize:
+        return "quantize"
+    if spec.method == PRUNE:
+        return "prune"
+    return "scratch" if spec.kd == SCRATCH else "distill"
+
+
+def depends_on(spec: RunSpec) -> RunSpec | None:
+    """The run whose finished model ``spec`` needs first: a quantized run's source, a distilled or pruned run's
+    teacher; None for a run trained from scratch."""
+    if spec.quantize or spec.method == PRUNE:
+        return spec.derived_from()
+    return spec.teacher() if spec.kd != SCRATCH else None
+
+
 def plan(specs: list[RunSpec]) -> list[Cohort]:
-    """Two cohorts per seed: scratch runs (the teacher among them), then the distilled students."""
+    """Per seed, one cohort per phase that has runs, in ``PHASES`` order."""
     cohorts = []
     for seed in dict.fromkeys(spec.seed for spec in specs):
         of_seed = [spec for spec in specs if spec.seed == seed]
-        scratch = tuple(spec for spec in of_seed if spec.kd == SCRATCH)
-        distill = tuple(spec for spec in of_seed if spec.kd != SCRATCH)
         teacher = of_seed[0].teacher()
-        if scratch:
-            cohorts.append(Cohort(seed, "scratch", scratch, teacher))
-        if distill:
-            cohorts.append(Cohort(seed, "distill", distill, teacher))
+        for phase in PHASES:
+            chosen = tuple(spec for spec in of_seed if phase_of(spec) == phase)
+            if chosen:
+                cohorts.append(Cohort(seed, phase, chosen, teacher))
     return cohorts
 
 
@@ -157,22 +182,6 @@ class GridContext:
 def cache_dir_of(grid: GridSpec) -> Path:
     """Where the classifier and real-data statistics are cached: ``--cache-dir``, else ``<out>/cache``."""
     return Path(grid.cache_dir) if grid.cache_dir else Path(grid.out) / CACHE_DIR
-
-
-def load_generator(path: Path, spec: RunSpec, data: ImageDataset | DataShape) -> nn.Module:
-    """A generator of ``spec``'s architecture with the weights at ``path``; a foreign file is refused."""
-    state = safe_torch_load(path)
-    generator, _ = build_models(spec, data)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} is not a generator state_dict")
-    try:
-        generator.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(
-            f"checkpoint {path} does not fit a width-{spec.width} {spec.family} generator: {first}"
-        ) from None
-    return generator
 
 
 def teacher_width_of(path: Path, family: str) -> int:
@@ -263,13 +272,18 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
             held += mine
             if not mine:
                 continue
-            teacher = ctx.teacher_generator(cohort.teacher) if cohort.phase == "distill" else None
-            if cohort.phase == "distill" and teacher is None:  # nothing to distil from: recorded, not trained
+            if cohort.phase not in TRAINED:
+                for spec, _ in mine:
+                    records += [record] if (record := derive_run(ctx, spec)) is not None else []
+                    preempt.check()  # a stop asked for: the models made so far are recorded, the rest wait
+                continue
+            teacher = ctx.teacher_generator(cohort.teacher) if cohort.phase in NEEDS_TEACHER else None
+            if cohort.phase in NEEDS_TEACHER and teacher is None:  # nothing to start from: recorded, not trained
                 for spec, _ in mine:
                     records.append(RunRecord(spec, STATUS_TEACHER_DIVERGED))
                     write_record(ctx.results_dir, records[-1])
                 continue
-            members = [_member(ctx, spec) for spec, _ in mine]
+            members = [_member(ctx, spec, teacher) for spec, _ in mine]
             groups.append(TrainGroup(members, teacher))
             trained += [(cohort, member) for member in members]
         if groups:
@@ -306,20 +320,59 @@ def _claim_unfinished(ctx: GridContext, cohort: Cohort) -> list[tuple[RunSpec, c
     return held
 
 
-def _member(ctx: GridContext, spec: RunSpec) -> Member:
+def _open_run_dir(ctx: GridContext, spec: RunSpec) -> Path:
+    """The claimed run's directory, cleared of half-written files and holding its ``spec.json``."""
     directory = run_dir(ctx.results_dir, spec)
     for orphan in directory.glob(".*.tmp"):  # left by a process killed mid-write; the claim is ours now
         orphan.unlink()
     atomic_write_json(directory / SPEC_FILE, {"run_id": spec.run_id, **asdict(spec)})
-    return make_member(spec, directory, ctx.dataset, ctx.device)
+    return directory
+
+
+def _member(ctx: GridContext, spec: RunSpec, teacher: nn.Module | None) -> Member:
+    directory = _open_run_dir(ctx, spec)
+    given = ctx.grid.teacher
+    teacher_dir = Path(given).parent if given else run_dir(ctx.results_dir, spec.teacher())
+    sources = Sources(directory, teacher, teacher_dir)
+    start = METHODS[spec.method].start
+    return make_member(spec, directory, ctx.dataset, ctx.device, lambda: start(spec, ctx.dataset, sources))
+
+
+def derive_run(ctx: GridContext, spec: RunSpec) -> RunRecord | None:
+    """Make ``spec``'s model from its finished source run (no training), measure it and write its record.
+
+    A source that diverged gives a record saying so; one that has not finished gives none (a later grid run
+    derives it)."""
+    source = spec.source()
+    claims.wait_for(run_dir(ctx.results_dir, source))
+    found = find_record(ctx.results_dir, source)
+    if found is None:
+        return None
+    if found.status != STATUS_DONE:
+        record = RunRecord(spec, STATUS_SOURCE_DIVERGED, {"source_run": source.run_id})
+    else:
+        directory = _open_run_dir(ctx, spec)
+        float_generator = load_generator(checkpoint_of(ctx.results_dir, found), source, ctx.dataset).eval()
+        seconds: dict[str, float] = {}
+        with timed(seconds, "derive"):
+            model, columns = method_of(spec).derive(float_generator, spec, directory)
+        if ctx.device.type in model.devices:
+            model.to(ctx.device)
+        teacher = ctx.teacher_generator(spec.teacher())
+        metrics = assess(model, None, teacher, ctx.evaluator)
+        sizes = asdict(size_metrics(float_generator))  # parameters and MACs are the float model's
+        measured = {**sizes, **columns, **metrics, "seconds_derive": seconds["derive"]}
+        record = RunRecord(spec, STATUS_DONE, {"source_run": source.run_id, **measured})
+    write_record(ctx.results_dir, record)
+    return record
 
 
 def schedule(cohorts: list[Cohort], together: bool) -> list[list[Cohort]]:
-    """Batches of cohorts trained at once: every seed's scratch cohort, then every distilled one (``together``),
-    or one cohort at a time."""
+    """Batches of cohorts run at once: every seed's cohort of a phase, phase after phase (``together``), or one
+    cohort at a time."""
     if not together:
         return [[cohort] for cohort in cohorts]
-    phases = [[cohort for cohort in cohorts if cohort.phase == phase] for phase in ("scratch", "distill")]
+    phases = [[cohort for cohort in cohorts if cohort.phase == phase] for phase in PHASES]
     return [phase for phase in phases if phase]
 
 
@@ -345,6 +398,10 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
         "steps": int(last["step"] or 0),
         **{f"{name}_final": value for name, value in last.items() if name.startswith("loss_")},
     }
+    derived = member.spec.derived_from()
+    method = METHODS[member.spec.method]
+    training.update({"source_run": derived.run_id} if derived else {})
+    training.update(method.columns(member.run_dir) if method.columns else {})
     if member.active:
         teacher = ctx.teacher_generator(cohort.teacher) if cohort.teacher else None
         metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator)
@@ -455,7 +512,7 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
         for spec in cohort.specs:
             state = _run_state(results_dir, spec)
             counts["finished" if state == "finished" else "to train"] += 1
-            lines.append(f"  {spec.run_id:48s} width {spec.width:3d} {spec.kd:10s} {state}")
+            lines.append(f"  {spec.run_id:56s} {spec.describe():18s} width {spec.width:3d} {spec.kd:10s} {state}")
     lines.append(f"{counts['finished']} finished, {counts['to train']} to train; nothing was written")
     return "\n".join(lines)
 
@@ -495,9 +552,14 @@ def finished_checkpoints(results_dir: Path) -> dict[str, tuple[RunSpec, Path]]:
         except UnreadableRecordError:
             continue
         if record.status == STATUS_DONE:
-            checkpoint = record.metrics.get("given_checkpoint") or path.parent / GENERATOR_FILE
-            finished[record.run_id] = (record.spec, Path(checkpoint))
+            finished[record.run_id] = (record.spec, checkpoint_of(results_dir, record))
     return finished
+
+
+def checkpoint_of(results_dir: Path, record: RunRecord) -> Path:
+    """Where a finished run's generator is: a given teacher's checkpoint, else its run's ``generator.pt``."""
+    given = record.metrics.get("given_checkpoint")
+    return Path(given) if given else run_dir(results_dir, record.spec) / GENERATOR_FILE
 
 
 def load_checkpoints(finished: dict[str, tuple[RunSpec, Path]], data: ImageDataset | DataShape) -> dict[str, nn.Module]:

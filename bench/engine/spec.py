@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from bench.engine.io import is_file
-from bench.engine.layout import SCRATCH, TEACHER_WIDTH
+from bench.engine.layout import DISCRIMINATOR_FILE, PRUNE, QUANTIZE, SCRATCH, TEACHER_WIDTH, WIDTH
 from bench.errors import UserError
 from gans import check_width
 
@@ -45,6 +47,12 @@ class RunSpec:
     teacher_width: int = TEACHER_WIDTH
     teacher_sha: str | None = None  # sha256 of a given teacher checkpoint, else the grid's own teacher
     precision: str = "fp32"
+    # how the generator was made small (compress/): "width" trains a narrower one; "prune" cuts the teacher's
+    # channels to the parameter count of the width-``width`` generator, then fine-tunes it
+    method: str = WIDTH
+    prune_importance: str | None = None  # prune: how channels are ranked ("bn", "l1")
+    finetune_epochs: int = 0  # prune: epochs of fine-tuning after the cut
+    quantize: str | None = None  # post-training quantization ("fp16", "bf16", "int8") of the run ``source()``
 
     def __post_init__(self) -> None:
         if self.kd == SCRATCH and self.kd_weight != 0.0:
@@ -53,15 +61,39 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         digest = hashlib.sha256(json.dumps(run_key(self), sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.dataset}-w{self.width}-{self.kd}-s{self.seed}-{digest}"
+        method = "" if self.describe() == WIDTH else f"-{self.describe().replace('+', '-')}"
+        return f"{self.dataset}-w{self.width}-{self.kd}{method}-s{self.seed}-{digest}"
 
     @property
     def is_teacher(self) -> bool:
-        return self.kd == SCRATCH and self.width == self.teacher_width and self.disc_width is None
+        return self.teacher() == self
+
+    @property
+    def train_epochs(self) -> int:
+        """Epochs of this run's own training loop: a pruned generator's fine-tuning, else ``epochs``."""
+        return self.finetune_epochs if self.method == PRUNE else self.epochs
 
     def teacher(self) -> RunSpec:
-        """The spec of the teacher this run distils from (itself, for the teacher run)."""
-        return replace(self, width=self.teacher_width, kd=SCRATCH, kd_weight=0.0, disc_width=None)
+        """The spec of the teacher this run distils from or is pruned from (itself, for the teacher run)."""
+        return replace(
+            self, width=self.teacher_width, kd=SCRATCH, kd_weight=0.0, disc_width=None, method=WIDTH,
+            prune_importance=None, finetune_epochs=0, quantize=None,
+        )  # fmt: skip
+
+    def source(self) -> RunSpec:
+        """The float run a quantized run is made from (itself for a float run)."""
+        return replace(self, quantize=None)
+
+    def derived_from(self) -> RunSpec | None:
+        """The run whose generator this one was made from: a quantized run's source, a pruned run's teacher."""
+        if self.quantize:
+            return self.source()
+        return self.teacher() if self.method == PRUNE else None
+
+    def describe(self) -> str:
+        """The method in a few characters: "width", "prune-bn", "width+int8"."""
+        method = f"{self.method}-{self.prune_importance}" if self.prune_importance else self.method
+        return f"{method}+{self.quantize}" if self.quantize else method
 
 
 # The fields a RunSpec had when run ids were first issued (run key version 1): always hashed. A field added
@@ -172,9 +204,16 @@ class GridSpec:
     concurrent: bool = True  # on CUDA with graphs: members on their own streams, all seeds of a phase at once
     quality: QualitySpec = field(default_factory=QualitySpec)
     speed: SpeedSpec = field(default_factory=SpeedSpec)
+    # compression methods (compress/): which run, and their settings
+    methods: tuple[str, ...] = (WIDTH,)
+    prune_widths: tuple[int, ...] | None = None  # parameter targets named by width; None: the grid's widths
+    prune_importance: tuple[str, ...] = ("bn",)
+    finetune_epochs: int = 2
+    quantize: tuple[str, ...] = ("fp16", "bf16", "int8")  # modes applied to every float model when QUANTIZE runs
 
     def runs(self, teacher_sha: str | None = None, teacher_width: int | None = None) -> list[RunSpec]:
-        """Teacher first for each seed, then its students; a given teacher (``teacher_sha``) is not trained."""
+        """Per seed: the teacher (unless given, ``teacher_sha``), its width students, its pruned students, then
+        every float model quantized to each mode."""
         teacher_width = teacher_width or self.teacher_width
         specs: list[RunSpec] = []
         for seed in self.seeds:
@@ -182,14 +221,31 @@ class GridSpec:
                 self.dataset, teacher_width, SCRATCH, 0.0, seed, self.epochs, self.batch_size, family=self.family,
                 teacher_width=teacher_width, teacher_sha=teacher_sha, precision=self.precision,
             )  # fmt: skip
-            if teacher_sha is None:
-                specs.append(base)
-            for kd in self.kd:
-                for width in self.widths:
-                    spec = replace(base, width=width, kd=kd, kd_weight=self.kd_weight, disc_width=self.disc_width)
-                    if spec != base and spec not in specs:
-                        specs.append(spec)
+            floats = [base]
+            if WIDTH in self.methods:
+                for kd in self.kd:
+                    for width in self.widths:
+                        floats.append(replace(base, width=width, kd=kd, kd_weight=self.kd_weight,
+                                              disc_width=self.disc_width))  # fmt: skip
+            if PRUNE in self.methods:
+                for importance in self.prune_importance:
+                    for kd in self.kd:
+                        for width in self.pruned_widths(teacher_width):
+                            floats.append(replace(base, width=width, kd=kd, kd_weight=self.kd_weight, method=PRUNE,
+                                                  prune_importance=importance,
+                                                  finetune_epochs=self.finetune_epochs))  # fmt: skip
+            if teacher_sha is not None:
+                floats.remove(base)
+            floats = list(dict.fromkeys(floats))
+            quantized = [replace(spec, quantize=mode) for spec in floats for mode in self.quantize]
+            specs += floats + (quantized if QUANTIZE in self.methods else [])
         return specs
+
+    def pruned_widths(self, teacher_width: int | None = None) -> tuple[int, ...]:
+        """The widths whose parameter counts the pruned generators are cut to: narrower than the teacher."""
+        teacher_width = teacher_width or self.teacher_width
+        chosen = self.prune_widths if self.prune_widths is not None else self.widths
+        return tuple(width for width in chosen if width < teacher_width)
 
 
 PRESETS: dict[str, dict] = {
@@ -197,9 +253,13 @@ PRESETS: dict[str, dict] = {
     "quick": dict(
         dataset="digits", widths=(16, 32, 64, 128), teacher_width=256, kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
         seeds=(1314,), epochs=6, batch_size=32, quality=QualitySpec(fid_samples=1000, kid_subsets=20),
-        # every model behind eager PyTorch and ONNX Runtime in a few seconds each: p99 then rests on 32+ calls
-        speed=SpeedSpec(backends=("eager", "onnxruntime"), rounds=8, calls_per_round=16, min_calls_per_round=4,
-                        seconds_per_cell=0.3, max_retimes=1),
+        # every model behind eager PyTorch and ONNX Runtime in a few seconds each: p99 then rests on 32+ calls;
+        # noisy cells are flagged, not re-timed
+        speed=SpeedSpec(backends=("eager", "onnxruntime"), batches=(1, 64), rounds=8, calls_per_round=16,
+                        min_calls_per_round=4, seconds_per_cell=0.2, max_retimes=0),
+        # every method at small scale: the teacher pruned to two widths' sizes and fine-tuned with and without
+        # distillation; every float model quantized to int8 (fp16/bf16 run 4-10x slower than fp32 on a CPU)
+        methods=(WIDTH, PRUNE, QUANTIZE), prune_widths=(32, 128), finetune_epochs=2, quantize=("int8",),
     ),
     # the original's setting: MNIST, 25 epochs, batch 128, three seeds, metrics on 10,000 samples
     "paper": dict(
@@ -209,6 +269,10 @@ PRESETS: dict[str, dict] = {
         # that timing all 12 models behind 2 CPU backends stays near a minute or two
         speed=SpeedSpec(backends=("eager", "onnxruntime", "cuda-graph"), rounds=8, calls_per_round=128,
                         min_calls_per_round=1, seconds_per_cell=1.0),
+        # the original's grid is the width method alone; with --methods width,prune,quantize the teacher is pruned
+        # to every student's size by both importances, fine-tuned 5 epochs with and without distillation, and every
+        # float model quantized to fp16, bf16 and int8
+        prune_importance=("bn", "l1"), finetune_epochs=5, quantize=("fp16", "bf16", "int8"),
     ),
 }  # fmt: skip
 
@@ -266,3 +330,45 @@ def validate(grid: GridSpec) -> None:
             raise UserError(message)
     if grid.teacher is not None and not is_file(grid.teacher):
         raise UserError(f"--teacher {grid.teacher}: no such file")
+    validate_methods(grid)
+
+
+def _distinct(values: tuple, flag: str, choices: tuple[str, ...]) -> None:
+    if not values or len(set(values)) != len(values):
+        raise UserError(f"{flag} needs distinct values, at least one, got {','.join(map(str, values)) or 'none'}")
+    unknown = [value for value in values if value not in choices]
+    if unknown:
+        raise UserError(f"{flag}: unknown {', '.join(map(str, unknown))}; choose among {', '.join(choices)}")
+
+
+def has_discriminator(teacher: str) -> bool:
+    """Whether a given teacher checkpoint has its discriminator beside it (a run directory of this suite)."""
+    return is_file(Path(teacher).parent / DISCRIMINATOR_FILE)
+
+
+def validate_methods(grid: GridSpec) -> None:
+    """The compression methods and their settings, checked like every other flag."""
+    from compress.methods import METHODS
+    from compress.prune import IMPORTANCES
+    from compress.quantize import MODES
+
+    _distinct(grid.methods, "--methods", tuple(METHODS.names()))
+    if PRUNE in grid.methods:
+        _distinct(grid.prune_importance, "--prune-importance", IMPORTANCES)
+        _check_int(grid.finetune_epochs, "--finetune-epochs", 1, MAX_EPOCHS)
+        for width in grid.prune_widths or ():
+            check_width(width, "prune width")
+        if not grid.pruned_widths():
+            warnings.warn(
+                f"no pruning target below the teacher's width ({grid.teacher_width}): the grid has no pruned run "
+                "(--prune-widths sets the targets)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if grid.teacher is not None and not has_discriminator(grid.teacher):
+            raise UserError(
+                f"--methods prune fine-tunes against the teacher's discriminator, and no {DISCRIMINATOR_FILE} lies "
+                f"beside --teacher {grid.teacher}: give a run directory of this suite, or leave prune out of --methods"
+            )
+    if QUANTIZE in grid.methods:
+        _distinct(grid.quantize, "--quantize", MODES)

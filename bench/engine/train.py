@@ -12,7 +12,7 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +28,10 @@ from bench.engine import cuda_graphs, preempt
 from bench.engine.cuda_graphs import Batch, Branches, StateSnapshot
 from bench.engine.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, quarantine, safe_torch_load
 from bench.engine.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, SAMPLES_FILE, STATE_FILE
+from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
 from bench.errors import CheckpointError, first_line
-from data import DataShape, ImageDataset
+from data import ImageDataset
 from distill import build_objective
 
 LOSS_COLUMNS = ("epoch", "step", "loss_d", "loss_g_gan", "loss_kd", "loss_g")
@@ -68,17 +69,6 @@ class BatchStream:
             z = torch.randn(b, self.nz, generator=rng, device=device)
             fake_labels = torch.randint(0, self.num_classes, (b,), generator=rng, device=device)
             yield self.images[index], self.labels[index], z, fake_labels
-
-
-def build_models(spec: RunSpec, data: ImageDataset | DataShape) -> tuple[nn.Module, nn.Module]:
-    """The run's freshly initialised pair; the init depends on (seed, width) only, not on the objective."""
-    channels, size, _ = data.image_shape
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        return gans.build(
-            spec.family, spec.width, disc_width=spec.disc_width, num_classes=data.num_classes,
-            channels=channels, image_size=size,
-        )  # fmt: skip
 
 
 @dataclass
@@ -155,8 +145,16 @@ class Member:
         atomic_write_text(self.run_dir / LOSSES_FILE, frame.to_csv(index=False))
 
 
-def make_member(spec: RunSpec, run_dir: Path, dataset: ImageDataset, device: torch.device) -> Member:
-    generator, discriminator = build_models(spec, dataset)
+def make_member(
+    spec: RunSpec,
+    run_dir: Path,
+    dataset: ImageDataset,
+    device: torch.device,
+    start: Callable[[], tuple[nn.Module, nn.Module]] | None = None,
+) -> Member:
+    """The run's member, resumed from its ``state.pt`` if one is there; ``start`` gives the pair it trains from
+    (default: a fresh pair of the run's width; a compression method's own, see ``compress.methods``)."""
+    generator, discriminator = start() if start is not None else build_models(spec, dataset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed + 1)
         objective = build_objective(spec.kd, generator.hidden_channels(), teacher_hidden_channels(spec))
@@ -176,7 +174,7 @@ def make_member(spec: RunSpec, run_dir: Path, dataset: ImageDataset, device: tor
     except (CheckpointError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:
         # half-restored: move the file aside and build the run afresh, from its first epoch
         quarantine(run_dir / STATE_FILE, first_line(err))
-        return make_member(spec, run_dir, dataset, device)
+        return make_member(spec, run_dir, dataset, device, start)
     return member
 
 
@@ -322,7 +320,8 @@ def train_cohorts(
         return
     spec = groups[0].members[0].spec
     everyone = [m for group in groups for m in group.members]
-    assert all((m.spec.epochs, m.spec.batch_size, m.spec.precision) == (spec.epochs, spec.batch_size, spec.precision)
+    shared = (spec.train_epochs, spec.batch_size, spec.precision)
+    assert all((m.spec.train_epochs, m.spec.batch_size, m.spec.precision) == shared
                for m in everyone), "groups trained together share epochs, batch size and precision"  # fmt: skip
     assert all(len({m.spec.seed for m in group.members}) == 1 for group in groups), "a group shares its seed"
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
@@ -341,7 +340,7 @@ def train_cohorts(
     steps = StepRunner(groups, autocast, device, options)
 
     first_epoch = min(m.start_epoch for m in everyone)
-    epochs = tqdm(range(first_epoch, spec.epochs), desc=_cohort_name(groups), disable=not options.progress,
+    epochs = tqdm(range(first_epoch, spec.train_epochs), desc=_cohort_name(groups), disable=not options.progress,
                   leave=False)  # fmt: skip
     per_epoch = streams[0].steps_per_epoch
     for epoch in epochs:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from bench.engine.runner import Cohort, GridContext, finish_grid, prepare_grid, run_cohort
+from bench.engine.runner import PHASES, Cohort, GridContext, depends_on, finish_grid, prepare_grid, run_cohort
 from bench.engine.spec import GridSpec
 from bench.errors import DataUnavailableError, UserError
 from bench.executors import Executor, register_executor
@@ -72,7 +72,7 @@ def run_ray(
             grid = replace(grid, device="cpu")
         ctx, specs, cohorts = prepare_grid(grid, progress)
         tasks = task_cohorts(cohorts, gpus_per_run)
-        at_once = max(sum(task.phase == phase for task in tasks) for phase in ("scratch", "distill"))
+        at_once = max(sum(task.phase == phase for task in tasks) for phase in PHASES)
         cpus = cpus_per_run or default_cpus_per_run(nodes, gpus_per_run, at_once)
         # the driver has downloaded the data already; workers must find it on shared storage, not race for it
         worker_grid = replace(grid, download=False)
@@ -111,16 +111,16 @@ def task_cohorts(cohorts: list[Cohort], gpus_per_run: float) -> list[Cohort]:
 
 
 def submit(task, grid: GridSpec, cohorts: list[Cohort]) -> dict:
-    """Submit every task; a distilled one takes the task that trains its teacher as an argument, so Ray starts it
-    once that teacher exists (a given teacher checkpoint needs no wait). Ref -> cohort."""
+    """Submit every task; one that needs another run's model (a distilled or pruned run its teacher, a quantized
+    run its float source) takes the task that makes it as an argument, so Ray starts it once that model exists (a
+    given teacher checkpoint needs no wait). Ref -> cohort."""
     refs = {}
-    teachers = {}
-    for cohort in cohorts:
-        teacher_ref = teachers.get(cohort.teacher.run_id) if cohort.teacher is not None else None
-        after = [teacher_ref] if cohort.phase == "distill" and teacher_ref is not None else []
+    made_by: dict[str, object] = {}  # run id -> the ref of the task that trains or derives it
+    for cohort in cohorts:  # planned order: every run comes after the runs it needs
+        needed = (depends_on(spec) for spec in cohort.specs)
+        after = list(dict.fromkeys(made_by[need.run_id] for need in needed if need and need.run_id in made_by))
         ref = task.remote(grid, cohort, *after)
-        if cohort.phase == "scratch" and cohort.teacher in cohort.specs:
-            teachers[cohort.teacher.run_id] = ref
+        made_by.update((spec.run_id, ref) for spec in cohort.specs)
         refs[ref] = cohort
     return refs
 

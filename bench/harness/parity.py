@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from bench.engine.device import device_name, resolve_device, tune_for
 from bench.engine.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, safe_torch_load
-from bench.engine.layout import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE
+from bench.engine.layout import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE, WIDTH
 from bench.engine.runner import default_threads, grid_runs
 from bench.engine.spec import SCRATCH, GridSpec, RunSpec, SpeedSpec, make_grid
 from bench.engine.train import build_models
@@ -175,7 +175,7 @@ def _grid(args: argparse.Namespace) -> tuple[GridSpec, ImageDataset]:
     if len(set(seeds)) < 2:
         raise UserError("--seeds needs at least two distinct seeds to measure a spread")
     grid = make_grid(
-        args.preset, seeds=seeds, widths=widths, teacher_width=args.teacher_width, epochs=args.epochs,
+        args.preset, seeds=seeds, widths=widths, teacher_width=args.teacher_width, epochs=args.epochs, methods=(WIDTH,),
         device=args.device, data_root=args.data_root, cache_dir=args.cache_dir or str(Path(args.out) / "cache"),
     )  # fmt: skip
     if args.fid_samples is not None:

@@ -38,6 +38,7 @@ class Backend:
     prepare: Callable[..., Callable]
     description: str = ""
     cleanup: Callable[[], None] | None = None
+    quantized: bool = False  # runs post-training quantized generators (compress/quantize.py); else they skip it
 
     def __post_init__(self) -> None:
         unknown = set(self.devices) - set(DEVICE_TYPES)

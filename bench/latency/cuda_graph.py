@@ -23,6 +23,7 @@ register_backend(
         name="cuda-graph",
         devices=("cuda",),
         prepare=prepare,
+        quantized=True,
         description="the eager generator replayed from a CUDA graph per batch size (bench.metrics.measure)",
     )
 )

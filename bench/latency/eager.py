@@ -19,6 +19,7 @@ register_backend(
         name="eager",
         devices=("cpu", "cuda"),
         prepare=prepare,
+        quantized=True,
         description="plain PyTorch, eval mode, inference_mode: what the suite's results.csv times",
     )
 )

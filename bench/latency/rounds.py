@@ -197,6 +197,17 @@ def _backends_for(settings: SpeedSpec, device: str) -> list[tuple[Backend, bool]
     return [(b, device in b.devices) for b in map(BACKENDS.__getitem__, settings.backends)]
 
 
+def _skip_reason(backend: Backend, generator: nn.Module, device: str, supported: bool) -> str | None:
+    """Why ``backend`` does not time ``generator`` on ``device``, or None when it does."""
+    if not supported:
+        return f"{backend.name} runs on {', '.join(backend.devices)} only"
+    if device not in getattr(generator, "devices", (device,)):
+        return f"this {generator.quantized} generator runs on {', '.join(generator.devices)} only"
+    if getattr(generator, "quantized", None) and not backend.quantized:
+        return f"{backend.name} does not run post-training quantized ({generator.quantized}) generators"
+    return None
+
+
 def _prepare_cells(
     models: dict[str, nn.Module], settings: SpeedSpec, say: Callable[[str], None]
 ) -> tuple[list[_Cell], list[Backend]]:
@@ -206,19 +217,22 @@ def _prepare_cells(
     for m, (run_id, generator) in enumerate(models.items()):
         for d, dev in enumerate(settings.devices):
             device = torch.device(dev)
-            model = copy.deepcopy(generator).to(device).eval()
+            runs_here = dev in getattr(generator, "devices", (dev,))
+            model = copy.deepcopy(generator).to(device).eval() if runs_here else generator
             inputs: Inputs = {batch: generator_inputs(model, batch, device) for batch in settings.batches}
-            with torch.inference_mode():
-                references = {b: model(z, y).to("cpu", torch.float64) for b, (z, y) in inputs.items()}
+            if runs_here:
+                with torch.inference_mode():
+                    references = {b: model(z, y).to("cpu", torch.float64) for b, (z, y) in inputs.items()}
             for k, (backend, supported) in enumerate(_backends_for(settings, dev)):
                 row_cells = [
                     _Cell(run_id, backend.name, device, batch, order=(d, b, k, m), inputs=inputs[batch])
                     for b, batch in enumerate(settings.batches)
                 ]
                 cells.extend(row_cells)
-                if not supported:
+                skip = _skip_reason(backend, generator, dev, supported)
+                if skip:
                     for cell in row_cells:
-                        cell.fail(STATUS_SKIPPED, f"{backend.name} runs on {', '.join(backend.devices)} only")
+                        cell.fail(STATUS_SKIPPED, skip)
                     continue
                 used[backend.name] = backend
                 say(f"preparing {run_id} / {backend.name} / {dev}")

@@ -37,11 +37,12 @@ class SizeMetrics:
     """Size and per-image cost of a generator/discriminator pair; the fields are ``results.csv`` columns."""
 
     g_params: int
-    d_params: int
+    d_params: int | None  # None: measured without its discriminator (a quantized generator's is its source's)
     g_bytes_fp32: int
+    g_bytes_stored: int  # as the suite stores it: the fp32 checkpoint (a quantized model records its own)
     g_bytes_fp16: int
-    d_bytes_fp32: int
-    d_bytes_fp16: int
+    d_bytes_fp32: int | None
+    d_bytes_fp16: int | None
     g_macs: int  # per image
     g_flops: int  # per image, 2 * g_macs
 
@@ -76,7 +77,9 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 def generator_inputs(generator: nn.Module, batch: int, device: torch.device) -> Batch:
     """Return a fixed (z, labels) batch for ``generator`` on ``device``: seeded noise, labels 0, 1, 2, ..."""
-    dtype = next(generator.parameters()).dtype
+    parameter = next(generator.parameters(), None)
+    # a quantized generator takes float32 noise and casts it itself (an int8 one may hold no parameter at all)
+    dtype = parameter.dtype if parameter is not None and not getattr(generator, "quantized", None) else torch.float32
     noise = torch.Generator().manual_seed(0)
     z = torch.randn(batch, generator.nz, generator=noise, dtype=dtype).to(device)
     labels = (torch.arange(batch) % generator.num_classes).to(device)
@@ -93,16 +96,20 @@ def generator_flops(generator: nn.Module) -> int:
     return counter.get_total_flops()
 
 
-def size_metrics(generator: nn.Module, discriminator: nn.Module) -> SizeMetrics:
-    """Return parameters, serialized bytes (fp32 and fp16) and per-image generator MACs/FLOPs."""
+def size_metrics(generator: nn.Module, discriminator: nn.Module | None = None) -> SizeMetrics:
+    """Return parameters, serialized bytes (fp32 and fp16) and per-image generator MACs/FLOPs; the
+    discriminator's sizes when it is given."""
     flops = generator_flops(generator)
+    fp32 = state_dict_bytes(generator)
+    d = discriminator
     return SizeMetrics(
         g_params=count_params(generator),
-        d_params=count_params(discriminator),
-        g_bytes_fp32=state_dict_bytes(generator),
+        d_params=count_params(d) if d is not None else None,
+        g_bytes_fp32=fp32,
+        g_bytes_stored=fp32,
         g_bytes_fp16=state_dict_bytes(generator, torch.float16),
-        d_bytes_fp32=state_dict_bytes(discriminator),
-        d_bytes_fp16=state_dict_bytes(discriminator, torch.float16),
+        d_bytes_fp32=state_dict_bytes(d) if d is not None else None,
+        d_bytes_fp16=state_dict_bytes(d, torch.float16) if d is not None else None,
         g_macs=flops // 2,
         g_flops=flops,
     )

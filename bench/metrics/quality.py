@@ -32,6 +32,7 @@ How every number is computed (so two users get the same one):
 from __future__ import annotations
 
 import hashlib
+import weakref
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from bench.engine.spec import QualitySpec
 from bench.engine.stopwatch import timed
 from bench.errors import CheckpointError, UserError
 from bench.metrics.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_or_train_classifier
+from bench.metrics.measure import eval_mode
 from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
 
@@ -159,6 +161,7 @@ class QualityEvaluator:
         self.real = to_uint8(dataset.train_images)
         self.labels = torch.arange(spec.fid_samples) % dataset.num_classes
         self._noise: dict[int, torch.Tensor] = {}
+        self._teacher_outputs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # teacher -> (z, images)
         # a fixed order of the training split: its first m images are the precision/recall real side
         self._real_order = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(seed))
 
@@ -218,31 +221,39 @@ class QualityEvaluator:
         self, generator: nn.Module, teacher: nn.Module | None, z: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, float | None]:
         """uint8 images of ``generator`` on (z, labels) in batches, and the mean L1 distance to ``teacher``."""
-        models = [m for m in (generator, teacher) if m is not None]
-        modes = [m.training for m in models]
-        for m in models:
-            m.eval()
-        try:
-            where = _device_of(generator, self.device)
-            pixels, l1_sum, count = [], 0.0, 0
+        targets = self._teacher_images(teacher, z, labels) if teacher is not None else None
+        where = _device_of(generator, self.device)
+        pixels, l1_sum, count = [], 0.0, 0
+        with eval_mode(generator):
             for start in range(0, len(z), self.spec.batch_size):
-                zb = z[start : start + self.spec.batch_size].to(where)
-                yb = labels[start : start + self.spec.batch_size].to(where)
-                images = generator(zb, yb).float()
+                end = start + self.spec.batch_size
+                images = generator(z[start:end].to(where), labels[start:end].to(where)).float()
                 if tuple(images.shape[1:]) != tuple(self.dataset.image_shape):
                     raise QualityError(
                         f"the generator makes images of shape {tuple(images.shape[1:])}, but {self.dataset.name} "
                         f"images are {tuple(self.dataset.image_shape)}"
                     )
-                if teacher is not None:
-                    target = teacher(zb.to(_device_of(teacher, where)), yb.to(_device_of(teacher, where)))
-                    l1_sum += (images - target.float().to(where)).abs().double().sum().item()
+                if targets is not None:
+                    l1_sum += (images - targets[start:end].to(where)).abs().double().sum().item()
                     count += images.numel()
                 pixels.append(to_uint8(images).cpu())
-        finally:
-            for m, mode in zip(models, modes, strict=True):
-                m.train(mode)
         return torch.cat(pixels), (l1_sum / count if teacher is not None else None)
+
+    def _teacher_images(self, teacher: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The teacher's float images of (z, labels), computed once per teacher object: a teacher is frozen while
+        the students of a grid are scored against it, and its forward pass is the widest of the grid's."""
+        cached = self._teacher_outputs.get(teacher)
+        if cached is not None and cached[0] is z:
+            return cached[1]
+        where = _device_of(teacher, self.device)
+        with eval_mode(teacher):
+            images = torch.cat([
+                teacher(z[start : start + self.spec.batch_size].to(where),
+                        labels[start : start + self.spec.batch_size].to(where)).float()
+                for start in range(0, len(z), self.spec.batch_size)
+            ])  # fmt: skip
+        self._teacher_outputs[teacher] = (z, images)
+        return images
 
     def _score_pixels(
         self, fake: torch.Tensor, labels: torch.Tensor, seconds: dict[str, float] | None = None
@@ -342,4 +353,7 @@ def vet_fidelity_cache(cache_root: Path, name: str) -> None:
 
 def _device_of(module: nn.Module, default: torch.device) -> torch.device:
     parameter = next(module.parameters(), None)
-    return parameter.device if parameter is not None else default
+    if parameter is not None:
+        return parameter.device
+    devices = getattr(module, "devices", None)  # a generator that runs on some devices only (int8: the CPU)
+    return default if devices is None or default.type in devices else torch.device(devices[0])

@@ -83,11 +83,14 @@ def _size(column: str, label: str, short: str, unit: str, report_name: str | Non
 # sizes (bench/metrics/measure.py: SizeMetrics), counted once per architecture; registered in the report's order
 _size("g_params", "G params", "parameters", "", "g_params", 1.0, 3)
 _size("g_bytes_fp32", "G fp32 size (KiB)", "fp32 size", "B", "g_fp32_kib", 1 / 1024, 4)
+# as the model is stored: its fp32 checkpoint, or a quantized model's payload (compress/quantize.py)
+_size("g_bytes_stored", "G stored size (KiB)", "stored size", "B", "g_stored_kib", 1 / 1024, 4)
 
 # compression against the teacher of the same seed (bench/engine/records.py)
 for _column, _of, _label, _short, _report in [
     ("ratio_params", "g_params", "compression, params (×)", "compression by parameters", "ratio_params"),
     ("ratio_bytes", "g_bytes_fp32", "compression, bytes (×)", "compression by bytes", "ratio_bytes"),
+    ("ratio_stored", "g_bytes_stored", "compression, stored bytes (×)", "compression by stored bytes", "ratio_stored"),
     ("ratio_macs", "g_macs", "compression, MACs (×)", "compression by MACs", None),
     ("d_ratio_params", "d_params", "D compression, params (×)", "discriminator compression by parameters", None),
     ("d_ratio_bytes", "d_bytes_fp32", "D compression, bytes (×)", "discriminator compression by bytes", None),
