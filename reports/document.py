@@ -9,7 +9,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports.load import Results
+from reports.load import Results, method_labels
 from reports.plots import FIGURES, save
 from reports.tables import Table, all_tables, write_table
 
@@ -48,7 +48,7 @@ def _listing(values) -> str:
 
 
 def grid_line(results: Results) -> str:
-    """One line: preset, dataset, widths, objectives, seeds, epochs, device and date of the grid."""
+    """One line: preset, dataset, widths, methods (where several), objectives, seeds, epochs, device and date."""
     grid, runs = results.grid, results.runs
 
     def pick(key: str, fallback) -> str:
@@ -66,10 +66,12 @@ def grid_line(results: Results) -> str:
     source = "" if grid else " (grid.json missing: grid read from results.csv)"
     datasets = _listing(sorted(runs["dataset"].unique()))
     objectives = _listing(sorted(runs["kd"].unique(), key=lambda kd: (kd != "none", kd)))
+    methods = method_labels(runs)
     return (
         f"Grid: preset {pick('preset', '')}, dataset {pick('dataset', datasets)}, "
         f"widths {pick('widths', _listing(sorted(runs['width'].unique())))}, "
-        f"objectives {pick('kd', objectives)}, "
+        + (f"methods {_listing(methods)}, " if len(methods) > 1 else "")
+        + f"objectives {pick('kd', objectives)}, "
         f"seeds {pick('seeds', _listing(sorted(runs['seed'].unique())))}, epochs {epochs}; "
         f"device {device}; date {date}{source}."
     )
@@ -87,14 +89,18 @@ def _run_counts(results: Results) -> str:
 CAPTIONS = {
     "quality_vs_compression": (
         "FID and IS on the LeNet feature network (and Inception-v3 when measured) against compression by "
-        "parameters, log scale; the top axis names the generator width. Lines: mean over seeds, bands: 95% "
-        "bootstrap interval over seeds. Dashed: the teacher; dotted: the real test split, the floor a "
-        "perfect generator reaches. Diverged runs are left out."
+        "parameters (by stored bytes where some models are quantized), log scale; the top axis names the width "
+        "of the generators trained at that width. Lines: mean over seeds, bands: 95% bootstrap interval over "
+        "seeds. Dashed: the teacher; dotted: the real test split, the floor a perfect generator reaches. "
+        "Diverged runs are left out."
     ),
     "pareto": (
-        "One point per model (the median over seeds). The black step line joins the Pareto front: the models "
-        "that no other model beats on both cost and FID (lower is better for both); each is labelled with its "
-        "width. Latency is the fastest backend's at batch 1, named on the axis."
+        "FID (log scale) against the generator's size as stored (a quantized model's payload) and its latency at "
+        "batch 1, one point per model (the median over seeds), every method on one chart. The black step line "
+        "joins the Pareto front over all models: those no other model beats on both cost and FID (lower is "
+        "better for both); each is labelled with its method's initial (w: trained at that width, p: pruned to "
+        "that width's parameter count), its width and any quantization. A model's latency is the lowest p50 over "
+        "the backends that timed it (quantized models are timed in eager PyTorch only)."
     ),
     "speedup_vs_macs": (
         "Each student's measured speed-up over its seed's teacher (the same backend, device and batch size; "
@@ -103,8 +109,8 @@ CAPTIONS = {
         "launch and memory overheads, not arithmetic, set the time."
     ),
     "samples": (
-        "Each model's samples for the same noise and labels: one column per width, widest first (the "
-        "teacher), the scratch student above the distilled one(s)."
+        "Each model's samples for the same noise and labels: one row per width, widest first (the teacher), and "
+        "per method at that width; one column per objective, scratch first."
     ),
     "training_curves": (
         "Generator (adversarial part), discriminator and distillation losses per logged step; one row per "
@@ -123,6 +129,10 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
     blocks: list[Block] = [
         Paragraph(grid_line(results)),
         Paragraph(_run_counts(results)),
+        Heading("Quality against cost"),
+        figure("pareto", "Pareto fronts of stored size and latency against FID"),
+        Heading("Best model at each size"),
+        TableBlock(tables["best-by-size"]),
         Heading("Main results"),
         TableBlock(tables["cost"]),
         TableBlock(tables["quality"]),
@@ -130,8 +140,6 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         figure("quality_vs_compression", "FID and IS against compression ratio"),
         Heading("Distillation gain"),
         TableBlock(tables["gain"]),
-        Heading("Cost against quality"),
-        figure("pareto", "Pareto fronts of latency and parameters against FID"),
         Heading("Speed against MACs"),
         figure("speedup_vs_macs", "Measured speed-up against MAC reduction, per backend and device"),
         Heading("Sizes against the original project"),

@@ -7,6 +7,7 @@ torch-free (the report never imports the training code); it returns plain pandas
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bench.engine.layout import (
     RUNS_DIR,
     SAMPLES_FILE,
     SCRATCH,
+    WIDTH,
 )
 
 REQUIRED_COLUMNS = ("run_id", "width", "kd", "seed", "status")
@@ -36,7 +38,7 @@ class Results:
     """Everything the report reads from one results directory."""
 
     directory: Path
-    runs: pd.DataFrame  # results.csv, one row per finished run, plus an ``objective`` display column
+    runs: pd.DataFrame  # results.csv, one row per finished run, defaults filled, plus the ``LABELS`` columns
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty when references.csv is absent
     grid: dict = field(default_factory=dict)  # empty when grid.json is absent or unreadable
     unreadable: tuple[str, ...] = ()  # runs whose result.json cannot be read: left out of every table
@@ -49,6 +51,79 @@ class Results:
 def objective_label(kd: str) -> str:
     """How a kd value is shown to readers: ``none`` is training from scratch."""
     return "scratch" if kd == SCRATCH else str(kd)
+
+
+def _made_small_by(method: str, importance: str) -> str:
+    """How the float generator was made small: ``width``, or ``prune (bn)`` with the channel ranking used."""
+    return f"{method} ({importance})" if importance else str(method)
+
+
+def _quantized(label: str, quantize: str) -> str:
+    return f"{label} + {quantize}" if quantize else label
+
+
+def method_label(method: str, importance: str = "", quantize: str = "") -> str:
+    """How a compression method is shown: ``width``, ``prune (bn)``, with any quantization last: ``width + int8``."""
+    return _quantized(_made_small_by(method, importance), quantize)
+
+
+def series_label(method: str, importance: str, quantize: str, kd: str) -> str:
+    """One model kind in the order it was made: ``width · scratch``, ``prune (bn) · pixel-l1``,
+    ``width · pixel-l1 + int8`` (quantized last, as it is applied to the finished float model)."""
+    return _quantized(f"{_made_small_by(method, importance)} · {objective_label(kd)}", quantize)
+
+
+MODEL_KEYS = ["dataset", "method", "prune_importance", "quantize", "width", "kd"]  # what tells models apart
+LABELS = ["method_label", "objective", "series"]
+
+
+def add_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (with the model keys method, prune_importance, quantize and kd) with its ``LABELS`` columns."""
+    keys = list(zip(frame["method"], frame["prune_importance"], frame["quantize"], frame["kd"], strict=True))
+    return frame.assign(
+        method_label=[method_label(method, importance, quantize) for method, importance, quantize, _ in keys],
+        objective=frame["kd"].map(objective_label),
+        series=[series_label(*key) for key in keys],
+    )
+
+
+QUANTIZE_ORDER = ("", "fp16", "bf16", "int8")  # float first, then by fewer stored bits
+REPORT_ORDER = ("dataset", "width", "method", "prune_importance", "quantize", "kd")  # MODEL_KEYS, by importance
+
+
+def _rank(column: pd.Series) -> pd.Series:
+    """A sort key per column of ``REPORT_ORDER``: widest first, the width method before pruning, a float model
+    before its quantized forms, scratch before the distillation objectives."""
+    match column.name:
+        case "width":
+            return -column
+        case "method":
+            return column != WIDTH
+        case "quantize":
+            return column.map({mode: rank for rank, mode in enumerate(QUANTIZE_ORDER)}).fillna(len(QUANTIZE_ORDER))
+        case "kd":
+            return column.where(column != SCRATCH, "")
+    return column
+
+
+def in_report_order(frame: pd.DataFrame, by: tuple[str, ...] = REPORT_ORDER) -> pd.DataFrame:
+    """``frame``'s rows in the order the report lists models, by the columns of ``by`` it holds."""
+    keys = [col for col in by if col in frame]
+    return frame.sort_values(keys, key=_rank, kind="stable").reset_index(drop=True) if keys else frame
+
+
+METHOD_KEYS = ("method", "prune_importance", "quantize")
+
+
+def several_methods(runs: pd.DataFrame) -> bool:
+    """Whether ``runs`` hold more than one method (each quantization counts as one): then the report names them."""
+    return runs["method_label"].nunique() > 1
+
+
+def method_labels(runs: pd.DataFrame) -> list[str]:
+    """The method labels of ``runs`` in the report's order: the width method, then pruning (by importance), each
+    float before its quantizations."""
+    return list(in_report_order(runs, by=METHOD_KEYS)["method_label"].unique())
 
 
 def load(results_dir: Path) -> Results:
@@ -97,11 +172,12 @@ LATENCY_COLUMNS = ("run_id", "backend", "device", "batch", "p50_ms", "throughput
 
 
 def _latency(latency: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The timed rows of ``latency.csv`` (status ok) of the report's runs, with each run's width, objective, seed
+    """The timed rows of ``latency.csv`` (status ok) of the report's runs, with each run's width, labels, seed
     and MACs; empty when the file lacks a column it needs."""
     if latency.empty or any(col not in latency for col in LATENCY_COLUMNS):
         return pd.DataFrame(columns=list(LATENCY_COLUMNS))
-    keys = [col for col in ("run_id", "dataset", "width", "kd", "objective", "seed", "role", "g_macs") if col in runs]
+    wanted = ("run_id", *MODEL_KEYS, *LABELS, "seed", "role", "g_macs")
+    keys = [col for col in wanted if col in runs]
     timed = latency[latency["status"] == "ok"]
     return timed.merge(runs[keys], on="run_id", how="inner")
 
@@ -128,6 +204,12 @@ def _read_grid(path: Path) -> dict:
     return grid if isinstance(grid, dict) else {}
 
 
+# what a results.csv written before pruning and quantization means by the columns it lacks (or leaves empty)
+METHOD_DEFAULTS = {"method": WIDTH, "prune_importance": "", "finetune_epochs": 0, "quantize": "", "source_run": ""}
+# a float model is stored as its fp32 checkpoint: where the stored size is unknown, it is the fp32 size
+STORED_AS_FP32 = {"g_bytes_stored": "g_bytes_fp32", "ratio_stored": "ratio_bytes"}
+
+
 def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.copy()
     runs["width"] = runs["width"].astype(int)
@@ -138,13 +220,20 @@ def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
         runs["role"] = "student"
     if "dataset" not in runs:
         runs["dataset"] = "unknown"
-    runs["objective"] = runs["kd"].map(objective_label)
-    return runs
+    for column, default in METHOD_DEFAULTS.items():
+        values = runs[column] if column in runs else pd.Series(default, index=runs.index)
+        runs[column] = values.astype(object).fillna(default).astype(type(default))  # an empty column reads as NaN
+    float_model = runs["quantize"] == ""
+    for stored, fp32 in STORED_AS_FP32.items():
+        if fp32 in runs:
+            known = runs[stored] if stored in runs else pd.Series(math.nan, index=runs.index)
+            runs[stored] = known.where(known.notna() | ~float_model, runs[fp32])
+    return add_labels(runs)
 
 
 def losses(results: Results) -> pd.DataFrame:
-    """Every run's ``losses.csv`` stacked, one row per logged step, with the run's width, objective, seed."""
-    keys = ["run_id", "dataset", "width", "kd", "objective", "seed", "role", "status"]
+    """Every run's ``losses.csv`` stacked, one row per logged step, with the run's width, labels, seed."""
+    keys = ["run_id", *MODEL_KEYS, *LABELS, "seed", "role", "status"]
     frames = []
     for row in results.runs[keys].itertuples(index=False):
         path = results.run_path(row.run_id, LOSSES_FILE)

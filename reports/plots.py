@@ -1,11 +1,13 @@
 """The report's figures, drawn with seaborn from tidy frames and saved as PNG and SVG.
 
-(a) ``quality_vs_compression``: FID and IS against compression ratio, a line per objective, bands over seeds.
-(b) ``pareto``: FID against CPU latency and against parameters, one point per run, the Pareto front drawn.
+(a) ``quality_vs_compression``: FID and IS against compression ratio, a line per objective (and method), bands
+    over seeds.
+(b) ``pareto``: FID against stored size and CPU latency, one point per model, the Pareto front drawn.
 (c) ``training_curves``: generator, discriminator and distillation losses against step, per width.
-(d) ``samples``: every run's fixed-(z, y) sample grid at 1.5x its pixels, a row per width (teacher first), a
-    column per objective (scratch first).
-Each function returns the figure, or None when the results hold nothing to draw.
+(d) ``samples``: every run's fixed-(z, y) sample grid at 1.5x its pixels, a row per width (teacher first) and
+    method, a column per objective (scratch first).
+With one method (width) the colours tell objectives apart; with several, colours tell methods apart and markers
+objectives. Each function returns the figure, or None when the results hold nothing to draw.
 """
 
 from __future__ import annotations
@@ -26,13 +28,25 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
-from bench.engine.layout import SCRATCH, STATUS_DONE  # noqa: E402
-from reports.load import Results, losses, objective_label, samples  # noqa: E402
+from bench.engine.layout import PRUNE, SCRATCH, STATUS_DONE, WIDTH  # noqa: E402
+from reports.load import (  # noqa: E402
+    METHOD_KEYS,
+    Results,
+    in_report_order,
+    losses,
+    method_label,
+    method_labels,
+    objective_label,
+    samples,
+    several_methods,
+)
 from reports.metrics import BY_COLUMN, LOWER  # noqa: E402
 
 RATIO_LABEL = "compression by parameters (teacher / student params, ×, log scale)"
+STORED_RATIO_LABEL = "compression by stored bytes (teacher / model bytes as stored, ×, log scale)"
+METHOD = "method"  # the legends' heading of ``method_label``
 REAL_REFERENCE = "real-test"
 SAVE_DPI = 130  # the PNGs' dots per inch
 
@@ -54,13 +68,48 @@ def save(fig: Figure, directory: Path, name: str) -> Path:
     return png
 
 
-def _objectives(results: Results, runs: pd.DataFrame | None = None) -> list[str]:
+def _objectives(results: Results, runs: pd.DataFrame) -> list[str]:
     """Objectives in legend order: scratch first, then the distillation objectives in the grid's order."""
-    runs = results.runs if runs is None else runs
     grid_order = [str(kd) for kd in results.grid.get("kd", []) if isinstance(kd, str)]
     rank = {kd: i for i, kd in enumerate(grid_order)}
     kds = sorted(runs["kd"].unique(), key=lambda kd: (kd != SCRATCH, rank.get(kd, len(rank)), kd))
     return [objective_label(kd) for kd in kds]
+
+
+def _series(results: Results, runs: pd.DataFrame) -> list[str]:
+    """Series labels in legend order: by method, then by objective."""
+    objectives = {objective: i for i, objective in enumerate(_objectives(results, runs))}
+    by_objective = runs.sort_values("objective", key=lambda column: column.map(objectives), kind="stable")
+    return list(in_report_order(by_objective, by=METHOD_KEYS)["series"].unique())
+
+
+def _semantics(results: Results, runs: pd.DataFrame) -> dict:
+    """seaborn's hue and style arguments: with one method, objectives by colour and marker; with several,
+    methods by colour (the ``METHOD`` column of a plot frame) and objectives by marker."""
+    objectives = _objectives(results, runs)
+    hue, order = ("objective", objectives) if not several_methods(runs) else (METHOD, method_labels(runs))
+    return {"hue": hue, "hue_order": order, "palette": _palette(order), "style": "objective",
+            "style_order": objectives}  # fmt: skip
+
+
+def _kinds(results: Results, runs: pd.DataFrame) -> tuple[str, list[str]]:
+    """The column that tells models of one width apart, and its legend order: the objective, or with several
+    methods the series (method and objective)."""
+    if several_methods(runs):
+        return "series", _series(results, runs)
+    return "objective", _objectives(results, runs)
+
+
+def _legend_title(semantics: dict, note: str = "") -> str:
+    """The legend's title: the name of what colours and markers tell where they tell the same, then ``note``;
+    with colours for methods and markers for objectives seaborn heads each part itself."""
+    name = semantics["hue"] if semantics["hue"] == semantics["style"] else ""
+    return "\n".join(part for part in (name, f"({note})" if note else "") if part)
+
+
+def _plot_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``method_label`` named as the legends head it."""
+    return frame.rename(columns={"method_label": METHOD})
 
 
 def _palette(order: list[str]) -> dict[str, tuple]:
@@ -99,13 +148,19 @@ def _reference_line(ax, y: float, label: str, colour: str, style: str) -> None:
     )
 
 
-def _plain_log_ticks(ax) -> None:
-    """Log-axis tick labels as plain numbers (0.1, 1, 10) rather than powers of ten."""
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.xaxis.set_major_formatter(plain)
-    low, high = ax.get_xlim()
-    if 0 < low and high / low < 10:  # within a decade matplotlib labels minor ticks, as powers of ten
-        ax.xaxis.set_minor_formatter(plain)
+class _PlainLogFormatter(LogFormatter):
+    """matplotlib's choice of which log-axis ticks to label (minor ones too on an axis spanning about a decade),
+    each printed as a plain number: 0.03, not 3x10^-2."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
+def _plain_log_ticks(ax, which: str = "x") -> None:
+    """Log-axis tick labels of axis ``which`` as plain numbers (0.1, 1, 10) rather than powers of ten."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
 
 
 def _width_axis(ax, tidy: pd.DataFrame, x: str) -> None:
@@ -126,32 +181,31 @@ def _legend_right(grid: sns.FacetGrid, title: str) -> None:
 
 
 def quality_vs_compression(results: Results) -> Figure | None:
-    """FID and IS (LeNet, and Inception when measured) against compression by parameters, hue = objective."""
+    """FID and IS (LeNet, and Inception when measured) against compression, a line per objective (and method):
+    by parameters, or by stored bytes where some models are quantized (they keep their source's parameters)."""
     runs = _finished(results.runs)
     columns = [c for c in ("fid_lenet", "is_lenet", "fid_inception", "is_inception") if c in runs]
     columns = [c for c in columns if runs[c].notna().any()]
-    if not columns or "ratio_params" not in runs or runs["ratio_params"].isna().all():
+    quantized = (runs["quantize"] != "").any()
+    x, x_label = ("ratio_stored", STORED_RATIO_LABEL) if quantized else ("ratio_params", RATIO_LABEL)
+    if not columns or x not in runs or runs[x].isna().all():
         return None
     labels = {c: BY_COLUMN[c].label for c in columns}
     tidy = runs.melt(
-        id_vars=["run_id", "dataset", "width", "objective", "seed", "role", "ratio_params"],
+        id_vars=["run_id", "dataset", "width", "method_label", "objective", "seed", "role", x],
         value_vars=columns,
         var_name="column",
         value_name="value",
-    ).dropna(subset=["value", "ratio_params"])
-    tidy["metric"] = tidy["column"].map(labels)
-    order = _objectives(results, runs)
+    ).dropna(subset=["value", x])
+    tidy = _plot_frame(tidy.assign(metric=tidy["column"].map(labels)))
+    semantics = _semantics(results, runs)
     with _style():
         grid = sns.relplot(
             data=tidy,
             kind="line",
-            x="ratio_params",
+            x=x,
             y="value",
-            hue="objective",
-            style="objective",
-            hue_order=order,
-            style_order=order,
-            palette=_palette(order),
+            **semantics,
             markers=True,
             dashes=False,
             errorbar=("ci", 95),
@@ -168,7 +222,7 @@ def quality_vs_compression(results: Results) -> Figure | None:
         references = results.references
         for column in columns:
             ax = grid.axes_dict[labels[column]]
-            ax.set_xlabel(RATIO_LABEL)
+            ax.set_xlabel(x_label)
             ax.set_ylabel(f"{labels[column]}{_better(column)}")
             teacher_rows = tidy[(tidy["column"] == column) & (tidy["role"] == "teacher")]
             teacher = teacher_rows["value"]
@@ -182,9 +236,10 @@ def quality_vs_compression(results: Results) -> Figure | None:
             shown = pd.concat([tidy.loc[tidy["column"] == column, "value"], pd.Series([ax.get_ylim()[0]])])
             if _wide_range(shown.iloc[:-1]):
                 ax.set_yscale("log")
-            _width_axis(ax, tidy[tidy["column"] == column], "ratio_params")
+            trained_at_width = tidy[(tidy["column"] == column) & (tidy[METHOD] == method_label(WIDTH))]
+            _width_axis(ax, trained_at_width, x)
             _plain_log_ticks(ax)
-        _legend_right(grid, "objective")
+        _legend_right(grid, _legend_title(semantics))
         grid.figure.suptitle("Sample quality against compression (bands: 95% bootstrap CI over seeds)", y=1.06)
     return grid.figure
 
@@ -200,68 +255,64 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU"}
 
 
-def fastest_backends(latency: pd.DataFrame) -> dict[str, str]:
-    """Per device, the backend with the lowest median batch-1 latency among those that timed every model the
-    device timed (a backend that failed on some model would win by leaving out the hard ones)."""
-    best = {}
-    for device, rows in latency.groupby("device"):
-        single = rows[rows["batch"] == rows["batch"].min()]
-        counts = single.groupby("backend")["run_id"].nunique()
-        complete = counts[counts == counts.max()].index
-        medians = single[single["backend"].isin(complete)].groupby("backend")["p50_ms"].median()
-        best[device] = str(medians.idxmin())
-    return best
-
-
-def _fastest_latency(results: Results, runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """``runs`` with a ``latency_{device}_fastest`` column per device (batch 1, the fastest backend's p50) and the
-    axis labels that say which backend; without latency.csv, the eager columns of results.csv."""
+def fastest_latency(results: Results, runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``runs`` with a ``latency_{device}_fastest`` column per device (batch 1: the lowest p50 over the backends
+    that timed the run, so that a model one backend cannot run, such as a quantized one, keeps its point) and the
+    axis labels that say so; without latency.csv, the eager columns of results.csv."""
     if results.latency.empty:
         eager = {f"latency_ms_{dev}": f"{name} latency, batch 1 (ms, log scale)" for dev, name in DEVICE_NAMES.items()}
         return runs, eager
     labels = {}
-    for device, backend in fastest_backends(results.latency).items():
-        rows = results.latency[(results.latency["device"] == device) & (results.latency["backend"] == backend)]
-        single = rows[rows["batch"] == rows["batch"].min()].set_index("run_id")["p50_ms"]
+    for device, rows in results.latency.groupby("device"):
+        fastest = rows[rows["batch"] == rows["batch"].min()].groupby("run_id")["p50_ms"].min()
         column = f"latency_{device}_fastest"
-        runs = runs.assign(**{column: runs["run_id"].map(single)})
+        runs = runs.assign(**{column: runs["run_id"].map(fastest)})
         name = DEVICE_NAMES.get(device, device)
-        labels[column] = f"{name} latency, batch 1, {backend} (fastest backend; ms, log scale)"
+        labels[column] = f"{name} latency, batch 1 (ms, log scale; each model's fastest backend)"
     return runs, labels
 
 
+def short_label(method: str, width: int, quantize: str) -> str:
+    """A front point's label: the method's initial and the width, then any quantization (``w32``, ``p32 int8``)."""
+    return f"{method[0]}{width}" + (f" {quantize}" if quantize else "")
+
+
+STORED_LABEL = "generator size as stored (KiB, log scale)"
+FRONT_INITIALS = {WIDTH: "width", PRUNE: "pruned to width"}  # what the initial of a front label stands for
+
+
 def pareto(results: Results) -> Figure | None:
-    """FID against CPU latency (and GPU latency; the fastest backend's, batch 1) and against parameters: one
-    point per model (width x objective, the median over seeds; each run faint behind it), the Pareto front of
-    the models outlined and every model on it labelled with its width."""
-    runs, latency_labels = _fastest_latency(results, _finished(results.runs))
+    """FID (log scale) against stored size and CPU latency (and GPU latency; each model's fastest backend, batch
+    1): one point per model (method x width x objective, the median over seeds; each run faint behind it), the
+    Pareto front over every model outlined and every model on it labelled with its method and width."""
+    runs, latency_labels = fastest_latency(results, _finished(results.runs))
     quality = "fid_lenet" if "fid_lenet" in runs and runs["fid_lenet"].notna().any() else None
-    costs = {**latency_labels, "g_params": "generator parameters (log scale)"}
+    if "g_bytes_stored" in runs:
+        runs = runs.assign(g_stored_kib=runs["g_bytes_stored"] / 1024)
+    costs = {"g_stored_kib": STORED_LABEL, **latency_labels}
     costs = {c: label for c, label in costs.items() if c in runs and runs[c].notna().any()}
     if quality is None or not costs:
         return None
+    runs = runs.assign(short=[short_label(*key) for key in zip(runs["method"], runs["width"], runs["quantize"])])
     tidy = runs.melt(
-        id_vars=["run_id", "width", "objective", "seed", quality],
+        id_vars=["run_id", "width", "method_label", "objective", "series", "short", "seed", quality],
         value_vars=list(costs),
         var_name="cost",
         value_name="x",
     ).dropna(subset=["x", quality])
-    tidy["cost"] = tidy["cost"].map(costs)
-    models = tidy.groupby(["cost", "width", "objective"], as_index=False)[["x", quality]].median()
-    order = _objectives(results, runs)
-    palette = _palette(order)
-    several_seeds = tidy.groupby(["cost", "width", "objective"]).size().max() > 1
+    tidy = _plot_frame(tidy.assign(cost=tidy["cost"].map(costs)))
+    model = ["width", METHOD, "objective", "series", "short"]
+    models = tidy.groupby(["cost", *model], as_index=False)[["x", quality]].median()
+    semantics = _semantics(results, runs)
+    palette = semantics["palette"]
+    several_seeds = tidy.groupby(["cost", *model]).size().max() > 1
     with _style():
         grid = sns.relplot(
             data=models,
             kind="scatter",
             x="x",
             y=quality,
-            hue="objective",
-            style="objective",
-            hue_order=order,
-            style_order=order,
-            palette=palette,
+            **semantics,
             col="cost",
             col_order=list(costs.values()),
             col_wrap=2 if len(costs) > 2 else None,
@@ -272,18 +323,18 @@ def pareto(results: Results) -> Figure | None:
             facet_kws={"sharex": False},
             zorder=3,
         )
-        grid.set(xscale="log")
+        grid.set(xscale="log", yscale="log")
         for label, ax in grid.axes_dict.items():
             if several_seeds:  # every run, faint, behind its model's median
                 each = tidy[tidy["cost"] == label]
                 ax.scatter(each["x"], each[quality], s=14, alpha=0.35, zorder=2,
-                           color=[palette[objective] for objective in each["objective"]])  # fmt: skip
+                           color=[palette[value] for value in each[semantics["hue"]]])  # fmt: skip
             front = pareto_front(models[models["cost"] == label], "x", quality)
             ax.step(front["x"], front[quality], where="post", color="black", linewidth=1.2, zorder=1)
             ax.scatter(front["x"], front[quality], s=190, facecolors="none", edgecolors="black", linewidths=1.2)
             for index, row in enumerate(front.itertuples()):  # every front model, labels alternating sides
                 ax.annotate(
-                    f"w{row.width}",
+                    row.short,
                     (row.x, getattr(row, quality)),
                     xytext=(8, 6) if index % 2 == 0 else (-8, -12),
                     ha="left" if index % 2 == 0 else "right",
@@ -291,13 +342,16 @@ def pareto(results: Results) -> Figure | None:
                     fontsize=8,
                 )
             ax.set_xlabel(label)
-            if "latency" in label:
-                _plain_log_ticks(ax)
-            ax.set_ylabel(f"{BY_COLUMN[quality].label}{_better(quality)}")
+            _plain_log_ticks(ax, "x")
+            _plain_log_ticks(ax, "y")
+            ax.set_ylabel(f"{BY_COLUMN[quality].label}{_better(quality)}, log scale")
             ax.set_title(f"FID against {label.split(',')[0].split(' (')[0]}")
-        _legend_right(grid, "objective\n(median over seeds" + ("; faint: each run)" if several_seeds else ")"))
+        _legend_right(
+            grid, _legend_title(semantics, "median over seeds" + ("; faint: each run" if several_seeds else ""))
+        )
+        initials = ",\n".join(f"{m[0]} = {FRONT_INITIALS.get(m, m)}" for m in in_report_order(runs)["method"].unique())
         front_handle = Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10,
-                              label="Pareto front\n(w = width)")  # fmt: skip
+                              label=f"Pareto front\n({initials})")  # fmt: skip
         grid.figure.legend(handles=[front_handle], loc="lower left", bbox_to_anchor=(1.0, 0.08), frameon=False,
                            fontsize=8)  # fmt: skip
     return grid.figure
@@ -323,15 +377,17 @@ def _binned(tidy: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
 
 
 def training_curves(results: Results) -> Figure | None:
-    """Generator, discriminator and distillation losses against step; row = width, hue = objective."""
+    """Generator, discriminator and distillation losses against step; row = width, hue = objective (with several
+    methods, series)."""
     frame = losses(results)
     if frame.empty:
         return None
     if "loss_g_gan" not in frame and "loss_g" in frame:
         frame = frame.rename(columns={"loss_g": "loss_g_gan"})
     terms = [t for t in TERMS if t in frame]
+    kind, order = _kinds(results, frame)
     tidy = frame.melt(
-        id_vars=["run_id", "width", "objective", "kd", "seed", "status", "step"],
+        id_vars=["run_id", "width", kind, "kd", "seed", "status", "step"],
         value_vars=terms,
         var_name="term",
         value_name="loss",
@@ -341,7 +397,6 @@ def training_curves(results: Results) -> Figure | None:
     if tidy.empty:
         return None
     tidy = _binned(tidy.assign(term=tidy["term"].map(TERMS)))
-    order = _objectives(results)
     rows = [TERMS[t] for t in terms if TERMS[t] in set(tidy["term"])]
     statuses = sorted(tidy["status"].unique(), key=lambda status: (status != STATUS_DONE, status))
     style = {"style": "status", "style_order": statuses} if len(statuses) > 1 else {}  # diverged: dashed
@@ -351,7 +406,7 @@ def training_curves(results: Results) -> Figure | None:
             kind="line",
             x="step",
             y="loss",
-            hue="objective",
+            hue=kind,
             hue_order=order,
             palette=_palette(order),
             col="term",
@@ -367,7 +422,7 @@ def training_curves(results: Results) -> Figure | None:
         )
         grid.set_titles(row_template="width {row_name}", col_template="{col_name}")
         grid.set_axis_labels("training step (batches)", "loss (batch mean)")
-        _legend_right(grid, "" if style else "objective")  # with two semantics each has its own heading
+        _legend_right(grid, "" if style else kind)  # with two semantics each has its own heading
         grid.figure.suptitle("Training losses (lines: mean over seeds, bands: range over seeds)", y=1.02)
     return grid.figure
 
@@ -385,36 +440,37 @@ SAMPLE_SCALE = 1.5  # screen pixels per sample pixel: tiles at least at their na
 
 def sample_grid(results: Results) -> Figure | None:
     """Each run's sample PNG for one seed, at 1.5x its pixel size: one row per width, widest (the teacher)
-    first, one column per objective, scratch first."""
+    first, and per method at that width; one column per objective, scratch first."""
     available = samples(results)
     seed = _pick_seed(results.runs, available)
     if seed is None:
         return None
     runs = results.runs[(results.runs["seed"] == seed) & results.runs["run_id"].isin(available)]
     order = _objectives(results, runs)
-    widths = sorted(runs["width"].unique(), reverse=True)
+    rows = in_report_order(runs, by=("width", *METHOD_KEYS))
+    rows = list(rows[["width", "method_label"]].drop_duplicates().itertuples(index=False, name=None))
     first = imread(available[runs["run_id"].iloc[0]])
     cell_w = first.shape[1] * SAMPLE_SCALE / SAVE_DPI + 0.35
     cell_h = first.shape[0] * SAMPLE_SCALE / SAVE_DPI + 0.35
-    teacher_width = None
+    teacher_row = None
     with _style(), sns.axes_style("white"):
         fig, axes = plt.subplots(
-            len(widths), len(order), figsize=(cell_w * len(order), cell_h * len(widths) + 0.5), squeeze=False
+            len(rows), len(order), figsize=(cell_w * len(order), cell_h * len(rows) + 0.5), squeeze=False
         )
         for ax in axes.flat:
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-        for (i, width), (j, objective) in itertools.product(enumerate(widths), enumerate(order)):
-            match = runs[(runs["width"] == width) & (runs["objective"] == objective)]
+        for (i, (width, method)), (j, objective) in itertools.product(enumerate(rows), enumerate(order)):
+            match = runs[(runs["width"] == width) & (runs["method_label"] == method) & (runs["objective"] == objective)]
             if match.empty:
                 continue
             run = match.sort_values("role", ascending=False).iloc[0]  # the teacher before a same-width student
             image = imread(available[run["run_id"]])
             axes[i, j].imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
             if run["role"] == "teacher":
-                teacher_width = width
+                teacher_row = i
             if run["status"] != STATUS_DONE:  # a failed run says so above its tile, in red
                 axes[i, j].set_title(f"{objective} ({run['status']})", fontsize=9, color="tab:red")
             for spine in axes[i, j].spines.values():
@@ -424,9 +480,11 @@ def sample_grid(results: Results) -> Figure | None:
         for j, objective in enumerate(order):
             if not axes[0, j].get_title():
                 axes[0, j].set_title(objective, fontsize=10, fontweight="bold")
-        for i, width in enumerate(widths):
-            name = f"width {width}" + ("\n(teacher)" if width == teacher_width else "")
-            axes[i, 0].set_ylabel(name, fontsize=10, fontweight="bold")
+        for i, (width, method) in enumerate(rows):
+            name = f"width {width}" + (f"\n{method}" if several_methods(runs) else "")
+            name += "\n(teacher)" if i == teacher_row else ""
+            # across the row, not along it: a two-line method name is longer than a row of tiles is high
+            axes[i, 0].set_ylabel(name, fontsize=10, fontweight="bold", rotation=0, ha="right", va="center")
         fig.suptitle(f"Samples at fixed (z, y), seed {seed}; each image row runs through classes 0-9", fontsize=11)
         fig.tight_layout(rect=(0, 0, 1, 0.985))
     return fig
@@ -449,12 +507,13 @@ def speedup_vs_macs(results: Results) -> Figure | None:
     tidy["batch size"] = tidy["batch"].astype(int).astype(str)
     tidy["device"] = tidy["device"].map(lambda device: DEVICE_NAMES.get(device, device))
     x, y = "MAC reduction (teacher MACs / student MACs, ×)", "speed-up (teacher latency / student latency, ×)"
-    models = tidy.groupby(["device", "backend", "batch size", "width", "objective"], as_index=False)[[x, y]].median()
+    kind, kinds = _kinds(results, tidy)
+    models = tidy.groupby(["device", "backend", "batch size", "width", kind], as_index=False)[[x, y]].median()
     batches = sorted(models["batch size"].unique(), key=int)
     with _style():
         grid = sns.relplot(
-            data=models, kind="scatter", x=x, y=y, hue="batch size", hue_order=batches, style="objective",
-            col="backend", row="device", s=55, height=3.0, aspect=1.1, palette="viridis",
+            data=models, kind="scatter", x=x, y=y, hue="batch size", hue_order=batches, style=kind,
+            style_order=kinds, col="backend", row="device", s=55, height=3.0, aspect=1.1, palette="viridis",
             facet_kws={"margin_titles": True},
         )  # fmt: skip
         grid.set(xscale="log", yscale="log")
@@ -465,7 +524,8 @@ def speedup_vs_macs(results: Results) -> Figure | None:
             ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, zorder=1)
             ax.set_xlim(low, high)
             ax.set_ylim(low, high)
-            _plain_log_ticks(ax)
+            _plain_log_ticks(ax, "x")
+            _plain_log_ticks(ax, "y")
         _legend_right(grid, "")
         grid.figure.suptitle("Measured speed-up against MAC reduction (dashed: y = x, what MACs promise)", y=1.03)
     return grid.figure

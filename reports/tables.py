@@ -1,11 +1,16 @@
 """The report's tables, each built as numbers (written as CSV) and as text (written as Markdown and LaTeX).
 
-1. ``cost`` and ``quality``: per width x objective, mean ± 95% interval over seeds; cost with run status. Two
-   tables rather than one, so that each fits a page and a screen.
-2. ``sizes``: the original project's size table reproduced from our measured bytes, in its units.
-3. ``gain``: what distillation changes against scratch training at the same width and seed.
-4. ``runs``: every run, diverged ones included, with its headline numbers.
-5. ``references``: the real-data floor and the untrained-generator ceiling of every quality metric.
+A model is one ``GROUP``: a dataset, a compression method (width, or pruning with its channel ranking), its
+quantization, a width and a distillation objective; its seeds are averaged.
+
+1. ``best-by-size``: the lowest-FID model within each width's stored size, and the best of another method.
+2. ``cost`` and ``quality``: per model, mean ± 95% interval over seeds; cost with run status. Two tables
+   rather than one, so that each fits a page and a screen.
+3. ``sizes``: the original project's size table reproduced from our measured bytes, in its units, with the
+   pruned and quantized generators below it.
+4. ``gain``: what distillation changes against no distillation with the same method, width and seed.
+5. ``runs``: every run, diverged ones included, with its headline numbers.
+6. ``references``: the real-data floor and the untrained-generator ceiling of every quality metric.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.engine.layout import SCRATCH, STATUS_DONE, TEACHER_WIDTH
-from reports.load import Results, objective_label
-from reports.metrics import COST, LOWER, QUALITY, Metric, direction_note, format_value, has_values, present
+from bench.engine.layout import SCRATCH, STATUS_DONE, TEACHER_WIDTH, WIDTH
+from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
+from reports.metrics import BY_COLUMN, COST, LOWER, QUALITY, Metric, direction_note, format_value, has_values, present
 from reports.stats import summarise
 
-GROUP = ["dataset", "width", "kd"]
+GROUP = MODEL_KEYS  # one model
+SETTINGS = [key for key in GROUP if key != "kd"]  # what a distilled model is paired on with a scratch one
 
 ABSENT = "–"
 
@@ -125,18 +131,24 @@ def _latex_escape(text: str) -> str:
     return "".join(special.get(char, char) for char in text)
 
 
-def _order(frame: pd.DataFrame) -> pd.DataFrame:
-    """Teacher-sized models first, then narrower ones; scratch before each distillation objective."""
-    return (
-        frame.assign(_scratch=frame["kd"] != SCRATCH)
-        .sort_values(["dataset", "width", "_scratch", "kd"], ascending=[True, False, True, True], kind="stable")
-        .drop(columns="_scratch")
-        .reset_index(drop=True)
-    )
+def _labelled(data: pd.DataFrame) -> pd.DataFrame:
+    """Per-model ``data`` with its labels after the model keys, in the report's order."""
+    data = add_labels(data)
+    front = [*GROUP, *LABELS]
+    return in_report_order(data[front + [col for col in data if col not in front]])
 
 
 def _several_datasets(results: Results) -> bool:
     return results.runs["dataset"].nunique() > 1
+
+
+def _key_columns(results: Results, data: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The text columns that name each row of ``data``: {column of data: header}, less the dataset and method
+    where the results hold only one."""
+    shown = {col: header for col, header in labels.items()
+             if not (col == "dataset" and not _several_datasets(results))
+             and not (col == "method_label" and not several_methods(results.runs))}  # fmt: skip
+    return pd.DataFrame({header: data[col].astype(str) for col, header in shown.items()})
 
 
 def _quality_of_finished(runs: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
@@ -163,7 +175,7 @@ def _status(group: pd.DataFrame) -> str:
 
 
 def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metric]]:
-    """Per width x objective: every present metric as mean ± 95% Student-t interval over seeds, with run status;
+    """Per model (``GROUP``): every present metric as mean ± 95% Student-t interval over seeds, with run status;
     returns (numbers, text, the metrics)."""
     runs = results.runs
     metrics = present(COST, runs) + present(QUALITY, runs)
@@ -179,27 +191,25 @@ def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metri
     )
     status = runs.groupby(GROUP)[["seed", "status", *(["diverged_step"] if "diverged_step" in runs else [])]]
     counts["status"] = status.apply(_status)
-    data = _order(counts.join(summary).reset_index())
-    data.insert(3, "objective", data["kd"].map(objective_label))
+    data = _labelled(counts.join(summary).reset_index())
 
-    display = pd.DataFrame(
-        {
-            "dataset": data["dataset"],
-            "model": data["model"],
-            "width": data["width"].astype(str),
-            "objective": data["objective"],
-            "seeds": data["seeds"].astype(str),
-            "status": data["status"],
-        }
-    )
-    if not _several_datasets(results):
-        display = display.drop(columns="dataset")
-    for metric in metrics:
+    names = {"dataset": "dataset", "model": "model", "method_label": "method", "width": "width",
+             "objective": "objective", "seeds": "seeds", "status": "status"}  # fmt: skip
+    display = _key_columns(results, data, names)
+    for metric in _shown_sizes(metrics, runs):
         display[metric.label] = [
             format_value(metric, mean, ci)
             for mean, ci in zip(data[f"{metric.report_name}_mean"], data[f"{metric.report_name}_ci95"], strict=True)
         ]
     return data, display, metrics
+
+
+def _shown_sizes(metrics: list[Metric], runs: pd.DataFrame) -> list[Metric]:
+    """``metrics`` less the stored sizes where no model is quantized (they equal the fp32 sizes), else less the fp32
+    sizes (every float model's equals its stored one; the stored one is what a quantized model takes)."""
+    quantized = (runs["quantize"] != "").any()
+    hidden = set(STORED_AS_FP32.values()) if quantized else set(STORED_AS_FP32)
+    return [metric for metric in metrics if metric.column not in hidden]
 
 
 INTERVAL_NOTE = (
@@ -213,31 +223,97 @@ def _half(results: Results, which: tuple[Metric, ...], keep_status: bool) -> tup
     data, display, metrics = _per_model(results)
     chosen = [metric for metric in metrics if metric in which]
     stems = tuple(f"{metric.report_name}_" for metric in chosen)
-    keys = ["dataset", "width", "kd", "objective", "model", "seeds", "runs", "diverged", "status"]
+    keys = [*GROUP, *LABELS, "model", "seeds", "runs", "diverged", "status"]
     data = data[[col for col in data if col in keys or col.startswith(stems)]]
-    labels = {"dataset", "model", "width", "objective", "seeds"} | ({"status"} if keep_status else set())
-    display = display[[col for col in display if col in labels] + [metric.label for metric in chosen]]
+    labels = {"dataset", "model", "method", "width", "objective", "seeds"} | ({"status"} if keep_status else set())
+    shown = [metric.label for metric in chosen if metric.label in display]
+    display = display[[col for col in display if col in labels] + shown]
     return data, display, chosen
 
 
 def cost_table(results: Results) -> Table:
-    """Per width x objective: size, MACs, speed and compression, with run status."""
+    """Per model: size, MACs, speed and compression, with run status."""
     data, display, metrics = _half(results, COST, keep_status=True)
+    stored = (
+        " Stored size: the generator as stored, a quantized model's payload; the fp32 sizes are in the CSV."
+        if (results.runs["quantize"] != "").any()
+        else ""
+    )
     caption = (
         f"{INTERVAL_NOTE} Sizes and MACs are the same for every seed and carry none. Compression = the "
-        f"teacher's value / this model's value; kd = none is training from scratch. {direction_note(metrics)}"
+        f"teacher's value / this model's value; kd = none is training from scratch.{stored} "
+        f"{direction_note(metrics)}"
     )
-    return Table("cost", "Cost per width and objective", caption, data, display)
+    return Table("cost", "Cost per model", caption, data, display)
 
 
 def quality_table(results: Results) -> Table:
-    """Per width x objective: every quality metric; diverged runs are left out of the means."""
+    """Per model: every quality metric; diverged runs are left out of the means."""
     data, display, metrics = _half(results, QUALITY, keep_status=False)
     caption = (
         f"{INTERVAL_NOTE} Quality metrics of diverged runs are left out of the means (see the cost table's "
         f"status). {direction_note(metrics)}"
     )
-    return Table("quality", "Quality per width and objective", caption, data, display)
+    return Table("quality", "Quality per model", caption, data, display)
+
+
+BUDGET_SLACK = 0.01  # a budget admits 1% more bytes: a pruned generator meets its width's parameter count to
+# the nearest channel, and a checkpoint's container bytes differ slightly from one architecture to the next
+BEST = ["dataset", "budget_width"]  # one row of the best-by-size table
+
+
+def best_method_table(results: Results) -> Table:
+    """At each width's stored size (the size budget), the lowest-FID model that fits it, and the lowest-FID model
+    of another method that fits it (the runner-up), so the margin between methods shows."""
+    fid, size, latency = BY_COLUMN["fid_lenet"], BY_COLUMN["g_bytes_stored"], BY_COLUMN["latency_ms_cpu"]
+    fid_mean, fid_ci, stored = f"{fid.report_name}_mean", f"{fid.report_name}_ci95", f"{size.report_name}_mean"
+    latency_mean, latency_ci = f"{latency.report_name}_mean", f"{latency.report_name}_ci95"
+    data = _per_model(results)[0]
+    data = data.assign(**{col: math.nan for col in (fid_mean, fid_ci, stored) if col not in data})  # none fits
+
+    def lowest_fid(frame: pd.DataFrame) -> pd.DataFrame:
+        ordered = frame.sort_values([*BEST, fid_mean, stored], ascending=[True, False, True, True], kind="stable")
+        return ordered.groupby(BEST, sort=False).head(1)
+
+    at_width = data[(data["method"] == WIDTH) & (data["quantize"] == "")]
+    budgets = at_width.groupby(["dataset", "width"])[stored].median().rename("budget_kib").rename_axis(BEST)
+    fits = budgets.reset_index().merge(data.dropna(subset=[fid_mean, stored]), on="dataset")
+    fits = fits[fits[stored] <= fits["budget_kib"] * (1 + BUDGET_SLACK)]
+    best = lowest_fid(fits)
+    others = fits.merge(best[[*BEST, "method_label"]], on=BEST, suffixes=("", "_best"))
+    runner_up = lowest_fid(others[others["method_label"] != others["method_label_best"]])
+    runner_columns = ["series", "method_label", "width", fid_mean, fid_ci]
+    runner_up = runner_up[[*BEST, *runner_columns]].rename(columns={col: f"runner_up_{col}" for col in runner_columns})
+    latency_stats = [latency_mean, latency_ci] if latency_mean in data else []
+    columns = list(dict.fromkeys([*BEST, "budget_kib", *GROUP, *LABELS, stored, fid_mean, fid_ci, *latency_stats]))
+    table = best[columns].merge(runner_up, on=BEST, how="left").reset_index(drop=True)
+    table["fid_margin"] = table[f"runner_up_{fid_mean}"] - table[fid_mean]
+
+    display = _key_columns(results, table, {"dataset": "dataset", "budget_width": "budget: width"})
+    display["budget (KiB)"] = [format_value(size, kib) for kib in table["budget_kib"]]
+    display["best model"] = table["series"]
+    display["width"] = table["width"].astype(str)
+    display[size.label] = [format_value(size, kib) for kib in table[stored]]
+    display[fid.label] = [format_value(fid, *stats) for stats in zip(table[fid_mean], table[fid_ci], strict=True)]
+    if latency_stats:
+        display[latency.label] = [
+            format_value(latency, *stats) for stats in zip(table[latency_mean], table[latency_ci], strict=True)
+        ]
+    display["runner-up (another method)"] = table["runner_up_series"].fillna(ABSENT)
+    display["runner-up width"] = [ABSENT if pd.isna(width) else str(int(width)) for width in table["runner_up_width"]]
+    display[f"runner-up {fid.label}"] = [
+        format_value(fid, *stats)
+        for stats in zip(table[f"runner_up_{fid_mean}"], table[f"runner_up_{fid_ci}"], strict=True)
+    ]
+    caption = (
+        "Size budget of width W = the stored size of the fp32 generator trained at width W (method width, not "
+        "quantized; median over its models and seeds). A model fits a budget when its stored bytes (a quantized "
+        f"model's payload) are at most the budget plus {BUDGET_SLACK:.0%}, the slack a generator pruned to width "
+        "W's parameter count may need. Best = the lowest mean FID over seeds among the models that fit; "
+        "runner-up = the lowest among those of another method (each quantization counts as a method of its own). "
+        f"Diverged runs are left out of the means. {INTERVAL_NOTE}"
+    )
+    return Table("best-by-size", "Best model at each size", caption, table, display)
 
 
 # the original project's reported sizes (its README), in KiB: its "KB" is KiB and its "MB" is 1000 KiB
@@ -268,15 +344,35 @@ def _measured_bytes(runs: pd.DataFrame, width: int, column: str) -> float:
     return float(values.median()) if len(values) else math.nan
 
 
+def _compressed_sizes(runs: pd.DataFrame, teacher_bytes: float) -> list[dict]:
+    """A row per pruned or quantized generator (method x width): its median stored bytes and compression."""
+    compressed = runs[(runs["method"] != WIDTH) | (runs["quantize"] != "")]
+    if compressed.empty or "g_bytes_stored" not in runs:
+        return []
+    keys = ["method", "prune_importance", "quantize", "method_label", "width"]
+    sizes = in_report_order(compressed.groupby(keys, as_index=False)["g_bytes_stored"].median())
+    return [
+        {"model": "student", "method": label, "width": width, "g_bytes": stored, "g_kib": stored / 1024,
+         "g_compression": teacher_bytes / stored}
+        for label, width, stored in zip(sizes["method_label"], sizes["width"], sizes["g_bytes_stored"], strict=True)
+    ]  # fmt: skip
+
+
+def _size_row_name(model: str, method: str, width: int) -> str:
+    return f"{model} (c={width})" if method == WIDTH else f"{method}, c={width}"
+
+
 def size_table(results: Results) -> Table:
-    """The original's generator/discriminator size table next to our measured fp32 ``state_dict`` bytes."""
+    """The original's generator/discriminator size table next to our measured fp32 ``state_dict`` bytes, then the
+    stored bytes of the pruned and quantized generators."""
     runs = results.runs
+    trained_narrow = runs[(runs["method"] == WIDTH) & (runs["quantize"] == "")]  # what the original's rows were
     rows = []
-    teacher = {part: _measured_bytes(runs, TEACHER_WIDTH, f"{part}_bytes_fp32") for part in "gd"}
+    teacher = {part: _measured_bytes(trained_narrow, TEACHER_WIDTH, f"{part}_bytes_fp32") for part in "gd"}
     for width, (g_kib, d_kib, g_text, d_text) in ORIGINAL.items():
-        row = {"model": "teacher" if width == TEACHER_WIDTH else "student", "width": width}
+        row = {"model": "teacher" if width == TEACHER_WIDTH else "student", "method": WIDTH, "width": width}
         for part, kib, text in (("g", g_kib, g_text), ("d", d_kib, d_text)):
-            ours = _measured_bytes(runs, width, f"{part}_bytes_fp32")
+            ours = _measured_bytes(trained_narrow, width, f"{part}_bytes_fp32")
             claim = ORIGINAL_CLAIM.get(width, (math.nan, math.nan))[0 if part == "g" else 1]
             original_ratio = ORIGINAL[TEACHER_WIDTH][0 if part == "g" else 1] / kib
             row |= {
@@ -290,20 +386,22 @@ def size_table(results: Results) -> Table:
                 f"{part}_compression_original_claimed": math.isfinite(claim) or width == TEACHER_WIDTH,
             }
         rows.append(row)
-    data = pd.DataFrame(rows)
+    compressed = _compressed_sizes(runs, _measured_bytes(trained_narrow, TEACHER_WIDTH, "g_bytes_stored"))
+    data = pd.DataFrame(rows + compressed)
 
     def ratio(value: float, claimed: bool = True) -> str:
         if not math.isfinite(value):
             return ABSENT
         return f"{value:.2f}" + ("" if claimed else " (implied)")
 
-    display = pd.DataFrame({"model": [f"{m} (c={w})" for m, w in zip(data["model"], data["width"], strict=True)]})
+    names = zip(data["model"], data["method"], data["width"], strict=True)
+    display = pd.DataFrame({"model": [_size_row_name(*name) for name in names]})
     for part, name in (("g", "G"), ("d", "D")):
         display[f"{name} ours (bytes)"] = [f"{b:,.0f}" if math.isfinite(b) else ABSENT for b in data[f"{part}_bytes"]]
         display[f"{name} ours (original units)"] = [
             _original_units(kib, width) for kib, width in zip(data[f"{part}_kib"], data["width"], strict=True)
         ]
-        display[f"{name} original"] = data[f"{part}_original_text"]
+        display[f"{name} original"] = data[f"{part}_original_text"].fillna(ABSENT)
         display[f"{name} ours / original"] = [ratio(v) for v in data[f"{part}_ours_over_original"]]
     for part, name in (("g", "G"), ("d", "D")):
         display[f"{name} compression ours (×)"] = [ratio(v) for v in data[f"{part}_compression"]]
@@ -328,16 +426,20 @@ def size_table(results: Results) -> Table:
         "sizes. Compression = teacher bytes / student bytes."
         + (f" Widths of the original's table this grid did not train ({', '.join(missing)}) are left out, "
            "as are columns without a value; the CSV keeps every row." if missing else "")
+        + (" Below the original's models, the pruned and quantized generators of this grid (c = the width whose "
+           "size a pruned one was cut to, or a quantized one's source width): their bytes as stored (a quantized "
+           "model's payload, median over runs); compression = the teacher's bytes / theirs. The original has no "
+           "counterpart." if compressed else "")
     )  # fmt: skip
     return Table("sizes", "Model sizes against the original project", caption, data, display)
 
 
 def gain_table(results: Results) -> Table:
-    """Per width and distillation objective: metric with KD minus metric from scratch, same width and seed."""
+    """Per model with distillation: metric with KD minus metric without, same method, width and seed."""
     runs = results.runs
     metrics = present(QUALITY, runs)
     columns = [m.column for m in metrics]
-    keys = ["dataset", "width", "seed"]
+    keys = [*SETTINGS, "seed"]
     finished = runs[runs["status"] == STATUS_DONE]
     scratch = finished[finished["kd"] == SCRATCH].drop_duplicates(keys)[keys + columns]
     distilled = runs[runs["kd"] != SCRATCH]
@@ -351,21 +453,11 @@ def gain_table(results: Results) -> Table:
     counts["pairs"] = pairs.groupby(GROUP).size()
     counts["pairs"] = counts["pairs"].fillna(0).astype(int)
     counts["left_out"] = counts["kd_runs"] - counts["pairs"]
-    data = counts.join(summary).reset_index()
-    data = _order(data) if not data.empty else data
-    data.insert(3, "objective", data["kd"].map(objective_label) if not data.empty else [])
+    data = _labelled(counts.join(summary).reset_index())
 
-    display = pd.DataFrame(
-        {
-            "dataset": data["dataset"],
-            "width": data["width"].astype(str),
-            "objective": data["objective"],
-            "seed pairs": data["pairs"].astype(str),
-            "left out": data["left_out"].astype(str),
-        }
-    )
-    if not _several_datasets(results):
-        display = display.drop(columns="dataset")
+    names = {"dataset": "dataset", "method_label": "method", "width": "width", "objective": "objective",
+             "pairs": "seed pairs", "left_out": "left out"}  # fmt: skip
+    display = _key_columns(results, data, names)
     for metric in metrics:
         sign = "< 0" if metric.better == LOWER else "> 0"
         display[f"{metric.label} change ({sign} better)"] = [
@@ -374,10 +466,16 @@ def gain_table(results: Results) -> Table:
                 data[f"{metric.report_name}_gain_mean"], data[f"{metric.report_name}_gain_ci95"], strict=True
             )
         ]
+    method = (
+        " A pruned student is compared with the one of the same pruning fine-tuned without distillation, a "
+        "quantized one with the one of the same quantization."
+        if several_methods(results.runs)
+        else ""
+    )
     caption = (
         "Change = metric of the distilled student minus metric of the scratch student of the same width "
         "and seed (same batches and noise), mean ± 95% Student-t interval over seed pairs; a value without ± "
-        "comes from one pair. Pairs where either run diverged are left out. A negative change is an "
+        f"comes from one pair.{method} Pairs where either run diverged are left out. A negative change is an "
         f"improvement where lower is better, a positive one where higher is better: {direction_note(metrics)}"
     )
     return Table("gain", "Distillation gain over training from scratch", caption, data, display)
@@ -391,16 +489,10 @@ def runs_table(results: Results) -> Table:
     runs = results.runs
     info = [col for col in ("diverged_step", "steps", "train_seconds") if col in runs]
     metrics = [m for m in QUALITY if m.column in RUN_COLUMNS and has_values(m, runs)]
-    keep = ["run_id", "dataset", "width", "kd", "objective", "seed", "role", "status", *info]
-    data = _order(runs[keep + [m.column for m in metrics]].sort_values("seed", kind="stable"))
-    display = pd.DataFrame(
-        {
-            "width": data["width"].astype(str),
-            "objective": data["objective"],
-            "seed": data["seed"].astype(str),
-            "status": data["status"],
-        }
-    )
+    keep = ["run_id", *GROUP, *LABELS, "finetune_epochs", "source_run", "seed", "role", "status", *info]
+    data = in_report_order(runs[keep + [m.column for m in metrics]].sort_values("seed", kind="stable"))
+    names = {"method_label": "method", "width": "width", "objective": "objective", "seed": "seed", "status": "status"}
+    display = _key_columns(results, data, names)
     if "diverged_step" in data:
         display["diverged at step"] = [f"{s:.0f}" if math.isfinite(s) else ABSENT for s in data["diverged_step"]]
     if "train_seconds" in data:
@@ -408,7 +500,11 @@ def runs_table(results: Results) -> Table:
     for metric in metrics:
         display[metric.label] = [format_value(metric, value) for value in data[metric.column]]
     display["run id"] = data["run_id"]
-    caption = "One row per run; diverged runs keep their row, with the step at which training diverged."
+    caption = "One row per run; diverged runs keep their row, with the step at which training diverged." + (
+        " The CSV names the run each pruned or quantized model was made from (source_run)."
+        if several_methods(runs)
+        else ""
+    )
     return Table("runs", "Every run", caption, data.reset_index(drop=True), display.reset_index(drop=True))
 
 
@@ -432,7 +528,7 @@ def references_table(results: Results) -> Table | None:
 
 def all_tables(results: Results) -> list[Table]:
     """Every table the report holds, in the order the report shows them."""
-    tables = [cost_table(results), quality_table(results), gain_table(results), size_table(results),
-              runs_table(results)]  # fmt: skip
+    tables = [best_method_table(results), cost_table(results), quality_table(results), gain_table(results),
+              size_table(results), runs_table(results)]  # fmt: skip
     references = references_table(results)
     return tables + ([references] if references is not None else [])
