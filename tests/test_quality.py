@@ -23,11 +23,15 @@ from bench.metrics.registry import quality_columns
 
 CPU = torch.device("cpu")
 N = 360  # the size of the digits test split
-KEYS = [
+LENET_KEYS = [
     "fid_lenet", "is_lenet", "is_lenet_std", "kid_lenet", "kid_lenet_std", "precision_lenet", "recall_lenet",
-    "class_consistency", "teacher_fidelity_l1", "quality_n_fake", "quality_n_real", "classifier_test_acc",
+    "density_lenet", "coverage_lenet", "fid_class_lenet",
 ]  # fmt: skip
+OWN_KEYS = ["class_consistency", "teacher_fidelity_l1"]
+BOOKKEEPING_KEYS = ["quality_n_fake", "quality_n_real", "classifier_test_acc"]
+KEYS = LENET_KEYS + OWN_KEYS + BOOKKEEPING_KEYS
 INCEPTION_KEYS = ["fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std"]
+NOT_FLOAT = ("teacher_fidelity_l1", "quality_n_fake", "quality_n_real")
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +64,7 @@ def test_keys_and_types(real_scores, untrained_scores):
         assert list(scores) == KEYS
         assert scores["teacher_fidelity_l1"] is None
         assert isinstance(scores["quality_n_fake"], int) and isinstance(scores["quality_n_real"], int)
-        assert all(isinstance(v, float) and math.isfinite(v) for k, v in scores.items() if k not in KEYS[8:11])
+        assert all(isinstance(v, float) and math.isfinite(v) for k, v in scores.items() if k not in NOT_FLOAT)
     assert real_scores["quality_n_fake"] == N and untrained_scores["quality_n_fake"] == N
     assert real_scores["quality_n_real"] == untrained_scores["quality_n_real"] == 1437
 
@@ -78,6 +82,68 @@ def test_real_test_split_is_near_zero_and_far_below_noise_and_untrained(
     # all untrained images are one flat gray: they cover none of the real manifold (recall 0), while their single
     # point may well fall inside some real outlier's k-NN ball (precision is known to be outlier-sensitive)
     assert untrained_scores["recall_lenet"] < 0.05
+
+
+def test_density_and_coverage_of_the_real_side_itself_are_one(evaluator, digits):
+    # as many images as the training split: the real side of density/coverage is then that very set. Every real
+    # k-NN ball holds its own centre (coverage 1) and exactly k points, itself and its k - 1 nearest neighbours
+    # (the radius is the k-th neighbour's distance, compared with <), so density is exactly 1
+    scores = evaluator.score_images(digits.train_images, digits.train_labels)
+    assert scores["coverage_lenet"] == 1.0 and scores["density_lenet"] == 1.0
+    assert scores["fid_class_lenet"] == pytest.approx(0.0, abs=1e-3)  # each class against its own statistics
+
+
+def test_density_and_coverage_separate_real_images_from_noise_and_untrained(
+    evaluator, digits, real_scores, untrained_scores
+):
+    noise = torch.randn(N, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    gaussian = evaluator.score_images(noise, digits.test_labels)
+    assert real_scores["coverage_lenet"] > 0.9  # 0.967 measured: held-out digits fall in the training digits' balls
+    assert 0.8 < real_scores["density_lenet"] < 1.2  # 0.997 measured
+    assert gaussian["coverage_lenet"] < 0.05 and gaussian["density_lenet"] < 0.2  # 0.019 and 0.091 measured
+    assert untrained_scores["coverage_lenet"] < 0.01  # 0.003: one real ball holds the untrained images
+    # every untrained image is the same flat gray point, inside that one real ball: 1/k each
+    assert untrained_scores["density_lenet"] <= 0.2
+
+
+def test_lenet_features_are_those_torch_fidelity_sees(evaluator, digits):
+    pixels = data.to_uint8(digits.test_images[:50])
+    extractor = clf.LeNetFeatureExtractor(
+        clf.FEATURE_EXTRACTOR, ["features"], feature_extractor_weights_path=str(evaluator.classifier.weights_path)
+    )
+    with torch.no_grad():
+        (expected,) = extractor(pixels)
+    assert torch.allclose(evaluator._lenet_features(pixels), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_per_class_fid_is_far_below_for_real_images_and_punishes_wrong_classes(
+    evaluator, digits, real_scores, untrained_scores
+):
+    real = real_scores["fid_class_lenet"]
+    assert real < 30  # 22.8 measured: 36 images per class against 128-d features
+    assert real > 2 * real_scores["fid_lenet"]  # the bias of small per-class sets (the all-class FID is 4.6)
+    assert untrained_scores["fid_class_lenet"] > 30 * real  # 988 measured
+    # the same real images, each asked for the class below its own: label c gets a digit c + 1
+    wrong = evaluator.score_images(digits.test_images, (digits.test_labels - 1) % 10)
+    assert wrong["fid_lenet"] == real_scores["fid_lenet"]  # the all-class FID ignores the labels
+    assert wrong["fid_class_lenet"] > 100 * wrong["fid_lenet"]  # 1,403 measured against 4.6
+    assert wrong["fid_class_lenet"] > 30 * real
+
+
+def test_per_class_fid_needs_two_images_of_every_class_asked_for(evaluator, digits):
+    two_each = evaluator.score_images(digits.test_images[:20], torch.arange(20) % 10)
+    assert two_each["fid_class_lenet"] > 0
+    one_of_class_1 = torch.tensor([0] * 19 + [1])
+    assert evaluator.score_images(digits.test_images[:20], one_of_class_1)["fid_class_lenet"] is None
+
+
+def test_each_part_is_timed(evaluator):
+    seconds: dict[str, float] = {}
+    evaluator.score_generator(untrained(16), seconds=seconds)
+    assert set(seconds) == {
+        "quality_generate", "quality_lenet", "quality_prc", "quality_prdc", "quality_fid_class", "quality_consistency"
+    }  # fmt: skip
+    assert all(value > 0 for value in seconds.values())
 
 
 def test_fid_grows_with_noise(evaluator, digits):
@@ -162,6 +228,8 @@ def test_reference_rows(evaluator, real_scores, untrained_scores):
     assert [row["reference"] for row in rows] == ["real-test", "untrained"]
     assert {k: v for k, v in rows[0].items() if k != "reference"} == real_scores
     assert {k: v for k, v in rows[1].items() if k != "reference"} == untrained_scores
+    for row in rows:
+        assert all(isinstance(row[k], float) for k in ("density_lenet", "coverage_lenet", "fid_class_lenet"))
 
 
 def test_mismatched_generators_and_images_are_user_errors(evaluator, digits):
@@ -226,7 +294,7 @@ def test_inception_metrics_are_wired_offline(digits, random_inception_weights, t
     spec = QualitySpec(fid_samples=10, inception_weights=str(random_inception_weights))
     evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
     scores = evaluator.score_generator(untrained(16))
-    assert list(scores) == KEYS[:9] + INCEPTION_KEYS + KEYS[9:]
+    assert list(scores) == LENET_KEYS + OWN_KEYS + INCEPTION_KEYS + BOOKKEEPING_KEYS
     assert all(math.isfinite(scores[k]) for k in INCEPTION_KEYS)
     assert scores["is_inception"] >= 1.0 - 1e-6
     assert scores["quality_n_fake"] == 10 and scores["quality_n_real"] == 12
@@ -290,4 +358,4 @@ def test_mnist_real_test_split_scores_like_real_data(mnist_root, request, tmp_pa
     assert scores["is_lenet"] > 9  # 9.67 measured
     assert scores["class_consistency"] == evaluator.classifier.test_accuracy
     assert scores["fid_lenet"] < 5
-    assert quality_columns({"lenet"}) == tuple(KEYS[:7])
+    assert quality_columns({"lenet"}) == tuple(LENET_KEYS)

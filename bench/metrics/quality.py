@@ -1,5 +1,5 @@
-"""Sample quality of a conditional generator: FID, IS, KID and precision/recall through torch-fidelity, plus class
-consistency and teacher fidelity.
+"""Sample quality of a conditional generator: FID, IS, KID and precision/recall through torch-fidelity, density and
+coverage through prdc, per-class FID, plus class consistency and teacher fidelity.
 
 How every number is computed (so two users get the same one):
 
@@ -16,6 +16,16 @@ How every number is computed (so two users get the same one):
   precision/recall (k = 3) on the features.
   Precision/recall compare sets of equal size (Kynkaanniemi et al. 2019: both are biased by unequal sizes), so
   their real side is a fixed random subset of ``min(n_fake, n_real)`` training images drawn with ``seed``.
+- ``density_lenet``, ``coverage_lenet``: ``prdc.compute_prdc`` (Naeem et al. 2020) with k = 5, the paper's default,
+  on the same 128-d features and the same equal-size real subset as precision/recall. Density counts how many
+  real k-NN balls hold each generated sample, over k (about 1 for a perfect generator, above 1 where samples
+  crowd dense real regions); coverage is the share of real samples whose k-NN ball holds a generated one. The
+  training split's features for these and for ``fid_class_lenet`` are computed once per evaluator, in memory.
+- ``fid_class_lenet``: the mean over the classes asked for of the FID between the generated images of class c and
+  all real training images of class c, on the same features, with torch-fidelity's own statistics and distance.
+  Each class has only n / num_classes generated samples (100 at n = 1,000 on 10 classes) against 128-d
+  features, so the per-class FID is biased upwards, more than the all-class FID: compare it only at equal
+  sample counts. None when some class asked for has fewer than 2 generated or real images (no covariance).
 - ``*_inception``: the same FID/IS/KID with torch-fidelity's Inception-v3 (``inception-v3-compat``: 2048-d pool
   features, IS on ``logits_unbiased``) when ``QualitySpec.inception_weights`` names a weights file or
   ``inception_download`` lets torch-fidelity download its own; grayscale is repeated to 3 channels and
@@ -32,16 +42,20 @@ How every number is computed (so two users get the same one):
 from __future__ import annotations
 
 import hashlib
+import io
 import weakref
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import prdc
 import torch
 import torch_fidelity
 from torch import nn
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 
 from bench.engine.io import is_file, quarantine, safe_torch_load
 from bench.engine.spec import QualitySpec
@@ -55,6 +69,8 @@ from data import ImageDataset, from_uint8, to_uint8
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 DEFAULT_NZ = 100
 KID_MAX_SUBSET = 1000
+PRDC_K = 5  # density and coverage: the k Naeem et al. 2020 use throughout and recommend
+MIN_CLASS_SAMPLES = 2  # a class's FID needs a covariance
 # what the scores rest on, written after the metrics' own columns (bench/metrics/registry.py)
 BOOKKEEPING_KEYS = ("quality_n_fake", "quality_n_real", "classifier_test_acc")
 
@@ -178,7 +194,7 @@ class QualityEvaluator:
         """Every quality metric of ``generator`` on the fixed (z, y); teacher fidelity when ``teacher`` is given.
 
         ``seconds``, when given, receives the wall time of each part (``quality_generate``, ``quality_lenet``,
-        ``quality_prc``, ``quality_inception``, ``quality_consistency``).
+        ``quality_prc``, ``quality_prdc``, ``quality_fid_class``, ``quality_inception``, ``quality_consistency``).
         """
         seconds = {} if seconds is None else seconds
         cfg = getattr(generator, "cfg", None)
@@ -272,6 +288,11 @@ class QualityEvaluator:
         with timed(seconds, "quality_prc"):
             lenet.update(self._fidelity(fake, prc_real, FEATURE_EXTRACTOR, str(clf.weights_path), prc_name, prc=True))
         metrics: dict[str, float | int | None] = {_FIDELITY_KEYS[k].format("lenet"): v for k, v in lenet.items()}
+        with timed(seconds, "quality_prdc"):
+            fake_features = self._lenet_features(fake)
+            metrics.update(self._density_coverage(fake_features, self._train_features[self._real_order[:m]]))
+        with timed(seconds, "quality_fid_class"):
+            metrics["fid_class_lenet"] = self._class_fid(fake_features, labels)
         if self.inception is not None:
             path, tag = self.inception
             with timed(seconds, "quality_inception"):
@@ -287,6 +308,55 @@ class QualityEvaluator:
         metrics["quality_n_real"] = n_real
         metrics["classifier_test_acc"] = clf.test_accuracy
         return {key: metrics[key] for key in self.metric_keys}
+
+    @torch.no_grad()
+    def _lenet_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The classifier's 128-d features of uint8 ``pixels``, on the CPU, in batches.
+
+        The input goes through ``from_uint8`` as in ``LeNetFeatureExtractor``, so these are the features
+        torch-fidelity compares for FID and precision/recall.
+        """
+        size = self.spec.batch_size
+        return torch.cat([
+            self.classifier.model.features(from_uint8(pixels[start : start + size]).to(self.device)).cpu()
+            for start in range(0, len(pixels), size)
+        ])  # fmt: skip
+
+    @cached_property
+    def _train_features(self) -> torch.Tensor:
+        """Features of the whole training split, computed once: the real side of density/coverage and of every
+        class's FID."""
+        return self._lenet_features(self.real)
+
+    @cached_property
+    def _class_statistics(self) -> dict[int, dict[str, np.ndarray]]:
+        """torch-fidelity's FID statistics of each training class with ``MIN_CLASS_SAMPLES`` images or more."""
+        labels = self.dataset.train_labels
+        return {
+            c: fid_features_to_statistics(self._train_features[labels == c])
+            for c in labels.unique().tolist()
+            if (labels == c).sum() >= MIN_CLASS_SAMPLES
+        }
+
+    @staticmethod
+    def _density_coverage(fake_features: torch.Tensor, real_features: torch.Tensor) -> dict[str, float]:
+        with redirect_stdout(io.StringIO()):  # compute_prdc prints the two set sizes on every call
+            scores = prdc.compute_prdc(real_features.numpy(), fake_features.numpy(), nearest_k=PRDC_K)
+        return {"density_lenet": float(scores["density"]), "coverage_lenet": float(scores["coverage"])}
+
+    def _class_fid(self, fake_features: torch.Tensor, labels: torch.Tensor) -> float | None:
+        """Mean over the classes in ``labels`` of the FID to the training images of that class; None when a class
+        has too few images on either side."""
+        classes = labels.unique().tolist()
+        if any(c not in self._class_statistics or (labels == c).sum() < MIN_CLASS_SAMPLES for c in classes):
+            return None
+        fids = [
+            fid_statistics_to_metric(
+                fid_features_to_statistics(fake_features[labels == c]), self._class_statistics[c], verbose=False
+            )[KEY_METRIC_FID]
+            for c in classes
+        ]
+        return float(np.mean(fids))
 
     @property
     def metric_keys(self) -> tuple[str, ...]:

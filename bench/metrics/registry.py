@@ -33,6 +33,7 @@ class Metric:
     exact: bool = False  # identical for every seed of a group (sizes): shown without an interval
     integer: bool = False
     digits: int = 3  # significant digits shown
+    bounds: tuple[float | None, float | None] = (None, None)  # the values it can take (None: unbounded)
 
     @property
     def quality(self) -> bool:
@@ -119,18 +120,62 @@ for _device, _name in [("cpu", "CPU"), ("cuda", "GPU")]:
                better=HIGHER, ratio_of=f"latency_ms_{_device}")
     )  # fmt: skip
 
-# quality (bench/metrics/quality.py), in the order the report shows them
-_quality("fid_lenet", "FID (LeNet)", "FID", LOWER, "lenet", report_name="fid_lenet")
-_quality("is_lenet", "IS (LeNet)", "IS", HIGHER, "lenet", extra_columns=("is_lenet_std",), report_name="is_lenet")
+# quality (bench/metrics/quality.py), in the order the report shows them; ``bounds``: the values each can take
+# (KID is an unbiased estimate: it may fall below zero)
+NON_NEGATIVE, AT_LEAST_ONE, UNIT = (0.0, None), (1.0, None), (0.0, 1.0)
+_quality("fid_lenet", "FID (LeNet)", "FID", LOWER, "lenet", report_name="fid_lenet", bounds=NON_NEGATIVE)
+_quality(
+    "is_lenet",
+    "IS (LeNet)",
+    "IS",
+    HIGHER,
+    "lenet",
+    extra_columns=("is_lenet_std",),
+    report_name="is_lenet",
+    bounds=AT_LEAST_ONE,
+)
 _quality("kid_lenet", "KID (LeNet)", "KID", LOWER, "lenet", extra_columns=("kid_lenet_std",), report_name="kid_lenet")
-_quality("precision_lenet", "precision (LeNet)", "precision", HIGHER, "lenet", report_name="precision_lenet")
-_quality("recall_lenet", "recall (LeNet)", "recall", HIGHER, "lenet", report_name="recall_lenet")
+_quality(
+    "precision_lenet", "precision (LeNet)", "precision", HIGHER, "lenet", report_name="precision_lenet", bounds=UNIT
+)
+_quality("recall_lenet", "recall (LeNet)", "recall", HIGHER, "lenet", report_name="recall_lenet", bounds=UNIT)
+# Naeem et al. 2020 (k = 5) on precision/recall's real subset; density may exceed 1, coverage is in [0, 1]
+_quality(
+    "density_lenet", "density (LeNet)", "density", HIGHER, "lenet", report_name="density_lenet", bounds=NON_NEGATIVE
+)
+_quality("coverage_lenet", "coverage (LeNet)", "coverage", HIGHER, "lenet", report_name="coverage_lenet", bounds=UNIT)
+# the mean over classes of the FID of each class's samples to its real images: a wrong class costs here
+_quality(
+    "fid_class_lenet",
+    "per-class FID (LeNet)",
+    "per-class FID",
+    LOWER,
+    "lenet",
+    report_name="fid_class_lenet",
+    bounds=NON_NEGATIVE,
+)
 # the share of samples the domain classifier assigns to the class they were asked for
-_quality("class_consistency", "class consistency", "class consistency", HIGHER, None, report_name="class_consistency")
+_quality(
+    "class_consistency",
+    "class consistency",
+    "class consistency",
+    HIGHER,
+    None,
+    report_name="class_consistency",
+    bounds=UNIT,
+)
 # mean |student - teacher| per pixel on the same (z, label): how close a student draws to its teacher
-_quality("teacher_fidelity_l1", "teacher L1", "teacher L1", LOWER, None, report_name="teacher_l1")
-_quality("fid_inception", "FID (Inception)", "FID (Inception)", LOWER, "inception", report_name="fid_inception")
+_quality("teacher_fidelity_l1", "teacher L1", "teacher L1", LOWER, None, report_name="teacher_l1", bounds=(0.0, 2.0))
+_quality(
+    "fid_inception",
+    "FID (Inception)",
+    "FID (Inception)",
+    LOWER,
+    "inception",
+    report_name="fid_inception",
+    bounds=NON_NEGATIVE,
+)
 _quality("is_inception", "IS (Inception)", "IS (Inception)", HIGHER, "inception",
-         extra_columns=("is_inception_std",), report_name="is_inception")  # fmt: skip
+         extra_columns=("is_inception_std",), report_name="is_inception", bounds=AT_LEAST_ONE)  # fmt: skip
 _quality("kid_inception", "KID (Inception)", "KID (Inception)", LOWER, "inception",
          extra_columns=("kid_inception_std",), report_name="kid_inception")  # fmt: skip
