@@ -9,9 +9,11 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from reports.agreement import agreement_table
 from reports.load import Results, method_labels
 from reports.plots import FIGURES, save
 from reports.tables import Table, all_tables, write_table
+from reports.verdicts import distillation_sentences, distillation_table, iso_quality_table
 
 TABLES_DIR = "tables"
 FIGURES_DIR = "figures"
@@ -90,8 +92,9 @@ CAPTIONS = {
     "quality_vs_compression": (
         "FID and IS on the LeNet feature network (and Inception-v3 when measured) against compression by "
         "parameters (by stored bytes where some models are quantized), log scale; the top axis names the width "
-        "of the generators trained at that width. Lines: mean over seeds, bands: 95% bootstrap interval over "
-        "seeds. Dashed: the teacher; dotted: the real test split, the floor a perfect generator reaches. "
+        "of the generators trained at that width. Lines: mean over seeds; dots: each seed (no band: with a few seeds "
+        "an interval drawn as a band would mislead). Dashed: the teacher; dotted: the real test split, the floor a "
+        "perfect generator reaches; FID on a log scale where it spans more than a decade. "
         "Diverged runs are left out."
     ),
     "pareto": (
@@ -120,6 +123,45 @@ CAPTIONS = {
 }
 
 
+def report_tables(results: Results) -> list[Table]:
+    """Every table of the report: the verdicts first, then the per-model tables, then backbone agreement where
+    several backbones scored the grid."""
+    agreement = agreement_table(results)
+    tables = [distillation_table(results), iso_quality_table(results), *all_tables(results)]
+    return tables + ([agreement] if agreement is not None else [])
+
+
+def _verdict_blocks(tables: dict[str, Table]) -> list[Block]:
+    """The report's first section: what distillation buys, in a table and in sentences the seeds support, the
+    smallest model that keeps the teacher's quality, and whether the backbones agree."""
+    blocks: list[Block] = [Heading("What distillation buys")]
+    distillation = tables["distillation"]
+    if distillation.data.empty:
+        blocks.append(Paragraph("No model of this grid was distilled (--kd none only): nothing to compare."))
+    else:
+        sentences = distillation_sentences(distillation)
+        pairs = distillation.data["pairs"].max()
+        if sentences:
+            summary = " ".join(sentences)
+        elif pairs < 2:
+            summary = ("One seed: the differences below are single runs, with no interval; run --seeds with three "
+                       "or more seeds before concluding.")  # fmt: skip
+        else:
+            summary = "No difference the seeds resolve: every 95% interval of the LeNet FID difference includes 0."
+        blocks += [Paragraph(summary), TableBlock(distillation)]
+    if not tables["iso-quality"].data.empty:
+        blocks.append(TableBlock(tables["iso-quality"]))
+    if "agreement" in tables:
+        blocks.append(TableBlock(tables["agreement"]))
+    else:
+        blocks.append(Paragraph(
+            "One feature network (LeNet) scored this grid: whether another backbone orders the models the same way "
+            "is not measured (--inception-weights adds Inception-v3, and the report then shows Kendall's tau between "
+            "them)."
+        ))  # fmt: skip
+    return blocks
+
+
 def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path | None]) -> list[Block]:
     """The report's content in reading order."""
 
@@ -129,6 +171,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
     blocks: list[Block] = [
         Paragraph(grid_line(results)),
         Paragraph(_run_counts(results)),
+        *_verdict_blocks(tables),
         Heading("Quality against cost"),
         figure("pareto", "Pareto fronts of stored size and latency against FID"),
         Heading("Best model at each size"),
@@ -138,7 +181,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         TableBlock(tables["quality"]),
         Heading("Quality against compression"),
         figure("quality_vs_compression", "FID and IS against compression ratio"),
-        Heading("Distillation gain"),
+        Heading("Distillation gain on every metric"),
         TableBlock(tables["gain"]),
         Heading("Speed against MACs"),
         figure("speedup_vs_macs", "Measured speed-up against MAC reduction, per backend and device"),
@@ -240,7 +283,7 @@ def to_html(blocks: list[Block]) -> str:
 
 def write_report(results: Results, report_dir: Path) -> Path:
     """Write the tables, figures, ``report.md`` and ``report.html`` of ``results`` under ``report_dir``."""
-    tables = {table.name: table for table in all_tables(results)}
+    tables = {table.name: table for table in report_tables(results)}
     for table in tables.values():
         write_table(table, report_dir / TABLES_DIR)
     figures: dict[str, Path | None] = {}

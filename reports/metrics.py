@@ -9,8 +9,12 @@ import pandas as pd
 from bench.metrics.registry import COST as COST_KIND
 from bench.metrics.registry import HIGHER, LOWER, Metric, shown
 from bench.metrics.registry import QUALITY as QUALITY_KIND
+from reports.stats import STATS
 
-__all__ = ["ALL", "BY_COLUMN", "COST", "HIGHER", "LOWER", "QUALITY", "Metric", "direction_note", "format_value"]
+__all__ = [
+    "ALL", "BY_COLUMN", "COST", "HIGHER", "LOWER", "QUALITY", "Metric", "direction_note", "format_summary",
+    "format_value", "summary_texts",
+]  # fmt: skip
 
 COST = shown(COST_KIND)
 QUALITY = shown(QUALITY_KIND)
@@ -57,3 +61,32 @@ def format_value(metric: Metric, mean: float, ci: float = math.nan) -> str:
         places = max(places, decimals(ci, 2))  # never print a non-zero interval as 0.0
     text = f"{mean:,.{places}f}"
     return f"{text} ± {ci:,.{places}f}" if show_ci else text
+
+
+MIN_SEEDS_FOR_INTERVAL = 3  # below, a Student-t interval (t = 12.7 at two seeds) says nothing: show the range
+
+
+def format_summary(metric: Metric, mean: float, ci: float, n: float, low: float, high: float) -> str:
+    """A mean over ``n`` seeds as the report shows it: from three seeds 'mean ± ci' (Student-t 95%), or the
+    interval clipped to the metric's range, 'mean [a, b]', where it would leave that range; from two seeds
+    'mean (low..high)', the range of the two; from one, the value alone."""
+    if mean is None or not math.isfinite(mean) or metric.exact or not math.isfinite(n) or n < 2:
+        return format_value(metric, mean, ci)
+    if n < MIN_SEEDS_FOR_INTERVAL:
+        places = 0 if metric.integer else max(decimals(mean, metric.digits), decimals(high - low, 2))
+        return f"{mean:,.{places}f} ({low:,.{places}f}..{high:,.{places}f})"
+    floor, ceiling = metric.bounds
+    below = floor is not None and math.isfinite(ci) and mean - ci < floor
+    above = ceiling is not None and math.isfinite(ci) and mean + ci > ceiling
+    if not (below or above):
+        return format_value(metric, mean, ci)
+    lower, upper = (floor if below else mean - ci), (ceiling if above else mean + ci)
+    places = 0 if metric.integer else max(decimals(mean, metric.digits), decimals(ci, 2))
+    return f"{mean:,.{places}f} [{lower:,.{places}f}, {upper:,.{places}f}]"
+
+
+def summary_texts(metric: Metric, data: pd.DataFrame, stem: str) -> list[str]:
+    """``format_summary`` of every row of ``data``, from its ``{stem}_mean/_ci95/_n/_min/_max`` columns (a column
+    it lacks reads as unknown)."""
+    columns = [data.get(f"{stem}_{stat}", pd.Series(math.nan, index=data.index)) for stat in STATS]
+    return [format_summary(metric, *(float(v) for v in row)) for row in zip(*columns, strict=True)]

@@ -208,20 +208,24 @@ def quality_vs_compression(results: Results) -> Figure | None:
             **semantics,
             markers=True,
             dashes=False,
-            errorbar=("ci", 95),
+            errorbar=None,  # with a few seeds a bootstrap band means nothing: each seed is drawn instead
             col="metric",
             col_order=[labels[c] for c in columns],
             col_wrap=2 if len(columns) > 2 else None,
             height=3.6,
             aspect=1.3,
             facet_kws={"sharey": False},
-            seed=0,  # the bootstrap's: the same results always draw the same bands
         )
         grid.set(xscale="log")
         grid.set_titles("")  # the y label names the metric; the top axis needs the room
         references = results.references
+        several_seeds = tidy["seed"].nunique() > 1
         for column in columns:
             ax = grid.axes_dict[labels[column]]
+            if several_seeds:  # every run, small and faint, around its model's mean
+                runs_of = tidy[tidy["column"] == column]
+                colours = [semantics["palette"][key] for key in runs_of[semantics["hue"]]]
+                ax.scatter(runs_of[x], runs_of["value"], s=12, alpha=0.45, color=colours, zorder=1, linewidths=0)
             ax.set_xlabel(x_label)
             ax.set_ylabel(f"{labels[column]}{_better(column)}")
             teacher_rows = tidy[(tidy["column"] == column) & (tidy["role"] == "teacher")]
@@ -240,7 +244,8 @@ def quality_vs_compression(results: Results) -> Figure | None:
             _width_axis(ax, trained_at_width, x)
             _plain_log_ticks(ax)
         _legend_right(grid, _legend_title(semantics))
-        grid.figure.suptitle("Sample quality against compression (bands: 95% bootstrap CI over seeds)", y=1.06)
+        seeds = "lines: mean over seeds; dots: each seed" if several_seeds else "one seed"
+        grid.figure.suptitle(f"Sample quality against compression ({seeds})", y=1.06)
     return grid.figure
 
 

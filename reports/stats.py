@@ -46,14 +46,16 @@ def ci95(values: pd.Series | np.ndarray) -> float:
     return t975(n - 1) * spread / math.sqrt(n)
 
 
+STATS = ("mean", "ci95", "n", "min", "max")  # the columns ``summarise`` gives each metric, as ``{name}_{stat}``
+
+
 def summarise(frame: pd.DataFrame, keys: list[str], columns: dict[str, str]) -> pd.DataFrame:
-    """Per group of ``keys``: ``{name}_mean``, ``{name}_ci95`` and ``{name}_n`` for each (column, name)."""
+    """Per group of ``keys``: ``{name}_mean``, ``_ci95``, ``_n``, ``_min`` and ``_max`` for each (column, name)."""
     grouped = frame.groupby(keys, sort=True, dropna=False)
     parts = []
     for column, name in columns.items():
-        parts.append(
-            grouped[column].agg(["mean", ci95, "count"]).set_axis([f"{name}_mean", f"{name}_ci95", f"{name}_n"], axis=1)
-        )
+        stats = grouped[column].agg(["mean", ci95, "count", "min", "max"])
+        parts.append(stats.set_axis([f"{name}_{stat}" for stat in STATS], axis=1))
     if not parts:
         return grouped.size().to_frame("n").drop(columns="n")
     return pd.concat(parts, axis=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +25,19 @@ from tabulate import tabulate
 
 from bench.engine.layout import SCRATCH, STATUS_DONE, TEACHER_WIDTH, WIDTH
 from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
-from reports.metrics import BY_COLUMN, COST, LOWER, QUALITY, Metric, direction_note, format_value, has_values, present
-from reports.stats import summarise
+from reports.metrics import (
+    BY_COLUMN,
+    COST,
+    LOWER,
+    QUALITY,
+    Metric,
+    direction_note,
+    format_value,
+    has_values,
+    present,
+    summary_texts,
+)
+from reports.stats import STATS, summarise
 
 GROUP = MODEL_KEYS  # one model
 SETTINGS = [key for key in GROUP if key != "kd"]  # what a distilled model is paired on with a scratch one
@@ -142,7 +153,7 @@ def _several_datasets(results: Results) -> bool:
     return results.runs["dataset"].nunique() > 1
 
 
-def _key_columns(results: Results, data: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+def key_columns(results: Results, data: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """The text columns that name each row of ``data``: {column of data: header}, less the dataset and method
     where the results hold only one."""
     shown = {col: header for col, header in labels.items()
@@ -174,7 +185,7 @@ def _status(group: pd.DataFrame) -> str:
     return f"{len(bad)} of {len(group)} {states} ({', '.join(details)})"
 
 
-def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metric]]:
+def per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metric]]:
     """Per model (``GROUP``): every present metric as mean ± 95% Student-t interval over seeds, with run status;
     returns (numbers, text, the metrics)."""
     runs = results.runs
@@ -195,12 +206,9 @@ def _per_model(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, list[Metri
 
     names = {"dataset": "dataset", "model": "model", "method_label": "method", "width": "width",
              "objective": "objective", "seeds": "seeds", "status": "status"}  # fmt: skip
-    display = _key_columns(results, data, names)
+    display = key_columns(results, data, names)
     for metric in _shown_sizes(metrics, runs):
-        display[metric.label] = [
-            format_value(metric, mean, ci)
-            for mean, ci in zip(data[f"{metric.report_name}_mean"], data[f"{metric.report_name}_ci95"], strict=True)
-        ]
+        display[metric.label] = summary_texts(metric, data, metric.report_name)
     return data, display, metrics
 
 
@@ -213,14 +221,16 @@ def _shown_sizes(metrics: list[Metric], runs: pd.DataFrame) -> list[Metric]:
 
 
 INTERVAL_NOTE = (
-    "Mean ± 95% Student-t confidence interval over seeds. A value without ± comes from a single seed (no "
-    "interval exists)."
+    "From three seeds: mean ± 95% Student-t confidence interval over seeds, written [low, high] where it is "
+    "clipped to the metric's range (a precision cannot exceed 1). From two seeds: mean (lowest..highest): an "
+    "interval from two values would be 12.7 standard errors wide and says nothing. A value alone comes from one "
+    "seed."
 )
 
 
 def _half(results: Results, which: tuple[Metric, ...], keep_status: bool) -> tuple[pd.DataFrame, pd.DataFrame, list]:
-    """The rows of ``_per_model`` with only the metrics of ``which`` (and the status column if asked)."""
-    data, display, metrics = _per_model(results)
+    """The rows of ``per_model`` with only the metrics of ``which`` (and the status column if asked)."""
+    data, display, metrics = per_model(results)
     chosen = [metric for metric in metrics if metric in which]
     stems = tuple(f"{metric.report_name}_" for metric in chosen)
     keys = [*GROUP, *LABELS, "model", "seeds", "runs", "diverged", "status"]
@@ -247,12 +257,21 @@ def cost_table(results: Results) -> Table:
     return Table("cost", "Cost per model", caption, data, display)
 
 
+ODD_VALUES = (
+    "Two values that look wrong are not: KID is an unbiased estimate, so a model close to the data can score "
+    "slightly below 0; and a collapsed or untrained generator can reach precision 1.00, because precision only asks "
+    "whether each sample lies inside the real images' k-nearest-neighbour balls, and samples crowded into one "
+    "dense region do. Density (how many real neighbourhoods hold each sample) and coverage (the share of real "
+    "images with a sample nearby) show such a collapse: coverage near 0."
+)
+
+
 def quality_table(results: Results) -> Table:
     """Per model: every quality metric; diverged runs are left out of the means."""
     data, display, metrics = _half(results, QUALITY, keep_status=False)
     caption = (
         f"{INTERVAL_NOTE} Quality metrics of diverged runs are left out of the means (see the cost table's "
-        f"status). {direction_note(metrics)}"
+        f"status). {direction_note(metrics)} {ODD_VALUES}"
     )
     return Table("quality", "Quality per model", caption, data, display)
 
@@ -266,10 +285,11 @@ def best_method_table(results: Results) -> Table:
     """At each width's stored size (the size budget), the lowest-FID model that fits it, and the lowest-FID model
     of another method that fits it (the runner-up), so the margin between methods shows."""
     fid, size, latency = BY_COLUMN["fid_lenet"], BY_COLUMN["g_bytes_stored"], BY_COLUMN["latency_ms_cpu"]
-    fid_mean, fid_ci, stored = f"{fid.report_name}_mean", f"{fid.report_name}_ci95", f"{size.report_name}_mean"
-    latency_mean, latency_ci = f"{latency.report_name}_mean", f"{latency.report_name}_ci95"
-    data = _per_model(results)[0]
-    data = data.assign(**{col: math.nan for col in (fid_mean, fid_ci, stored) if col not in data})  # none fits
+    fid_mean, stored = f"{fid.report_name}_mean", f"{size.report_name}_mean"
+    fid_stats = [f"{fid.report_name}_{stat}" for stat in STATS]
+    latency_mean = f"{latency.report_name}_mean"
+    data = per_model(results)[0]
+    data = data.assign(**{col: math.nan for col in (*fid_stats, stored) if col not in data})  # none fits
 
     def lowest_fid(frame: pd.DataFrame) -> pd.DataFrame:
         ordered = frame.sort_values([*BEST, fid_mean, stored], ascending=[True, False, True, True], kind="stable")
@@ -282,29 +302,24 @@ def best_method_table(results: Results) -> Table:
     best = lowest_fid(fits)
     others = fits.merge(best[[*BEST, "method_label"]], on=BEST, suffixes=("", "_best"))
     runner_up = lowest_fid(others[others["method_label"] != others["method_label_best"]])
-    runner_columns = ["series", "method_label", "width", fid_mean, fid_ci]
+    runner_columns = ["series", "method_label", "width", *fid_stats]
     runner_up = runner_up[[*BEST, *runner_columns]].rename(columns={col: f"runner_up_{col}" for col in runner_columns})
-    latency_stats = [latency_mean, latency_ci] if latency_mean in data else []
-    columns = list(dict.fromkeys([*BEST, "budget_kib", *GROUP, *LABELS, stored, fid_mean, fid_ci, *latency_stats]))
+    latency_stats = [f"{latency.report_name}_{stat}" for stat in STATS] if latency_mean in data else []
+    columns = list(dict.fromkeys([*BEST, "budget_kib", *GROUP, *LABELS, stored, *fid_stats, *latency_stats]))
     table = best[columns].merge(runner_up, on=BEST, how="left").reset_index(drop=True)
     table["fid_margin"] = table[f"runner_up_{fid_mean}"] - table[fid_mean]
 
-    display = _key_columns(results, table, {"dataset": "dataset", "budget_width": "budget: width"})
+    display = key_columns(results, table, {"dataset": "dataset", "budget_width": "budget: width"})
     display["budget (KiB)"] = [format_value(size, kib) for kib in table["budget_kib"]]
     display["best model"] = table["series"]
     display["width"] = table["width"].astype(str)
     display[size.label] = [format_value(size, kib) for kib in table[stored]]
-    display[fid.label] = [format_value(fid, *stats) for stats in zip(table[fid_mean], table[fid_ci], strict=True)]
+    display[fid.label] = summary_texts(fid, table, fid.report_name)
     if latency_stats:
-        display[latency.label] = [
-            format_value(latency, *stats) for stats in zip(table[latency_mean], table[latency_ci], strict=True)
-        ]
+        display[latency.label] = summary_texts(latency, table, latency.report_name)
     display["runner-up (another method)"] = table["runner_up_series"].fillna(ABSENT)
     display["runner-up width"] = [ABSENT if pd.isna(width) else str(int(width)) for width in table["runner_up_width"]]
-    display[f"runner-up {fid.label}"] = [
-        format_value(fid, *stats)
-        for stats in zip(table[f"runner_up_{fid_mean}"], table[f"runner_up_{fid_ci}"], strict=True)
-    ]
+    display[f"runner-up {fid.label}"] = summary_texts(fid, table, f"runner_up_{fid.report_name}")
     caption = (
         "Size budget of width W = the stored size of the fp32 generator trained at width W (method width, not "
         "quantized; median over its models and seeds). A model fits a budget when its stored bytes (a quantized "
@@ -457,15 +472,11 @@ def gain_table(results: Results) -> Table:
 
     names = {"dataset": "dataset", "method_label": "method", "width": "width", "objective": "objective",
              "pairs": "seed pairs", "left_out": "left out"}  # fmt: skip
-    display = _key_columns(results, data, names)
+    display = key_columns(results, data, names)
     for metric in metrics:
         sign = "< 0" if metric.better == LOWER else "> 0"
-        display[f"{metric.label} change ({sign} better)"] = [
-            format_value(metric, mean, ci)
-            for mean, ci in zip(
-                data[f"{metric.report_name}_gain_mean"], data[f"{metric.report_name}_gain_ci95"], strict=True
-            )
-        ]
+        change = replace(metric, bounds=(None, None))  # a difference may take either sign
+        display[f"{metric.label} change ({sign} better)"] = summary_texts(change, data, f"{metric.report_name}_gain")
     method = (
         " A pruned student is compared with the one of the same pruning fine-tuned without distillation, a "
         "quantized one with the one of the same quantization."
@@ -492,7 +503,7 @@ def runs_table(results: Results) -> Table:
     keep = ["run_id", *GROUP, *LABELS, "finetune_epochs", "source_run", "seed", "role", "status", *info]
     data = in_report_order(runs[keep + [m.column for m in metrics]].sort_values("seed", kind="stable"))
     names = {"method_label": "method", "width": "width", "objective": "objective", "seed": "seed", "status": "status"}
-    display = _key_columns(results, data, names)
+    display = key_columns(results, data, names)
     if "diverged_step" in data:
         display["diverged at step"] = [f"{s:.0f}" if math.isfinite(s) else ABSENT for s in data["diverged_step"]]
     if "train_seconds" in data:

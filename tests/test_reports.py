@@ -19,7 +19,7 @@ from matplotlib.image import imsave
 
 from reports import build_report
 from reports.load import Results, load
-from reports.metrics import ALL
+from reports.metrics import ALL, BY_COLUMN, format_summary
 from reports.plots import FIGURES as PLOT_FIGURES
 from reports.plots import fastest_latency
 from reports.stats import ci95, t975
@@ -27,7 +27,7 @@ from reports.tables import best_method_table, cost_table, quality_table, runs_ta
 from tests.conftest import tiny_grid_args
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("best-by-size", "cost", "quality", "gain", "sizes", "runs", "references")
+TABLES = ("distillation", "iso-quality", "best-by-size", "cost", "quality", "gain", "sizes", "runs", "references")
 FIGURES = tuple(PLOT_FIGURES)  # every figure the report draws
 
 
@@ -230,13 +230,15 @@ def _markdown_rows(path: Path) -> pd.DataFrame:
 
 
 def _mean_and_ci(cell: str) -> tuple[float, float, int]:
-    """('12.30 ± 0.45') -> (12.30, 0.45, decimals shown); '–' -> NaN."""
+    """('12.30 ± 0.45') -> (12.30, 0.45, decimals shown); a range ('0.96 (0.94..0.98)', '0.99 [0.95, 1.00]')
+    gives its mean and a NaN interval; '–' -> NaN."""
     if cell == "–":
         return math.nan, math.nan, 0
-    mean, _, ci = cell.partition("±")
-    mean = mean.strip().replace(",", "")
+    mean, _, rest = cell.partition(" ")
+    mean = mean.replace(",", "")
     places = len(mean.partition(".")[2])
-    return float(mean), float(ci.replace(",", "")) if ci.strip() else math.nan, places
+    ci = rest.removeprefix("± ").replace(",", "") if rest.startswith("±") else ""
+    return float(mean), float(ci) if ci else math.nan, places
 
 
 def test_every_table_and_figure_is_written(results_dir: Path, report_dir: Path):
@@ -325,9 +327,23 @@ def test_one_seed_interval_is_absent_not_zero(results_dir: Path, tmp_path: Path)
     assert table.data.loc[single, "fid_lenet_ci95"].isna().all()
     assert not table.display.loc[single, "FID (LeNet)"].str.contains("±").any()
     assert not table.display.loc[single, "FID (LeNet)"].str.contains("–").any()  # the mean is still there
-    teacher = table.data["model"] == "teacher"
+    teacher = table.data["model"] == "teacher"  # two seeds: their range, not a 12.7-standard-error interval
     assert (table.data.loc[teacher, "fid_lenet_ci95"] > 0).all()
-    assert table.display.loc[teacher, "FID (LeNet)"].str.contains("±").all()
+    low, high = table.data.loc[teacher, "fid_lenet_min"].iloc[0], table.data.loc[teacher, "fid_lenet_max"].iloc[0]
+    shown = table.display.loc[teacher, "FID (LeNet)"].iloc[0]
+    shown_low, shown_high = map(float, re.fullmatch(r"[\d.,]+ \(([\d.,]+)\.\.([\d.,]+)\)", shown).groups())
+    assert low < high and (shown_low, shown_high) == (pytest.approx(low, abs=0.05), pytest.approx(high, abs=0.05))
+
+
+def test_an_interval_says_what_few_seeds_allow_and_keeps_to_the_metric_range():
+    precision = replace(BY_COLUMN["precision_lenet"], bounds=(0.0, 1.0))
+    assert format_summary(precision, 0.5, math.nan, 1, 0.5, 0.5) == "0.500"
+    # two seeds: what a user saw as "0.493 ± 1.099" is the range of the two values
+    assert format_summary(precision, 0.493, 1.099, 2, 0.407, 0.579) == "0.493 (0.407..0.579)"
+    assert format_summary(precision, 0.5, 0.1, 3, 0.4, 0.6) == "0.500 ± 0.100"
+    assert format_summary(precision, 0.9, 0.2, 3, 0.8, 1.0) == "0.900 [0.700, 1.000]"  # clipped at 1
+    unbounded = replace(precision, bounds=(None, None))
+    assert format_summary(unbounded, 0.9, 0.2, 3, 0.8, 1.0) == "0.900 ± 0.200"
 
 
 def test_report_intervals_match_seed_counts(report_dir: Path):
@@ -336,8 +352,10 @@ def test_report_intervals_match_seed_counts(report_dir: Path):
     single = (data["fid_lenet_n"] == 1).to_numpy()
     assert data.loc[single, "fid_lenet_ci95"].isna().all()
     assert not shown.loc[single, "FID (LeNet)"].str.contains("±").any()
-    several = (data["fid_lenet_n"] >= 2).to_numpy()
-    assert shown.loc[several, "FID (LeNet)"].str.contains("±").all()
+    two = (data["fid_lenet_n"] == 2).to_numpy()
+    assert shown.loc[two, "FID (LeNet)"].str.contains(r"\(.+\.\..+\)$").all()
+    several = (data["fid_lenet_n"] >= 3).to_numpy()
+    assert shown.loc[several, "FID (LeNet)"].str.contains(r"±|\[").all()
     gain = pd.read_csv(report_dir / "tables" / "gain.csv")
     assert gain.loc[gain["pairs"] == 1, "fid_lenet_gain_ci95"].isna().all()
 

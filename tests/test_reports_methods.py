@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from matplotlib.image import imsave
 
-from reports.document import TableBlock, outline
+from reports.document import TableBlock, outline, report_tables
 from reports.load import load, method_label, series_label
 from reports.plots import FIGURES, fastest_latency, pareto, short_label
-from reports.tables import all_tables, best_method_table, cost_table, gain_table, runs_table, size_table
+from reports.tables import best_method_table, cost_table, gain_table, runs_table, size_table
 from tests.test_reports import _generator_params, _state_dict_bytes
 
 SEEDS = (1, 2)
@@ -153,8 +153,8 @@ def test_best_model_at_each_size(results):
     shown = table.display.set_index("budget: width")
     assert shown.loc["32", "best model"] == "width · pixel-l1 + int8" and shown.loc["32", "width"] == "64"
     # two seeds 0.2 apart: the interval is t(0.975, 1) x 0.1 = 1.27
-    assert shown.loc["32", "FID (LeNet)"] == "7.30 ± 1.27"
-    assert shown.loc["32", "runner-up FID (LeNet)"] == "8.00 ± 1.27"
+    assert shown.loc["32", "FID (LeNet)"] == "7.30 (7.20..7.40)"  # two seeds: their range
+    assert shown.loc["32", "runner-up FID (LeNet)"] == "8.00 (7.90..8.10)"
     assert "stored size of the fp32 generator trained at width W" in table.caption
 
 
@@ -248,7 +248,7 @@ def test_other_figures_draw_every_method(results, name: str):
 
 
 def test_best_by_size_follows_the_main_figure(results):
-    blocks = outline(results, {table.name: table for table in all_tables(results)}, {})
+    blocks = outline(results, {table.name: table for table in report_tables(results)}, {})
     names = [getattr(block, "alt", None) or getattr(getattr(block, "table", None), "name", None) for block in blocks]
     pareto_at = next(i for i, block in enumerate(blocks) if getattr(block, "alt", "").startswith("Pareto"))
     assert isinstance(blocks[pareto_at + 2], TableBlock) and blocks[pareto_at + 2].table.name == "best-by-size"

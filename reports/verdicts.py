@@ -1,0 +1,142 @@
+"""The report's answers to the suite's first questions: what distilling from the teacher buys, and how small a
+model keeps the teacher's quality.
+
+Both read the tables' per-model summaries (``reports.tables``); a sentence is written only where the seeds
+support it: a distillation effect where its 95% Student-t interval over seed pairs excludes zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pandas as pd
+
+from reports.load import Results, several_methods
+from reports.metrics import BY_COLUMN, QUALITY, Metric, format_value, has_values, summary_texts
+from reports.tables import ABSENT, Table, gain_table, key_columns, per_model
+
+PRIMARY = "fid_lenet"  # the verdicts' metric: FID on the suite's own backbone, measured for every grid
+ISO_QUALITY = 0.10  # "keeps the teacher's quality": FID within 10% of the teacher's
+
+
+def fid_metrics(runs: pd.DataFrame) -> list[Metric]:
+    """The all-class FID of every backbone that scored these runs, the primary one first."""
+    return [m for m in QUALITY if m.column.startswith("fid_") and m.backbone and m.column != f"fid_class_{m.backbone}"
+            and has_values(m, runs)]  # fmt: skip
+
+
+def _verdict(mean: float, ci: float, n: float, metric: Metric) -> str:
+    """What the paired differences of one model say, in words a reader can act on."""
+    if not math.isfinite(mean):
+        return ABSENT
+    if not math.isfinite(ci) or n < 2:
+        return "one seed pair: no interval"
+    if abs(mean) <= ci:
+        return "no difference the seeds resolve (the interval includes 0)"
+    better = (mean < 0) == (metric.better == "lower")
+    return "distillation helps" if better else "distillation hurts"
+
+
+def _agreement(row: pd.Series, metrics: list[Metric]) -> str:
+    """Whether every backbone's FID moves the same way under distillation (the sign of the mean difference)."""
+    signs = {m.backbone: row.get(f"{m.report_name}_gain_mean") for m in metrics}
+    signs = {name: value for name, value in signs.items() if value is not None and math.isfinite(value)}
+    if len(signs) < 2:
+        return "one backbone"
+    if len({value < 0 for value in signs.values()}) == 1:
+        return "yes"
+    return "no: " + ", ".join(f"{name} {value:+.3g}" for name, value in signs.items())
+
+
+def distillation_table(results: Results) -> Table:
+    """Per distilled model (method, width, objective): FID with distillation minus FID without, paired by seed,
+    on every backbone; the verdict of the primary backbone's interval, and whether the backbones agree."""
+    gain = gain_table(results).data
+    metrics = fid_metrics(results.runs)
+    primary = BY_COLUMN[PRIMARY]
+    stem = f"{primary.report_name}_gain"
+    data = gain.copy()
+    data["verdict"] = [
+        _verdict(*(row.get(f"{stem}_{stat}", math.nan) for stat in ("mean", "ci95", "n")), primary)
+        for _, row in data.iterrows()
+    ]
+    data["backbones_agree"] = [_agreement(row, metrics) for _, row in data.iterrows()]
+    names = {"dataset": "dataset", "method_label": "method", "width": "width", "objective": "objective",
+             "pairs": "seed pairs"}  # fmt: skip
+    display = key_columns(results, data, names)
+    for metric in metrics:
+        change = replace(metric, bounds=(None, None))
+        display[f"{metric.label}: distilled − scratch"] = summary_texts(change, data, f"{metric.report_name}_gain")
+    display["verdict (FID, LeNet)"] = data["verdict"]
+    display["backbones agree"] = data["backbones_agree"]
+    methods = " within each method (a pruned model against the same pruning fine-tuned without it)" if (
+        several_methods(results.runs)) else ""  # fmt: skip
+    caption = (
+        f"Each distilled model against the model trained the same way without distillation{methods}, paired by "
+        "seed (same batches and noise): FID with minus FID without, mean over seed pairs with its 95% Student-t "
+        "interval from three pairs, the range of the two from two, the value from one. Negative: distillation "
+        "lowers FID (better). Verdict: where the interval of the LeNet FID difference excludes 0; backbones agree "
+        "when every backbone's mean difference has the same sign."
+    )
+    return Table("distillation", "What distillation buys", caption, data, display)
+
+
+def distillation_sentences(table: Table) -> list[str]:
+    """One plain sentence per model whose interval excludes zero; none where the seeds cannot tell."""
+    primary = BY_COLUMN[PRIMARY]
+    stem = f"{primary.report_name}_gain"
+    sentences = []
+    for _, row in table.data.iterrows():
+        if row["verdict"] not in ("distillation helps", "distillation hurts"):
+            continue
+        mean, ci, n = row[f"{stem}_mean"], row[f"{stem}_ci95"], int(row[f"{stem}_n"])
+        method = "" if row["method_label"] == "width" else f" ({row['method_label']})"
+        direction = "lowers" if mean < 0 else "raises"
+        agree = (
+            ""
+            if row["backbones_agree"] in ("yes", "one backbone")
+            else f"; backbones disagree ({row['backbones_agree']})"
+        )
+        sentences.append(
+            f"At width {row['width']}{method}, {row['objective']} distillation {direction} the LeNet FID by "
+            f"{abs(mean):.3g} ± {ci:.2g} (95% interval over {n} seed pairs){agree}."
+        )
+    return sentences
+
+
+def iso_quality_table(results: Results) -> Table:
+    """Per method: the smallest model (by stored bytes) whose mean FID is within ``ISO_QUALITY`` of the teacher's,
+    or, where none is, the method's best model and how far it stays."""
+    data = per_model(results)[0]
+    fid, size = BY_COLUMN[PRIMARY], BY_COLUMN["g_bytes_stored"]
+    mean, stored = f"{fid.report_name}_mean", f"{size.report_name}_mean"
+    if mean not in data or stored not in data:
+        empty = pd.DataFrame(columns=["method_label"])
+        return Table("iso-quality", "The smallest model that keeps the teacher's quality", "", empty, empty)
+    teachers = data[data["model"] == "teacher"].groupby("dataset")[mean].mean().rename("teacher_fid")
+    data = data.merge(teachers, on="dataset", how="inner").dropna(subset=[mean, stored])
+    data["within"] = data[mean] <= (1 + ISO_QUALITY) * data["teacher_fid"]
+    students = data[data["model"] != "teacher"]
+    rows = []
+    for _, models in students.groupby(["dataset", "method_label"], sort=False):
+        keeping = models[models["within"]].sort_values(stored, kind="stable")
+        chosen = keeping.iloc[0] if len(keeping) else models.sort_values(mean, kind="stable").iloc[0]
+        rows.append({**chosen.to_dict(), "keeps_quality": bool(len(keeping))})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return Table("iso-quality", "The smallest model that keeps the teacher's quality", "", table, table)
+    display = key_columns(results, table, {"dataset": "dataset", "method_label": "method"})
+    display["smallest model within 10% of the teacher's FID"] = [
+        f"{series}, width {width}" if keeps else f"none (best: {series}, width {width})"
+        for series, width, keeps in zip(table["series"], table["width"], table["keeps_quality"], strict=True)
+    ]
+    display[size.label] = [format_value(size, kib) for kib in table[stored]]
+    display[fid.label] = summary_texts(fid, table, fid.report_name)
+    display["teacher FID"] = [format_value(fid, value) for value in table["teacher_fid"]]
+    caption = (
+        "Per method, the smallest model by stored size whose mean LeNet FID over seeds is at most "
+        f"{1 + ISO_QUALITY:.2f} times the teacher's (same dataset); where no model of the method gets there, its "
+        "best model. The teacher itself is left out."
+    )
+    return Table("iso-quality", "The smallest model that keeps the teacher's quality", caption, table, display)
