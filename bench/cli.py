@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
     p.add_argument(
+        "--backbones",
+        type=_str_list,
+        nargs="+",
+        action=_Joined,
+        help="domain backbones the quality metrics are computed on, e.g. lenet,resnet (default: lenet): each extra "
+        "one is trained once per dataset and seed and cached, adds its *_<backbone> columns (FID, IS, KID, "
+        "precision, recall) and the report's table of agreement between backbones",
+    )
+    p.add_argument(
         "--latency-backends",
         type=_str_list,
         nargs="+",
@@ -211,6 +220,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         fid_samples=quality.fid_samples if args.fid_samples is None else args.fid_samples,
         inception_weights=args.inception_weights,
         inception_download=args.inception_download,
+        backbones=quality.backbones if args.backbones is None else args.backbones,
     )
     speed: SpeedSpec = base["speed"]
     if args.latency_backends is not None:

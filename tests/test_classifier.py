@@ -1,4 +1,4 @@
-"""The domain classifier: architecture, training, on-disk cache, and its torch-fidelity feature extractor."""
+"""The domain classifiers: training, on-disk cache, and their torch-fidelity feature extractors, on every backbone."""
 
 from __future__ import annotations
 
@@ -12,13 +12,20 @@ import data
 from bench.engine.io import atomic_torch_save
 from bench.errors import CheckpointError
 from bench.metrics import classifier as clf
+from bench.metrics.backbones import BACKBONES, FEATURE_DIM, Backbone
 
 CPU = torch.device("cpu")
+LENET = BACKBONES["lenet"]
 
 
 @pytest.fixture(scope="session")
 def digits_classifier(digits, classifier_cache) -> clf.Classifier:
-    return clf.load_or_train_classifier(digits, 0, classifier_cache, CPU)
+    return clf.load_or_train_classifier(digits, 0, classifier_cache, CPU, LENET)
+
+
+def quick(backbone: Backbone, steps: int = 20) -> Backbone:
+    """``backbone`` with a recipe of ``steps`` steps at least: enough for the wiring, not for accuracy."""
+    return replace(backbone, recipe=replace(backbone.recipe, min_epochs=1, min_steps=steps))
 
 
 def tiny(dataset: data.ImageDataset, n_train: int = 40, n_test: int = 20, name: str = "tiny") -> data.ImageDataset:
@@ -33,20 +40,30 @@ def tiny(dataset: data.ImageDataset, n_train: int = 40, n_test: int = 20, name: 
     )
 
 
+@pytest.mark.parametrize("name", BACKBONES.names())
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
-def test_lenet_shapes(channels, size):
-    model = clf.LeNet(channels, size, num_classes=7).eval()
+def test_backbone_shapes(name, channels, size):
+    model = BACKBONES[name].model(channels, size, num_classes=7).eval()
     x = torch.rand(5, channels, size, size) * 2 - 1
     features, logits = model.features_and_logits(x)
-    assert features.shape == (5, clf.FEATURE_DIM)
+    assert features.shape == (5, FEATURE_DIM)
     assert logits.shape == (5, 7)
     assert torch.equal(model.features(x), features)
     assert torch.equal(model(x), logits)
 
 
-def test_lenet_refuses_other_sizes():
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_backbone_refuses_other_sizes(name):
     with pytest.raises(ValueError, match="28x28 or 32x32"):
-        clf.LeNet(1, 64)
+        BACKBONES[name].model(1, 64)
+
+
+def test_backbones_differ_in_architecture_recipe_and_cache_key(digits):
+    lenet, resnet = BACKBONES["lenet"], BACKBONES["resnet"]
+    assert lenet.model is not resnet.model and lenet.recipe != resnet.recipe
+    assert len({b.arch for b in map(BACKBONES.__getitem__, BACKBONES)}) == len(BACKBONES.names())
+    assert len({b.feature_extractor for b in map(BACKBONES.__getitem__, BACKBONES)}) == len(BACKBONES.names())
+    assert clf.classifier_key(digits, 0, lenet) != clf.classifier_key(digits, 0, resnet)
 
 
 def test_random_shift_moves_whole_pixels_and_fills_with_background():
@@ -88,7 +105,7 @@ def test_cache_hit_does_not_retrain(digits, digits_classifier, classifier_cache,
         raise AssertionError("the cached classifier was retrained")
 
     monkeypatch.setattr(clf, "train_classifier", no_training)
-    again = clf.load_or_train_classifier(digits, 0, classifier_cache, CPU)
+    again = clf.load_or_train_classifier(digits, 0, classifier_cache, CPU, LENET)
     assert again.key == digits_classifier.key
     assert again.weights_sha == digits_classifier.weights_sha
     assert again.test_accuracy == digits_classifier.test_accuracy
@@ -96,61 +113,76 @@ def test_cache_hit_does_not_retrain(digits, digits_classifier, classifier_cache,
 
 
 def test_key_depends_on_seed_data_and_name(digits):
-    key = clf.classifier_key(digits, 0)
+    key = clf.classifier_key(digits, 0, LENET)
     assert len(key) == 16
-    assert clf.classifier_key(digits, 0) == key
-    assert clf.classifier_key(digits, 1) != key
-    assert clf.classifier_key(replace(digits, name="other"), 0) != key
+    assert clf.classifier_key(digits, 0, LENET) == key
+    assert clf.classifier_key(digits, 1, LENET) != key
+    assert clf.classifier_key(replace(digits, name="other"), 0, LENET) != key
     flipped = digits.train_labels.clone()
     flipped[0] = (flipped[0] + 1) % 10
-    assert clf.classifier_key(replace(digits, train_labels=flipped), 0) != key
+    assert clf.classifier_key(replace(digits, train_labels=flipped), 0, LENET) != key
 
 
-def test_training_is_deterministic_for_a_seed(digits, monkeypatch):
-    monkeypatch.setattr(clf, "MIN_STEPS", 20)  # determinism does not need a good classifier
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_training_is_deterministic_for_a_seed(digits, name):
+    backbone = quick(BACKBONES[name])  # determinism does not need a good classifier
     small = tiny(digits)
-    first = clf.train_classifier(small, 3, CPU).state_dict()
-    second = clf.train_classifier(small, 3, CPU).state_dict()
-    other = clf.train_classifier(small, 4, CPU).state_dict()
+    first = clf.train_classifier(small, 3, CPU, backbone).state_dict()
+    second = clf.train_classifier(small, 3, CPU, backbone).state_dict()
+    other = clf.train_classifier(small, 4, CPU, backbone).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
     assert clf.state_dict_sha256(first) == clf.state_dict_sha256(second)
 
 
-def test_unusable_cache_file_is_retrained(digits, tmp_path, monkeypatch):
-    monkeypatch.setattr(clf, "MIN_STEPS", 20)
+def test_unusable_cache_file_is_retrained(digits, tmp_path):
+    backbone = quick(LENET)
     small = tiny(digits)
-    key = clf.classifier_key(small, 0)
+    key = clf.classifier_key(small, 0, backbone)
     path = tmp_path / f"classifier-{key}.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.warns(RuntimeWarning, match="is unreadable .* moved to classifier-.*unreadable-"):
-        c = clf.load_or_train_classifier(small, 0, tmp_path, CPU)
+        c = clf.load_or_train_classifier(small, 0, tmp_path, CPU, backbone)
     assert c.weights_path == path
-    assert clf.load_lenet(path)[1]["key"] == key
+    assert clf.load_classifier(path, backbone)[1]["key"] == key
     moved = list(tmp_path.glob(f"classifier-{key}.pt.unreadable-*"))
     assert len(moved) == 1 and moved[0].read_bytes() == b"not a checkpoint"  # kept, never deleted
 
 
-def test_load_lenet_refuses_foreign_files(tmp_path):
+def test_load_classifier_refuses_foreign_files(tmp_path, digits_classifier):
     path = tmp_path / "foreign.pt"
     atomic_torch_save(path, {"weight": torch.zeros(3)})
     with pytest.raises(CheckpointError, match="not a lenet"):
-        clf.load_lenet(path)
+        clf.load_classifier(path, LENET)
     with pytest.raises(CheckpointError, match="does not exist"):
-        clf.load_lenet(tmp_path / "missing.pt")
+        clf.load_classifier(tmp_path / "missing.pt", LENET)
+    with pytest.raises(CheckpointError, match="not a resnet-v1 classifier file"):  # another backbone's file
+        clf.load_classifier(digits_classifier.weights_path, BACKBONES["resnet"])
 
 
-def test_feature_extractor_returns_requested_features_in_order(digits, digits_classifier):
+@pytest.fixture(scope="session")
+def tiny_classifiers(digits, tmp_path_factory) -> dict[str, clf.Classifier]:
+    """A quickly trained classifier of every backbone, on a few digits: enough for the wiring."""
+    cache = tmp_path_factory.mktemp("tiny-classifiers")
+    return {
+        name: clf.load_or_train_classifier(tiny(digits), 0, cache, CPU, quick(BACKBONES[name])) for name in BACKBONES
+    }
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_feature_extractor_returns_requested_features_in_order(digits, tiny_classifiers, name):
+    classifier = tiny_classifiers[name]
     extractor = create_feature_extractor(
-        clf.FEATURE_EXTRACTOR,
+        BACKBONES[name].feature_extractor,
         ["logits", "features"],
         cuda=False,
-        feature_extractor_weights_path=str(digits_classifier.weights_path),
+        feature_extractor_weights_path=str(classifier.weights_path),
         verbose=False,
     )
+    assert type(extractor.model) is BACKBONES[name].model
     pixels = data.to_uint8(digits.test_images[:32])
     logits, features = extractor(pixels)
-    expected_features, expected_logits = digits_classifier.model.features_and_logits(data.from_uint8(pixels))
+    expected_features, expected_logits = classifier.model.features_and_logits(data.from_uint8(pixels))
     assert torch.allclose(features, expected_features)
     assert torch.allclose(logits, expected_logits)
     assert extractor.get_default_feature_layer_for_metric("isc") == "logits"
@@ -159,6 +191,7 @@ def test_feature_extractor_returns_requested_features_in_order(digits, digits_cl
         extractor(digits.test_images[:2])
 
 
-def test_feature_extractor_needs_a_weights_path():
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_feature_extractor_needs_a_weights_path(name):
     with pytest.raises(ValueError, match="feature_extractor_weights_path"):
-        create_feature_extractor(clf.FEATURE_EXTRACTOR, ["features"], cuda=False, verbose=False)
+        create_feature_extractor(BACKBONES[name].feature_extractor, ["features"], cuda=False, verbose=False)

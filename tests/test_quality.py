@@ -18,6 +18,7 @@ import gans
 from bench.engine.spec import QualitySpec
 from bench.errors import UserError
 from bench.metrics import classifier as clf
+from bench.metrics.backbones import BACKBONES
 from bench.metrics.quality import InceptionWeightsError, QualityError, QualityEvaluator, Uint8Images
 from bench.metrics.registry import quality_columns
 
@@ -27,7 +28,10 @@ LENET_KEYS = [
     "fid_lenet", "is_lenet", "is_lenet_std", "kid_lenet", "kid_lenet_std", "precision_lenet", "recall_lenet",
     "density_lenet", "coverage_lenet", "fid_class_lenet",
 ]  # fmt: skip
+RESNET_KEYS = ["fid_resnet", "is_resnet", "is_resnet_std", "kid_resnet", "kid_resnet_std", "precision_resnet",
+               "recall_resnet"]  # fmt: skip
 OWN_KEYS = ["class_consistency", "teacher_fidelity_l1"]
+LENET_EXTRACTOR = BACKBONES["lenet"].feature_extractor
 BOOKKEEPING_KEYS = ["quality_n_fake", "quality_n_real", "classifier_test_acc"]
 KEYS = LENET_KEYS + OWN_KEYS + BOOKKEEPING_KEYS
 INCEPTION_KEYS = ["fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std"]
@@ -108,8 +112,8 @@ def test_density_and_coverage_separate_real_images_from_noise_and_untrained(
 
 def test_lenet_features_are_those_torch_fidelity_sees(evaluator, digits):
     pixels = data.to_uint8(digits.test_images[:50])
-    extractor = clf.LeNetFeatureExtractor(
-        clf.FEATURE_EXTRACTOR, ["features"], feature_extractor_weights_path=str(evaluator.classifier.weights_path)
+    extractor = clf.DomainFeatureExtractor(
+        LENET_EXTRACTOR, ["features"], feature_extractor_weights_path=str(evaluator.classifier.weights_path)
     )
     with torch.no_grad():
         (expected,) = extractor(pixels)
@@ -217,8 +221,8 @@ def test_real_statistics_are_cached_and_generated_ones_never(evaluator, classifi
     evaluator.score_generator(untrained(16))
     before = sorted(p.name for p in cache.iterdir())
     name = f"lenet-digits-d{evaluator.data_tag}-w{evaluator.classifier.weights_sha}-n1437"
-    assert f"{name}-{clf.FEATURE_EXTRACTOR}-features-features.pt" in before
-    assert f"{name}-{clf.FEATURE_EXTRACTOR}-stat-fid-features.pt" in before
+    assert f"{name}-{LENET_EXTRACTOR}-features-features.pt" in before
+    assert f"{name}-{LENET_EXTRACTOR}-stat-fid-features.pt" in before
     evaluator.score_generator(untrained(24, seed=5))
     assert sorted(p.name for p in cache.iterdir()) == before
 
@@ -252,6 +256,58 @@ def test_uint8_images_dataset():
     assert len(Uint8Images(pixels)) == 4
     with pytest.raises(ValueError, match="uint8"):
         Uint8Images(pixels.float())
+
+
+# A second domain backbone: the same five scores on another architecture and training (bench/metrics/backbones.py)
+
+
+@pytest.fixture(scope="session")
+def two_backbones(digits, classifier_cache) -> QualityEvaluator:
+    spec = QualitySpec(fid_samples=N, backbones=("lenet", "resnet"))
+    return QualityEvaluator(digits, spec, CPU, classifier_cache, seed=0)
+
+
+@pytest.fixture(scope="session")
+def two_backbone_rows(two_backbones) -> list[dict]:
+    return two_backbones.reference_rows(untrained())
+
+
+def test_second_backbone_adds_its_columns_in_registry_order_and_leaves_the_lenet_ones(
+    two_backbone_rows, real_scores, untrained_scores
+):
+    real, untrained_row = ({k: v for k, v in row.items() if k != "reference"} for row in two_backbone_rows)
+    assert list(real) == LENET_KEYS + RESNET_KEYS + OWN_KEYS + BOOKKEEPING_KEYS
+    assert list(real)[: -len(OWN_KEYS + BOOKKEEPING_KEYS)] == list(quality_columns({"lenet", "resnet"}))
+    assert all(isinstance(real[k], float) and math.isfinite(real[k]) for k in RESNET_KEYS)
+    # the LeNet's numbers do not depend on which other backbones are scored beside it
+    assert {k: real[k] for k in KEYS} == real_scores
+    assert {k: untrained_row[k] for k in KEYS} == untrained_scores
+
+
+def test_second_backbone_separates_real_images_from_noise_and_untrained(two_backbones, two_backbone_rows, digits):
+    real, untrained_row = two_backbone_rows
+    noise = torch.randn(N, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    gaussian = two_backbones.score_images(noise, digits.test_labels)
+    # its embedding is pooled, so its FIDs are smaller numbers than the LeNet's: compare them within a backbone
+    assert 0 <= real["fid_resnet"] < 0.5  # 0.076 measured
+    assert untrained_row["fid_resnet"] > 300 * real["fid_resnet"]  # 63.3 measured
+    assert gaussian["fid_resnet"] > 100 * real["fid_resnet"]  # 20.6 measured
+    assert real["kid_resnet"] < 0.01 * min(gaussian["kid_resnet"], untrained_row["kid_resnet"])
+    assert real["precision_resnet"] > 0.8 and real["recall_resnet"] > 0.8
+    assert untrained_row["recall_resnet"] < 0.05
+    # label smoothing keeps its softmax below certainty, so the real IS stays further from 10 than the LeNet's
+    assert real["is_resnet"] > 5 and untrained_row["is_resnet"] < 1.5  # 5.59 and 1.00 measured
+
+
+def test_second_backbone_is_timed_and_cached_apart(two_backbones, classifier_cache):
+    seconds: dict[str, float] = {}
+    two_backbones.score_generator(untrained(16), seconds=seconds)
+    assert {"quality_lenet", "quality_resnet", "quality_prc"} <= set(seconds)
+    resnet = two_backbones.classifiers["resnet"]
+    assert resnet.weights_sha != two_backbones.classifier.weights_sha
+    name = f"resnet-digits-d{two_backbones.data_tag}-w{resnet.weights_sha}-n1437"
+    extractor = BACKBONES["resnet"].feature_extractor
+    assert (classifier_cache / "fidelity" / f"{name}-{extractor}-stat-fid-features.pt").is_file()
 
 
 # Inception-v3: wiring only, with random weights in torch-fidelity's own architecture. Never real numbers.
@@ -290,7 +346,8 @@ def small(dataset: data.ImageDataset, n_train: int, n_test: int) -> data.ImageDa
 
 
 def test_inception_metrics_are_wired_offline(digits, random_inception_weights, tmp_path, monkeypatch):
-    monkeypatch.setattr(clf, "MIN_STEPS", 20)  # a tiny dataset and a quick classifier: only the wiring counts
+    lenet = BACKBONES["lenet"]  # a tiny dataset and a quick classifier: only the wiring counts
+    monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
     spec = QualitySpec(fid_samples=10, inception_weights=str(random_inception_weights))
     evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
     scores = evaluator.score_generator(untrained(16))

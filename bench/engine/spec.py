@@ -124,6 +124,21 @@ class QualitySpec:
     inception_weights: str | None = None
     inception_download: bool = False
     batch_size: int = 500
+    # domain backbones scored (bench/metrics/backbones.py); each beyond the LeNet adds its columns and a Kendall's
+    # tau between backbones to the report, at the cost of training it once per dataset and seed (cached)
+    backbones: tuple[str, ...] = ("lenet",)
+
+    def __post_init__(self) -> None:
+        from bench.metrics.backbones import BACKBONES, PRIMARY
+
+        object.__setattr__(self, "backbones", tuple(self.backbones))
+        for name in self.backbones:
+            BACKBONES.check(name)
+        if len(set(self.backbones)) != len(self.backbones) or PRIMARY not in self.backbones:
+            raise UserError(
+                f"--backbones must be distinct and include {PRIMARY} (class consistency, density/coverage and "
+                f"per-class FID rest on it), got {','.join(self.backbones) or 'none'}"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,10 @@
-"""The offline domain classifier behind the quality metrics, and its torch-fidelity feature extractor.
+"""Training, caching and serving the domain backbones behind the quality metrics (``bench/metrics/backbones.py``).
 
-A small LeNet-style CNN is trained once per (dataset, architecture, seed, data) on the real training split and
-cached on disk. Registered with torch-fidelity as ``lenet-domain``, it gives FID/KID/precision/recall its
-128-d penultimate activations (``features``) and the Inception Score its class logits (``logits``), the
-"Frechet LeNet Distance" / "MNIST score" practice of TF-GAN. Images are uint8 (N, C, 28|32, 28|32).
-
-Training recipe (fixed, so the cache key only needs the data, the seed and ``ARCH``): Adam with a one-cycle
-learning rate (peak 3e-3), batch 128, at least 3 epochs and at least 150 steps (MNIST: 3 epochs, ~1,400
-steps; digits: 14 epochs), random shifts of up to 1 pixel on every training image. Every random number comes
-from generators seeded with ``seed``.
+Each backbone is trained once per (dataset, architecture, seed, data) on the real training split with its own
+fixed recipe and cached on disk, by the same code for every backbone. Each is registered with torch-fidelity
+under its own feature extractor name (``lenet-domain``, ``resnet-domain``): it gives FID/KID/precision/recall
+its 128-d embedding (``features``) and the Inception Score its class logits (``logits``), the "Frechet LeNet
+Distance" / "MNIST score" practice of TF-GAN. Images are uint8 (N, C, 28|32, 28|32).
 """
 
 from __future__ import annotations
@@ -28,63 +24,22 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 
 from bench.engine.io import atomic_torch_save, quarantine, safe_torch_load
 from bench.errors import CheckpointError, first_line
+from bench.metrics.backbones import BACKBONES, Backbone, DomainClassifier
 from data import ImageDataset, from_uint8
 
-ARCH = "lenet-v1"  # bump when the architecture or the training recipe changes: it is part of the cache key
-FEATURE_EXTRACTOR = "lenet-domain"
-FEATURE_DIM = 128
-BATCH_SIZE = 128
-PEAK_LR = 3e-3
-MIN_EPOCHS = 3
-MIN_STEPS = 150
-MAX_SHIFT = 1
 EVAL_BATCH = 1000
-
-
-class LeNet(nn.Module):
-    """Two strided 5x5 convolutions and two linear layers; input (C, 28|32, 28|32) in [-1, 1]."""
-
-    def __init__(self, channels: int = 1, image_size: int = 28, num_classes: int = 10) -> None:
-        super().__init__()
-        if image_size not in (28, 32):
-            raise ValueError(f"LeNet takes 28x28 or 32x32 images, not {image_size}x{image_size}")
-        self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
-        side = image_size // 4
-        # strided convolutions instead of conv + max-pool: same accuracy here, half the CPU time
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 16, 5, 2, 2, bias=False),  # (16, s/2, s/2)
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 5, 2, 2, bias=False),  # (32, s/4, s/4)
-            nn.BatchNorm2d(32),
-            nn.ReLU(inplace=True),
-            nn.Flatten(),
-            nn.Linear(32 * side * side, FEATURE_DIM),  # (128,)
-            nn.ReLU(inplace=True),
-        )
-        self.head = nn.Linear(FEATURE_DIM, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations (N, 128): what FID, KID and precision/recall compare."""
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
-        return h, self.head(h)
 
 
 @dataclass(frozen=True)
 class Classifier:
     """A trained, frozen classifier (eval mode, on its device) and where its weights lie."""
 
-    model: LeNet
+    model: DomainClassifier
     weights_path: Path
     test_accuracy: float
     key: str
     weights_sha: str  # content hash of the state_dict: names the cached real-image statistics
+    backbone: Backbone
 
 
 def tensor_sha256(*tensors: torch.Tensor) -> str:
@@ -110,11 +65,11 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def classifier_key(dataset: ImageDataset, seed: int, data_sha: str | None = None) -> str:
-    """The cache key: sha256 of (dataset name, architecture, seed, data hash), 16 hex digits."""
+def classifier_key(dataset: ImageDataset, seed: int, backbone: Backbone, data_sha: str | None = None) -> str:
+    """The cache key: sha256 of (dataset name, the backbone's architecture tag, seed, data hash), 16 hex digits."""
     payload = {
         "dataset": dataset.name,
-        "arch": ARCH,
+        "arch": backbone.arch,
         "seed": seed,
         "data": data_sha or dataset_sha256(dataset),
     }
@@ -149,31 +104,31 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
     return int((predict(model, images, device) == labels.cpu()).sum()) / max(len(labels), 1)
 
 
-def train_classifier(dataset: ImageDataset, seed: int, device: torch.device) -> LeNet:
-    """Train a fresh ``LeNet`` on the training split with the module's fixed recipe; returns it in eval mode."""
+def train_classifier(dataset: ImageDataset, seed: int, device: torch.device, backbone: Backbone) -> DomainClassifier:
+    """Train a fresh ``backbone`` on the training split with its fixed recipe; returns it in eval mode."""
     channels, height, width = dataset.image_shape
     if height != width:
         raise ValueError(f"the classifier needs square images, got {height}x{width}")
+    recipe = backbone.recipe
+    seed += recipe.seed_offset
     images, labels = dataset.train_images, dataset.train_labels
     n = len(labels)
-    batch = min(BATCH_SIZE, n)
+    batch = min(recipe.batch_size, n)
     steps_per_epoch = n // batch
-    epochs = max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
+    epochs = max(recipe.min_epochs, math.ceil(recipe.min_steps / steps_per_epoch))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # initialisation only; shuffling and shifts use the generator below
-        model = LeNet(channels, height, dataset.num_classes).to(device)
+        model = backbone.model(channels, height, dataset.num_classes).to(device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=PEAK_LR)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, PEAK_LR, total_steps=epochs * steps_per_epoch, pct_start=0.15
-    )
+    optimizer = recipe.optimizer(model.parameters())
+    schedule = recipe.schedule(optimizer, epochs * steps_per_epoch)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for step in range(steps_per_epoch):
             idx = order[step * batch : (step + 1) * batch]
-            x = random_shift(images[idx], MAX_SHIFT, generator).to(device)
-            loss = F.cross_entropy(model(x), labels[idx].to(device))
+            x = random_shift(images[idx], recipe.max_shift, generator).to(device)
+            loss = F.cross_entropy(model(x), labels[idx].to(device), label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -181,9 +136,11 @@ def train_classifier(dataset: ImageDataset, seed: int, device: torch.device) -> 
     return model.eval().requires_grad_(False)
 
 
-def _weights_file(model: LeNet, test_accuracy: float, key: str, dataset: ImageDataset, seed: int) -> dict:
+def _weights_file(
+    model: DomainClassifier, test_accuracy: float, key: str, dataset: ImageDataset, seed: int, backbone: Backbone
+) -> dict:
     return {
-        "arch": ARCH,
+        "arch": backbone.arch,
         "key": key,
         "dataset": dataset.name,
         "seed": seed,
@@ -195,12 +152,14 @@ def _weights_file(model: LeNet, test_accuracy: float, key: str, dataset: ImageDa
     }
 
 
-def load_lenet(path: Path, device: torch.device | str = "cpu") -> tuple[LeNet, dict]:
-    """Rebuild the frozen ``LeNet`` stored at ``path`` (safe load); also return the file's metadata."""
+def load_classifier(
+    path: Path, backbone: Backbone, device: torch.device | str = "cpu"
+) -> tuple[DomainClassifier, dict]:
+    """Rebuild the frozen ``backbone`` stored at ``path`` (safe load); also return the file's metadata."""
     payload = safe_torch_load(path)
-    if not isinstance(payload, dict) or payload.get("arch") != ARCH or "state_dict" not in payload:
-        raise CheckpointError(f"{path} is not a {ARCH} classifier file")
-    model = LeNet(payload["channels"], payload["image_size"], payload["num_classes"])
+    if not isinstance(payload, dict) or payload.get("arch") != backbone.arch or "state_dict" not in payload:
+        raise CheckpointError(f"{path} is not a {backbone.arch} classifier file")
+    model = backbone.model(payload["channels"], payload["image_size"], payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval().requires_grad_(False)
     return model, payload
@@ -211,36 +170,47 @@ def load_or_train_classifier(
     seed: int,
     cache_dir: Path,
     device: torch.device,
+    backbone: Backbone,
     data_sha: str | None = None,
 ) -> Classifier:
-    """The classifier of (dataset, ``ARCH``, seed, data): loaded from ``cache_dir`` or trained and saved there.
+    """The ``backbone`` of (dataset, its architecture, seed, data): loaded from ``cache_dir`` or trained and saved.
 
     ``data_sha`` (``dataset_sha256(dataset)``) may be passed when the caller has it, to skip re-hashing.
     """
-    key = classifier_key(dataset, seed, data_sha)
+    key = classifier_key(dataset, seed, backbone, data_sha)
     path = Path(cache_dir) / f"classifier-{key}.pt"
     if path.is_file():
         try:
-            model, payload = load_lenet(path, device)
+            model, payload = load_classifier(path, backbone, device)
             if payload.get("key") == key:
-                return Classifier(model, path, float(payload["test_accuracy"]), key, _sha(model))
+                return Classifier(model, path, float(payload["test_accuracy"]), key, _sha(model), backbone)
             quarantine(path, "a classifier of another key")
         except (CheckpointError, RuntimeError, KeyError, TypeError) as err:
             quarantine(path, first_line(err))
-    model = train_classifier(dataset, seed, device)
+    model = train_classifier(dataset, seed, device, backbone)
     test_accuracy = accuracy(model, dataset.test_images, dataset.test_labels, device)
-    atomic_torch_save(path, _weights_file(model, test_accuracy, key, dataset, seed))
+    atomic_torch_save(path, _weights_file(model, test_accuracy, key, dataset, seed, backbone))
     # reload what is on disk, so the in-memory model and the feature extractor use the very same weights
-    model, payload = load_lenet(path, device)
-    return Classifier(model, path, float(payload["test_accuracy"]), key, _sha(model))
+    model, payload = load_classifier(path, backbone, device)
+    return Classifier(model, path, float(payload["test_accuracy"]), key, _sha(model), backbone)
 
 
 def _sha(model: nn.Module) -> str:
     return state_dict_sha256(model.state_dict())[:16]
 
 
-class LeNetFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity feature extractor over a cached ``LeNet``: uint8 (N, C, H, W) -> features, logits."""
+def backbone_of_extractor(name: str) -> Backbone:
+    """The registered backbone served under torch-fidelity's feature extractor ``name``."""
+    found = [BACKBONES[backbone] for backbone in BACKBONES if BACKBONES[backbone].feature_extractor == name]
+    vassert(len(found) == 1, f"no registered backbone is served as feature extractor {name!r}")
+    return found[0]
+
+
+class DomainFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor over a cached backbone: uint8 (N, C, H, W) -> features, logits.
+
+    One class serves every backbone: torch-fidelity passes the registered ``name``, which picks the architecture.
+    """
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs) -> None:
         super().__init__(name, features_list)
@@ -248,7 +218,7 @@ class LeNetFeatureExtractor(FeatureExtractorBase):
             feature_extractor_weights_path is not None,
             f"feature extractor {name!r} needs feature_extractor_weights_path (a classifier-*.pt file)",
         )
-        self.model, _ = load_lenet(Path(feature_extractor_weights_path))
+        self.model, _ = load_classifier(Path(feature_extractor_weights_path), backbone_of_extractor(name))
 
     @staticmethod
     def get_provided_features_list():
@@ -278,5 +248,6 @@ class LeNetFeatureExtractor(FeatureExtractorBase):
         return tuple(found[name] for name in self.features_list)
 
 
-if FEATURE_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:  # re-imports (e.g. importlib.reload) must not fail
-    register_feature_extractor(FEATURE_EXTRACTOR, LeNetFeatureExtractor)
+for _name in BACKBONES:
+    if BACKBONES[_name].feature_extractor not in FEATURE_EXTRACTORS_REGISTRY:  # re-imports must not fail
+        register_feature_extractor(BACKBONES[_name].feature_extractor, DomainFeatureExtractor)

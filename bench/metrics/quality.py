@@ -14,6 +14,10 @@ How every number is computed (so two users get the same one):
   (``lenet-domain``): FID and KID (polynomial kernel, ``QualitySpec.kid_subsets`` subsets of
   ``min(1000, n_fake, n_real)``) on the 128-d penultimate features, Inception Score (10 splits) on the logits,
   precision/recall (k = 3) on the features.
+- ``*_resnet`` (with ``QualitySpec.backbones`` holding ``resnet``): the same five scores, by the same calls, on the
+  second domain backbone of ``bench/metrics/backbones.py`` (``resnet-domain``: another architecture, another
+  training recipe, its own cache), so the report can say whether two feature networks rank the models alike.
+  Density/coverage, per-class FID and class consistency stay on the LeNet.
   Precision/recall compare sets of equal size (Kynkaanniemi et al. 2019: both are biased by unequal sizes), so
   their real side is a fixed random subset of ``min(n_fake, n_real)`` training images drawn with ``seed``.
 - ``density_lenet``, ``coverage_lenet``: ``prdc.compute_prdc`` (Naeem et al. 2020) with k = 5, the paper's default,
@@ -61,7 +65,8 @@ from bench.engine.io import is_file, quarantine, safe_torch_load
 from bench.engine.spec import QualitySpec
 from bench.engine.stopwatch import timed
 from bench.errors import CheckpointError, UserError
-from bench.metrics.classifier import FEATURE_EXTRACTOR, accuracy, dataset_sha256, load_or_train_classifier
+from bench.metrics.backbones import BACKBONES, PRIMARY
+from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
 from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
@@ -161,7 +166,7 @@ def _check_inception(path: str | None) -> None:
 
 
 class QualityEvaluator:
-    """Scores generators of one dataset on a fixed evaluation set, with the dataset's cached domain classifier."""
+    """Scores generators of one dataset on a fixed evaluation set, with the dataset's cached domain backbones."""
 
     def __init__(
         self, dataset: ImageDataset, spec: QualitySpec, device: torch.device, cache_dir: Path, seed: int = 0
@@ -173,7 +178,11 @@ class QualityEvaluator:
         self.inception = resolve_inception(spec)  # before the classifier: a bad path fails at once
         data_sha = dataset_sha256(dataset)
         self.data_tag = data_sha[:16]
-        self.classifier = load_or_train_classifier(dataset, seed, self.cache_dir, self.device, data_sha=data_sha)
+        self.classifiers = {
+            name: load_or_train_classifier(dataset, seed, self.cache_dir, self.device, BACKBONES[name], data_sha)
+            for name in spec.backbones
+        }
+        self.classifier = self.classifiers[PRIMARY]  # class consistency, density/coverage, per-class FID
         self.real = to_uint8(dataset.train_images)
         self.labels = torch.arange(spec.fid_samples) % dataset.num_classes
         self._noise: dict[int, torch.Tensor] = {}
@@ -193,8 +202,9 @@ class QualityEvaluator:
     ) -> dict[str, float | int | None]:
         """Every quality metric of ``generator`` on the fixed (z, y); teacher fidelity when ``teacher`` is given.
 
-        ``seconds``, when given, receives the wall time of each part (``quality_generate``, ``quality_lenet``,
-        ``quality_prc``, ``quality_prdc``, ``quality_fid_class``, ``quality_inception``, ``quality_consistency``).
+        ``seconds``, when given, receives the wall time of each part (``quality_generate``, ``quality_{backbone}``
+        for FID/IS/KID on each backbone, ``quality_prc`` for precision/recall on all of them, ``quality_prdc``,
+        ``quality_fid_class``, ``quality_inception``, ``quality_consistency``).
         """
         seconds = {} if seconds is None else seconds
         cfg = getattr(generator, "cfg", None)
@@ -276,18 +286,21 @@ class QualityEvaluator:
     ) -> dict[str, float | int | None]:
         seconds = {} if seconds is None else seconds
         n_fake, n_real = len(fake), len(self.real)
-        clf = self.classifier
-        with timed(seconds, "quality_lenet"):
-            lenet = self._fidelity(
-                fake, self.real, FEATURE_EXTRACTOR, str(clf.weights_path), self._cache_name("lenet", clf.weights_sha),
-                isc=True, fid=True, kid=True,
-            )  # fmt: skip
         m = min(n_fake, n_real)
         prc_real = self.real[self._real_order[:m]]
-        prc_name = self._cache_name("lenet", clf.weights_sha, f"prc{m}s{self.seed}")
-        with timed(seconds, "quality_prc"):
-            lenet.update(self._fidelity(fake, prc_real, FEATURE_EXTRACTOR, str(clf.weights_path), prc_name, prc=True))
-        metrics: dict[str, float | int | None] = {_FIDELITY_KEYS[k].format("lenet"): v for k, v in lenet.items()}
+        metrics: dict[str, float | int | None] = {}
+        for name, classifier in self.classifiers.items():
+            extractor, weights = classifier.backbone.feature_extractor, str(classifier.weights_path)
+            with timed(seconds, f"quality_{name}"):
+                scores = self._fidelity(
+                    fake, self.real, extractor, weights, self._cache_name(name, classifier.weights_sha),
+                    isc=True, fid=True, kid=True,
+                )  # fmt: skip
+            prc_name = self._cache_name(name, classifier.weights_sha, f"prc{m}s{self.seed}")
+            with timed(seconds, "quality_prc"):
+                scores.update(self._fidelity(fake, prc_real, extractor, weights, prc_name, prc=True))
+            metrics.update({_FIDELITY_KEYS[k].format(name): v for k, v in scores.items()})
+        clf = self.classifier
         with timed(seconds, "quality_prdc"):
             fake_features = self._lenet_features(fake)
             metrics.update(self._density_coverage(fake_features, self._train_features[self._real_order[:m]]))
@@ -313,7 +326,7 @@ class QualityEvaluator:
     def _lenet_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The classifier's 128-d features of uint8 ``pixels``, on the CPU, in batches.
 
-        The input goes through ``from_uint8`` as in ``LeNetFeatureExtractor``, so these are the features
+        The input goes through ``from_uint8`` as in ``DomainFeatureExtractor``, so these are the features
         torch-fidelity compares for FID and precision/recall.
         """
         size = self.spec.batch_size
@@ -361,7 +374,7 @@ class QualityEvaluator:
     @property
     def metric_keys(self) -> tuple[str, ...]:
         """The keys of every ``score_*`` result, in column order."""
-        backbones = {None, "lenet"} | ({"inception"} if self.inception is not None else set())
+        backbones = {None, *self.spec.backbones} | ({"inception"} if self.inception is not None else set())
         return quality_columns(backbones) + BOOKKEEPING_KEYS
 
     def _cache_name(self, backbone: str, weights_tag: str, extra: str = "") -> str:

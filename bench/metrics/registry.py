@@ -123,22 +123,30 @@ for _device, _name in [("cpu", "CPU"), ("cuda", "GPU")]:
 # quality (bench/metrics/quality.py), in the order the report shows them; ``bounds``: the values each can take
 # (KID is an unbiased estimate: it may fall below zero)
 NON_NEGATIVE, AT_LEAST_ONE, UNIT = (0.0, None), (1.0, None), (0.0, 1.0)
-_quality("fid_lenet", "FID (LeNet)", "FID", LOWER, "lenet", report_name="fid_lenet", bounds=NON_NEGATIVE)
-_quality(
-    "is_lenet",
-    "IS (LeNet)",
-    "IS",
-    HIGHER,
-    "lenet",
-    extra_columns=("is_lenet_std",),
-    report_name="is_lenet",
-    bounds=AT_LEAST_ONE,
-)
-_quality("kid_lenet", "KID (LeNet)", "KID", LOWER, "lenet", extra_columns=("kid_lenet_std",), report_name="kid_lenet")
-_quality(
-    "precision_lenet", "precision (LeNet)", "precision", HIGHER, "lenet", report_name="precision_lenet", bounds=UNIT
-)
-_quality("recall_lenet", "recall (LeNet)", "recall", HIGHER, "lenet", report_name="recall_lenet", bounds=UNIT)
+
+
+def _fidelity_scores(backbone: str, name: str, tagged: bool) -> None:
+    """FID, IS, KID, precision and recall on a domain backbone: the same five scores and bounds on each of them.
+
+    ``tagged``: whether the short names carry the backbone (the first one's are the plain "FID", "IS", ...).
+    """
+    tag = f" ({name})"
+    short = tag if tagged else ""
+    # fmt: off
+    _quality(f"fid_{backbone}", f"FID{tag}", f"FID{short}", LOWER, backbone, report_name=f"fid_{backbone}",
+             bounds=NON_NEGATIVE)
+    _quality(f"is_{backbone}", f"IS{tag}", f"IS{short}", HIGHER, backbone, extra_columns=(f"is_{backbone}_std",),
+             report_name=f"is_{backbone}", bounds=AT_LEAST_ONE)
+    _quality(f"kid_{backbone}", f"KID{tag}", f"KID{short}", LOWER, backbone, extra_columns=(f"kid_{backbone}_std",),
+             report_name=f"kid_{backbone}")
+    _quality(f"precision_{backbone}", f"precision{tag}", f"precision{short}", HIGHER, backbone,
+             report_name=f"precision_{backbone}", bounds=UNIT)
+    _quality(f"recall_{backbone}", f"recall{tag}", f"recall{short}", HIGHER, backbone,
+             report_name=f"recall_{backbone}", bounds=UNIT)
+    # fmt: on
+
+
+_fidelity_scores("lenet", "LeNet", tagged=False)
 # Naeem et al. 2020 (k = 5) on precision/recall's real subset; density may exceed 1, coverage is in [0, 1]
 _quality(
     "density_lenet", "density (LeNet)", "density", HIGHER, "lenet", report_name="density_lenet", bounds=NON_NEGATIVE
@@ -154,6 +162,8 @@ _quality(
     report_name="fid_class_lenet",
     bounds=NON_NEGATIVE,
 )
+# the second domain backbone (bench/metrics/backbones.py), scored with --backbones lenet,resnet
+_fidelity_scores("resnet", "ResNet", tagged=True)
 # the share of samples the domain classifier assigns to the class they were asked for
 _quality(
     "class_consistency",

@@ -1,0 +1,96 @@
+"""The second domain backbone: a small ResNet that trains in seconds, caches like the LeNet, and is opt-in."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import pytest
+import torch
+
+from bench.cli import build_parser, grid_from_args, main
+from bench.engine.spec import PRESETS, QualitySpec
+from bench.errors import UserError
+from bench.metrics import classifier as clf
+from bench.metrics.backbones import BACKBONES, ResNet
+from tests import conftest
+
+CPU = torch.device("cpu")
+RESNET = BACKBONES["resnet"]
+fails_cleanly = functools.partial(conftest.fails_cleanly, main)  # (capsys, args, expected)
+
+
+@pytest.fixture(scope="session")
+def resnet_on_digits(digits, classifier_cache) -> tuple[clf.Classifier, float]:
+    """The digits ResNet of seed 0 and the seconds it took to get (training, unless an earlier test cached it)."""
+    started = time.perf_counter()
+    classifier = clf.load_or_train_classifier(digits, 0, classifier_cache, CPU, RESNET)
+    return classifier, time.perf_counter() - started
+
+
+def test_resnet_is_small():
+    params = sum(p.numel() for p in ResNet(1, 28, 10).parameters())
+    assert 20_000 < params < 100_000  # 49,538 counted
+
+
+def test_resnet_on_digits_is_accurate_frozen_and_quick(resnet_on_digits, classifier_cache):
+    classifier, seconds = resnet_on_digits
+    assert type(classifier.model) is ResNet and classifier.backbone is RESNET
+    assert classifier.test_accuracy > 0.9  # 0.9917 measured
+    assert seconds < 60  # 7.7 s measured on one CPU thread
+    assert not classifier.model.training
+    assert all(not p.requires_grad for p in classifier.model.parameters())
+    assert classifier.weights_path == classifier_cache / f"classifier-{classifier.key}.pt"
+    payload = torch.load(classifier.weights_path, weights_only=True)  # plain tensors and numbers: no code
+    assert payload["arch"] == RESNET.arch and payload["test_accuracy"] == classifier.test_accuracy
+
+
+def test_resnet_cache_hit_does_not_retrain(digits, resnet_on_digits, classifier_cache, monkeypatch):
+    classifier, _ = resnet_on_digits
+    mtime = classifier.weights_path.stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier was retrained")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    again = clf.load_or_train_classifier(digits, 0, classifier_cache, CPU, RESNET)
+    assert (again.key, again.weights_sha, again.test_accuracy) == (
+        classifier.key,
+        classifier.weights_sha,
+        classifier.test_accuracy,
+    )
+    assert classifier.weights_path.stat().st_mtime_ns == mtime
+
+
+def test_default_quality_spec_scores_the_lenet_alone():
+    assert QualitySpec().backbones == ("lenet",)
+    assert QualitySpec(backbones=["lenet", "resnet"]).backbones == ("lenet", "resnet")
+
+
+@pytest.mark.parametrize(
+    "backbones, expected",
+    [
+        (("lenet", "bogus"), "unknown backbone 'bogus': choose one of lenet, resnet"),
+        (("resnet",), "--backbones must be distinct and include lenet"),
+        (("lenet", "lenet"), "--backbones must be distinct and include lenet"),
+    ],
+)
+def test_bad_backbones_are_one_line_user_errors(backbones, expected):
+    with pytest.raises(UserError, match=expected) as info:
+        QualitySpec(backbones=backbones)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("bogus", "unknown backbone 'bogus'"), ("resnet", "--backbones must be distinct and include lenet")],
+)
+def test_cli_refuses_bad_backbones(capsys, tmp_path, value, expected):
+    fails_cleanly(capsys, ["--backbones", value, "--out", str(tmp_path / "out")], expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_flag_sets_the_backbones_and_leaves_the_default_alone():
+    chosen = grid_from_args(build_parser().parse_args(["--backbones", "lenet,resnet"]))
+    assert chosen.quality.backbones == ("lenet", "resnet")
+    assert grid_from_args(build_parser().parse_args([])).quality == PRESETS["quick"]["quality"]
