@@ -113,9 +113,14 @@ class QuantizedGenerator(ConditionalGenerator):
         self.model, self.mode, self._hidden, self.keep_float = model, mode, list(hidden), list(keep_float)
         self.dtype = _DTYPES[mode]
         self.record = record
-        self.quantized = mode
-        if mode == "int8":
-            self.devices = ("cpu",)
+
+    @property
+    def quantized(self) -> str:
+        return self.mode
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",) if self.mode == "int8" else ConditionalGenerator.devices  # int8: fbgemm CPU kernels only
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with _engine(self.mode):
