@@ -52,10 +52,6 @@ class Method:
         if (self.start is None) == (self.derive is None):
             raise ValueError(f"method {self.name!r}: give exactly one of start (trained) or derive (derived)")
 
-    @property
-    def trained(self) -> bool:
-        return self.start is not None
-
 
 METHODS: Registry[Method] = Registry("compression method")
 
