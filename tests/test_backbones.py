@@ -62,9 +62,9 @@ def test_resnet_cache_hit_does_not_retrain(digits, resnet_on_digits, classifier_
     assert classifier.weights_path.stat().st_mtime_ns == mtime
 
 
-def test_default_quality_spec_scores_the_lenet_alone():
-    assert QualitySpec().backbones == ("lenet",)
-    assert QualitySpec(backbones=["lenet", "resnet"]).backbones == ("lenet", "resnet")
+def test_default_quality_spec_scores_both_backbones():
+    assert QualitySpec().backbones == ("lenet", "resnet")
+    assert QualitySpec(backbones=["lenet"]).backbones == ("lenet",)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,9 @@ def test_cli_refuses_bad_backbones(capsys, tmp_path, value, expected):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_flag_sets_the_backbones_and_leaves_the_default_alone():
-    chosen = grid_from_args(build_parser().parse_args(["--backbones", "lenet,resnet"]))
-    assert chosen.quality.backbones == ("lenet", "resnet")
+def test_both_backbones_by_default_and_the_flag_chooses():
+    assert grid_from_args(build_parser().parse_args([])).quality.backbones == ("lenet", "resnet")
+    assert grid_from_args(build_parser().parse_args(["--preset", "paper"])).quality.backbones == ("lenet", "resnet")
+    chosen = grid_from_args(build_parser().parse_args(["--backbones", "lenet"]))
+    assert chosen.quality.backbones == ("lenet",)
     assert grid_from_args(build_parser().parse_args([])).quality == PRESETS["quick"]["quality"]

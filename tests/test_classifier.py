@@ -84,7 +84,7 @@ def test_random_shift_moves_whole_pixels_and_fills_with_background():
 
 def test_digits_classifier_is_accurate_frozen_and_cached(digits_classifier, classifier_cache):
     c = digits_classifier
-    assert c.test_accuracy >= 0.97  # 0.9917 measured
+    assert c.test_accuracy >= 0.97  # 0.9944 measured (seed 0; the quick preset's seed 1314 gives 0.9917)
     assert not c.model.training
     assert all(not p.requires_grad for p in c.model.parameters())
     assert c.weights_path == classifier_cache / f"classifier-{c.key}.pt"

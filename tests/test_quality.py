@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch_fidelity
 from torch import nn
 from torch_fidelity import feature_extractor_inceptionv3 as tfi
+from torch_fidelity.feature_extractor_clip import CLIPVisual
 
 import data
 import gans
 from bench.engine.spec import QualitySpec
 from bench.errors import UserError
-from bench.metrics import classifier as clf
 from bench.metrics.backbones import BACKBONES
-from bench.metrics.quality import InceptionWeightsError, QualityError, QualityEvaluator, Uint8Images
+from bench.metrics.pretrained import WeightsError
+from bench.metrics.quality import QualityError, QualityEvaluator, Uint8Images
 from bench.metrics.registry import quality_columns
 
 CPU = torch.device("cpu")
@@ -35,12 +37,18 @@ LENET_EXTRACTOR = BACKBONES["lenet"].feature_extractor
 BOOKKEEPING_KEYS = ["quality_n_fake", "quality_n_real", "classifier_test_acc"]
 KEYS = LENET_KEYS + OWN_KEYS + BOOKKEEPING_KEYS
 INCEPTION_KEYS = ["fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std"]
+CLIP_KEYS = ["fid_clip", "kid_clip", "kid_clip_std", "precision_clip", "recall_clip"]
 NOT_FLOAT = ("teacher_fidelity_l1", "quality_n_fake", "quality_n_real")
+
+
+def lenet_only(**settings) -> QualitySpec:
+    """The LeNet alone: most tests here are about one backbone, and a second one costs its training per cache."""
+    return QualitySpec(backbones=("lenet",), **settings)
 
 
 @pytest.fixture(scope="session")
 def evaluator(digits, classifier_cache) -> QualityEvaluator:
-    return QualityEvaluator(digits, QualitySpec(fid_samples=N), CPU, classifier_cache, seed=0)
+    return QualityEvaluator(digits, lenet_only(fid_samples=N), CPU, classifier_cache, seed=0)
 
 
 def untrained(width: int = 32, seed: int = 0, **kwargs) -> nn.Module:
@@ -110,14 +118,27 @@ def test_density_and_coverage_separate_real_images_from_noise_and_untrained(
     assert untrained_scores["density_lenet"] <= 0.2
 
 
-def test_lenet_features_are_those_torch_fidelity_sees(evaluator, digits):
-    pixels = data.to_uint8(digits.test_images[:50])
-    extractor = clf.DomainFeatureExtractor(
-        LENET_EXTRACTOR, ["features"], feature_extractor_weights_path=str(evaluator.classifier.weights_path)
-    )
-    with torch.no_grad():
-        (expected,) = extractor(pixels)
-    assert torch.allclose(evaluator._lenet_features(pixels), expected, rtol=1e-5, atol=1e-6)
+def test_scores_are_those_of_torch_fidelitys_own_entry_point(evaluator, digits, real_scores):
+    """Features extracted once per backbone and scored by torch-fidelity's metric functions give what
+    ``torch_fidelity.calculate_metrics`` gives on the same images: the real side whole for FID/IS/KID, its
+    equal-size subset (the evaluator's first N of a permutation drawn with its seed) for precision/recall."""
+    common = dict(
+        input1=Uint8Images(data.to_uint8(digits.test_images)), feature_extractor=LENET_EXTRACTOR,
+        feature_extractor_weights_path=str(evaluator.classifier.weights_path), batch_size=100,
+        kid_subset_size=N, kid_subsets=evaluator.spec.kid_subsets, rng_seed=0, cuda=False, save_cpu_ram=True,
+        verbose=False,
+    )  # fmt: skip
+    whole = torch_fidelity.calculate_metrics(input2=Uint8Images(evaluator.real), isc=True, fid=True, kid=True, **common)
+    subset = torch.randperm(len(evaluator.real), generator=torch.Generator().manual_seed(0))[:N]
+    prc = torch_fidelity.calculate_metrics(input2=Uint8Images(evaluator.real[subset]), prc=True, **common)
+    expected = {
+        "fid_lenet": whole[torch_fidelity.KEY_METRIC_FID], "is_lenet": whole[torch_fidelity.KEY_METRIC_ISC_MEAN],
+        "kid_lenet": whole[torch_fidelity.KEY_METRIC_KID_MEAN],
+        "precision_lenet": prc[torch_fidelity.KEY_METRIC_PRECISION],
+        "recall_lenet": prc[torch_fidelity.KEY_METRIC_RECALL],
+    }  # fmt: skip
+    for key, value in expected.items():
+        assert real_scores[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
 def test_per_class_fid_is_far_below_for_real_images_and_punishes_wrong_classes(
@@ -145,7 +166,7 @@ def test_each_part_is_timed(evaluator):
     seconds: dict[str, float] = {}
     evaluator.score_generator(untrained(16), seconds=seconds)
     assert set(seconds) == {
-        "quality_generate", "quality_lenet", "quality_prc", "quality_prdc", "quality_fid_class", "quality_consistency"
+        "quality_generate", "quality_lenet", "quality_prdc", "quality_fid_class", "quality_consistency"
     }  # fmt: skip
     assert all(value > 0 for value in seconds.values())
 
@@ -168,7 +189,7 @@ def test_real_images_score_a_high_inception_score_and_class_consistency(evaluato
 
 def test_same_seed_same_numbers(digits, classifier_cache, evaluator, untrained_scores, real_scores):
     # a second evaluator reads the classifier and the real-image features from the caches the first one wrote
-    again = QualityEvaluator(digits, QualitySpec(fid_samples=N), CPU, classifier_cache, seed=0)
+    again = QualityEvaluator(digits, lenet_only(fid_samples=N), CPU, classifier_cache, seed=0)
     assert torch.equal(again.noise(100), evaluator.noise(100))
     assert again.score_generator(untrained()) == untrained_scores
     assert again.score_images(digits.test_images, digits.test_labels) == real_scores
@@ -302,7 +323,7 @@ def test_second_backbone_separates_real_images_from_noise_and_untrained(two_back
 def test_second_backbone_is_timed_and_cached_apart(two_backbones, classifier_cache):
     seconds: dict[str, float] = {}
     two_backbones.score_generator(untrained(16), seconds=seconds)
-    assert {"quality_lenet", "quality_resnet", "quality_prc"} <= set(seconds)
+    assert {"quality_lenet", "quality_resnet"} <= set(seconds)
     resnet = two_backbones.classifiers["resnet"]
     assert resnet.weights_sha != two_backbones.classifier.weights_sha
     name = f"resnet-digits-d{two_backbones.data_tag}-w{resnet.weights_sha}-n1437"
@@ -348,7 +369,7 @@ def small(dataset: data.ImageDataset, n_train: int, n_test: int) -> data.ImageDa
 def test_inception_metrics_are_wired_offline(digits, random_inception_weights, tmp_path, monkeypatch):
     lenet = BACKBONES["lenet"]  # a tiny dataset and a quick classifier: only the wiring counts
     monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
-    spec = QualitySpec(fid_samples=10, inception_weights=str(random_inception_weights))
+    spec = lenet_only(fid_samples=10, inception_weights=str(random_inception_weights))
     evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
     scores = evaluator.score_generator(untrained(16))
     assert list(scores) == LENET_KEYS + OWN_KEYS + INCEPTION_KEYS + BOOKKEEPING_KEYS
@@ -359,11 +380,48 @@ def test_inception_metrics_are_wired_offline(digits, random_inception_weights, t
     assert any(name.startswith("inception-digits-small-") and "-stat-fid-2048" in name for name in cached)
 
 
+# CLIP: wiring only, with a tiny random ViT in torch-fidelity's own CLIP architecture. Never real numbers.
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_weights(tmp_path_factory) -> Path:
+    """A state_dict laid out as OpenAI's CLIP (``visual.*`` and ``text_projection``): a one-layer ViT, 64 wide,
+    patches of 16 on 32x32 images, a 32-d embedding; ``build_model`` infers all of it from the tensors."""
+    torch.manual_seed(0)
+    visual = CLIPVisual(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16)
+    path = tmp_path_factory.mktemp("clip") / "clip-tiny.pt"
+    torch.save({**visual.state_dict(), "text_projection": torch.zeros(16, 32)}, path)
+    return path
+
+
+def test_clip_metrics_are_wired_offline(digits, tiny_clip_weights, tmp_path, monkeypatch):
+    lenet = BACKBONES["lenet"]  # a tiny dataset and a quick classifier: only the wiring counts
+    monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
+    spec = lenet_only(fid_samples=10, clip_weights=str(tiny_clip_weights))
+    evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
+    scores = evaluator.score_generator(untrained(16))
+    assert list(scores) == LENET_KEYS + OWN_KEYS + CLIP_KEYS + BOOKKEEPING_KEYS
+    assert all(math.isfinite(scores[k]) for k in CLIP_KEYS)
+    assert scores["fid_clip"] >= 0 and 0 <= scores["precision_clip"] <= 1
+    cached = [p.name for p in (tmp_path / "fidelity").iterdir()]
+    assert any(name.startswith("clip-digits-small-") and "-features-clip" in name for name in cached)
+    # the real side in CLIP's space: its features of the 12 training images, 32-d
+    assert evaluator._space("clip").real_features.shape == (12, 32)
+
+
+def test_weights_of_another_network_are_refused_for_clip(digits, digits_weights_file, tiny_clip_weights, tmp_path):
+    with pytest.raises(WeightsError, match="does not fit torch-fidelity's CLIP") as info:
+        QualityEvaluator(digits, lenet_only(fid_samples=10, clip_weights=str(digits_weights_file)), CPU, tmp_path)
+    assert "\n" not in str(info.value) and str(digits_weights_file) in str(info.value)
+    with pytest.raises(WeightsError, match="--clip-weights .*: no such file"):
+        QualityEvaluator(digits, lenet_only(fid_samples=10, clip_weights=str(tmp_path / "no.pt")), CPU, tmp_path)
+
+
 def test_missing_inception_weights_is_a_user_error(digits, tmp_path):
-    spec = QualitySpec(fid_samples=10, inception_weights=str(tmp_path / "nope.pt"))
+    spec = lenet_only(fid_samples=10, inception_weights=str(tmp_path / "nope.pt"))
     with pytest.raises(UserError, match="no such file") as info:
         QualityEvaluator(digits, spec, CPU, tmp_path)
-    assert isinstance(info.value, InceptionWeightsError)
+    assert isinstance(info.value, WeightsError)
     assert "\n" not in str(info.value)
     assert not list(tmp_path.glob("classifier-*.pt"))  # refused before any classifier training
 
@@ -375,8 +433,8 @@ def test_unusable_inception_weights_are_a_user_error(digits, digits_weights_file
         path.write_bytes(b"this is not a checkpoint")
     else:
         path.write_bytes(digits_weights_file.read_bytes())
-    with pytest.raises(InceptionWeightsError) as info:
-        QualityEvaluator(digits, QualitySpec(fid_samples=10, inception_weights=str(path)), CPU, tmp_path)
+    with pytest.raises(WeightsError) as info:
+        QualityEvaluator(digits, lenet_only(fid_samples=10, inception_weights=str(path)), CPU, tmp_path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
@@ -390,15 +448,15 @@ def test_failed_inception_download_is_a_user_error(digits, tmp_path, monkeypatch
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(tfi, "load_state_dict_from_url", offline)
-    with pytest.raises(InceptionWeightsError, match="--inception-weights PATH"):
-        QualityEvaluator(digits, QualitySpec(fid_samples=10, inception_download=True), CPU, tmp_path)
+    with pytest.raises(WeightsError, match="--inception-weights PATH"):
+        QualityEvaluator(digits, lenet_only(fid_samples=10, inception_download=True), CPU, tmp_path)
 
 
 def test_code_carrying_inception_weights_are_refused(digits, tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"fn": print}, path)  # a pickled callable: weights_only=True refuses it
-    with pytest.raises(InceptionWeightsError, match="cannot be loaded safely"):
-        QualityEvaluator(digits, QualitySpec(fid_samples=10, inception_weights=str(path)), CPU, tmp_path)
+    with pytest.raises(WeightsError, match="cannot be loaded safely"):
+        QualityEvaluator(digits, lenet_only(fid_samples=10, inception_weights=str(path)), CPU, tmp_path)
 
 
 # Real MNIST (skipped when absent): the classifier and the real-image features persist in pytest's cache folder,
@@ -409,7 +467,7 @@ def test_mnist_real_test_split_scores_like_real_data(mnist_root, request, tmp_pa
     mnist = data.get_dataset("mnist", mnist_root)
     store = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
     cache = Path(store.mkdir("gan-kd-bench-quality")) if store is not None else tmp_path
-    evaluator = QualityEvaluator(mnist, QualitySpec(fid_samples=10_000, batch_size=1000), CPU, cache)
+    evaluator = QualityEvaluator(mnist, lenet_only(fid_samples=10_000, batch_size=1000), CPU, cache)
     assert evaluator.classifier.test_accuracy >= 0.99
     scores = evaluator.score_images(mnist.test_images, mnist.test_labels)
     assert scores["is_lenet"] > 9  # 9.67 measured

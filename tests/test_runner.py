@@ -148,7 +148,7 @@ def test_seeds_trained_together_give_the_results_of_seeds_trained_apart(tmp_path
 
 def test_records_say_where_measuring_time_went(tiny_results):
     frame = pd.read_csv(tiny_results / RESULTS_CSV)
-    for part in ("size", "quality_generate", "quality_lenet", "quality_prc", "quality_consistency"):
+    for part in ("size", "quality_generate", "quality_lenet", "quality_resnet", "quality_consistency"):
         assert (frame[f"seconds_{part}"] > 0).all(), part
     started = pd.to_datetime(frame["train_started_at"])
     assert (pd.to_datetime(frame["train_finished_at"]) > started).all()

@@ -77,7 +77,8 @@ from bench.errors import DataUnavailableError, first_line
 from bench.latency import time_models, write_latency_csv
 from bench.metrics.assess import assess
 from bench.metrics.measure import measure_devices, size_metrics
-from bench.metrics.quality import QualityEvaluator, resolve_inception
+from bench.metrics.pretrained import resolve_pretrained, weights_paths
+from bench.metrics.quality import QualityEvaluator
 from compress.methods import METHODS, Sources, load_generator, method_of
 from data import DataShape, ImageDataset, get_dataset
 
@@ -444,17 +445,22 @@ def record_given_teacher(ctx: GridContext, teacher: RunSpec) -> None:
 
 
 def write_references(ctx: GridContext) -> None:
-    """The real-data floor and the untrained-generator ceiling of every metric, once per results directory."""
+    """The real-data floor and the untrained-generator ceiling of every metric, once per results directory, and
+    again (overwritten) when the rows on disk lack a metric the grid scores or were scored on another number of
+    samples."""
     path = ctx.results_dir / REFERENCES_CSV
     if path.is_file():
         try:
             frame = pd.read_csv(path)
-            if {"dataset", "reference", "fid_lenet"} <= set(frame.columns) and len(frame) >= 2:
-                return
-            problem = "not the reference rows"
+            if not {"dataset", "reference", "quality_n_fake"} <= set(frame.columns) or len(frame) < 2:
+                raise ValueError("not the reference rows")
         except (OSError, ValueError, pd.errors.ParserError) as err:
-            problem = f"{type(err).__name__}: {first_line(err)}"
-        quarantine(path, problem)
+            quarantine(path, f"{type(err).__name__}: {first_line(err)}")
+        else:
+            untrained_samples = list(frame.loc[frame["reference"] == "untrained", "quality_n_fake"])
+            every_metric = set(ctx.evaluator.metric_keys) <= set(frame.columns)
+            if every_metric and untrained_samples == [ctx.grid.quality.fid_samples]:
+                return
     untrained, _ = build_models(ctx.grid.runs()[0], ctx.dataset)
     rows = [{"dataset": ctx.grid.dataset, **row} for row in ctx.evaluator.reference_rows(untrained.to(ctx.device))]
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
@@ -499,8 +505,8 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
     checked_schema_version(results_dir / GRID_FILE)
     check_creatable_dir(results_dir, "--out")
     check_creatable_dir(cache_dir_of(grid), "--cache-dir")
-    if grid.quality.inception_weights:
-        resolve_inception(grid.quality)  # a file that is not torch-fidelity's Inception fails here, not later
+    if any(weights_paths(grid.quality).values()):
+        resolve_pretrained(grid.quality)  # a file that does not fit its network fails here, not later
     cohorts = plan(specs)
     lines = [
         f"dry run: {len(specs)} runs in {len(cohorts)} cohorts; {data}; device {device_name(device)}; "

@@ -123,10 +123,12 @@ class QualitySpec:
     kid_subsets: int = 100  # torch-fidelity's default; KID's cost grows linearly with it
     inception_weights: str | None = None
     inception_download: bool = False
+    clip_weights: str | None = None  # a state_dict of CLIP (bench/metrics/clip.py): FID/KID/precision/recall on it
     batch_size: int = 500
-    # domain backbones scored (bench/metrics/backbones.py); each beyond the LeNet adds its columns and a Kendall's
-    # tau between backbones to the report, at the cost of training it once per dataset and seed (cached)
-    backbones: tuple[str, ...] = ("lenet",)
+    # domain backbones scored (bench/metrics/backbones.py): two of different architecture and training, so that the
+    # report can show whether they rank the models alike (Kendall's tau); each costs its training once per dataset
+    # and seed (cached) and its scores of every model
+    backbones: tuple[str, ...] = ("lenet", "resnet")
 
     def __post_init__(self) -> None:
         from bench.metrics.backbones import BACKBONES, PRIMARY
@@ -267,7 +269,7 @@ PRESETS: dict[str, dict] = {
     # digits, under 3 minutes on a 2-core CPU, every stage exercised: a width-256 teacher keeps it that short
     "quick": dict(
         dataset="digits", widths=(16, 32, 64, 128), teacher_width=256, kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
-        seeds=(1314,), epochs=6, batch_size=32, quality=QualitySpec(fid_samples=1000, kid_subsets=20),
+        seeds=(1314,), epochs=6, batch_size=32, quality=QualitySpec(fid_samples=1000, kid_subsets=10),
         # every model behind eager PyTorch and ONNX Runtime in a few seconds each: p99 then rests on 24+ calls;
         # noisy cells are flagged, not re-timed
         speed=SpeedSpec(backends=("eager", "onnxruntime"), batches=(1, 64), rounds=6, calls_per_round=16,

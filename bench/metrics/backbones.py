@@ -30,10 +30,11 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
+from bench.metrics.registry import PRIMARY_BACKBONE
 from bench.registry import Registry
 
 FEATURE_DIM = 128
-PRIMARY = "lenet"  # class consistency, density/coverage and per-class FID rest on it: every evaluator has it
+PRIMARY = PRIMARY_BACKBONE  # class consistency, density/coverage and per-class FID rest on it: every evaluator has it
 
 
 class DomainClassifier(nn.Module):

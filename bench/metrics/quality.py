@@ -1,5 +1,5 @@
-"""Sample quality of a conditional generator: FID, IS, KID and precision/recall through torch-fidelity, density and
-coverage through prdc, per-class FID, plus class consistency and teacher fidelity.
+"""Sample quality of a conditional generator: FID, IS, KID and precision/recall through torch-fidelity on every
+feature network asked for, density and coverage through prdc, per-class FID, class consistency, teacher fidelity.
 
 How every number is computed (so two users get the same one):
 
@@ -10,45 +10,52 @@ How every number is computed (so two users get the same one):
   ``cache_dir/fidelity`` by a name holding the backbone, the dataset, a hash of its data, a hash of the backbone
   weights and the sample count (torch-fidelity's own cache key ignores weights). The generated side is never
   cached.
-- ``*_lenet``: torch-fidelity's ``calculate_metrics`` with the domain classifier of ``bench/metrics/classifier.py``
-  (``lenet-domain``): FID and KID (polynomial kernel, ``QualitySpec.kid_subsets`` subsets of
-  ``min(1000, n_fake, n_real)``) on the 128-d penultimate features, Inception Score (10 splits) on the logits,
-  precision/recall (k = 3) on the features.
-- ``*_resnet`` (with ``QualitySpec.backbones`` holding ``resnet``): the same five scores, by the same calls, on the
-  second domain backbone of ``bench/metrics/backbones.py`` (``resnet-domain``: another architecture, another
-  training recipe, its own cache), so the report can say whether two feature networks rank the models alike.
-  Density/coverage, per-class FID and class consistency stay on the LeNet.
+- Every feature network's scores are torch-fidelity's: its registered feature extractor gives the features of
+  each side once, and its metric functions (``isc_featuresdict_to_metric``, ``fid_statistics_to_metric``,
+  ``kid_featuresdict_to_metric``, ``prc_featuresdict_to_metric``) score them, with the arguments
+  ``calculate_metrics`` would pass: the same numbers as ``calculate_metrics`` (a test compares them), without
+  extracting the generated images' features once per call.
+- ``*_lenet``: the domain classifier of ``bench/metrics/classifier.py`` (``lenet-domain``): FID and KID
+  (polynomial kernel, ``QualitySpec.kid_subsets`` subsets of ``min(1000, n_fake, n_real)``) on the 128-d
+  penultimate features, Inception Score (10 splits) on the logits, precision/recall (k = 3) on the features.
+- ``*_resnet`` (``QualitySpec.backbones`` holds ``resnet`` by default): the same five scores on the second domain
+  backbone of ``bench/metrics/backbones.py`` (``resnet-domain``: another architecture, another training recipe,
+  its own cache), so the report can say whether two feature networks rank the models alike. Density/coverage,
+  per-class FID and class consistency stay on the LeNet.
   Precision/recall compare sets of equal size (Kynkaanniemi et al. 2019: both are biased by unequal sizes), so
-  their real side is a fixed random subset of ``min(n_fake, n_real)`` training images drawn with ``seed``.
+  their real side is a fixed random subset of ``min(n_fake, n_real)`` training images drawn with ``seed`` (rows
+  of the training split's features).
 - ``density_lenet``, ``coverage_lenet``: ``prdc.compute_prdc`` (Naeem et al. 2020) with k = 5, the paper's default,
   on the same 128-d features and the same equal-size real subset as precision/recall. Density counts how many
   real k-NN balls hold each generated sample, over k (about 1 for a perfect generator, above 1 where samples
-  crowd dense real regions); coverage is the share of real samples whose k-NN ball holds a generated one. The
-  training split's features for these and for ``fid_class_lenet`` are computed once per evaluator, in memory.
+  crowd dense real regions); coverage is the share of real samples whose k-NN ball holds a generated one. Both
+  sides' features are those the LeNet's scores use, extracted once.
 - ``fid_class_lenet``: the mean over the classes asked for of the FID between the generated images of class c and
   all real training images of class c, on the same features, with torch-fidelity's own statistics and distance.
   Each class has only n / num_classes generated samples (100 at n = 1,000 on 10 classes) against 128-d
   features, so the per-class FID is biased upwards, more than the all-class FID: compare it only at equal
   sample counts. None when some class asked for has fewer than 2 generated or real images (no covariance).
-- ``*_inception``: the same FID/IS/KID with torch-fidelity's Inception-v3 (``inception-v3-compat``: 2048-d pool
+- ``*_inception``: FID/IS/KID with torch-fidelity's Inception-v3 (``inception-v3-compat``: 2048-d pool
   features, IS on ``logits_unbiased``) when ``QualitySpec.inception_weights`` names a weights file or
-  ``inception_download`` lets torch-fidelity download its own; grayscale is repeated to 3 channels and
-  torch-fidelity resizes to 299x299 itself.
+  ``inception_download`` lets torch-fidelity download its own; ``*_clip``: FID/KID/precision/recall on CLIP's
+  image embedding when ``QualitySpec.clip_weights`` names a state_dict (``bench/metrics/pretrained.py``).
+  Grayscale is repeated to 3 channels; torch-fidelity resizes to the network's input itself.
 - ``class_consistency``: the classifier's accuracy on the generated images against the labels asked for.
 - ``teacher_fidelity_l1``: mean |G_student(z, y) - G_teacher(z, y)| over all pixels, in [-1, 1] units, before
   quantisation; None without a teacher.
 - All torch-fidelity randomness (IS split shuffling, KID subsets) uses ``rng_seed = seed``; the classifier is the
   one trained with the same ``seed``. KID is reported as torch-fidelity returns it (raw feature units, not x1000).
-- Cost: the LeNet metrics take seconds on a CPU; Inception-v3 runs 299x299 inputs (about 0.2 s per image on 2 CPU
-  cores), so ``*_inception`` on MNIST-sized sets is a GPU job.
+- Cost: each domain backbone takes about 0.7 s per model at n = 1,000 on a CPU, most of it KID's kernels over
+  its subsets; Inception-v3 runs 299x299 inputs (about 0.2 s per image on 2 CPU cores) and CLIP ViT-B/32
+  224x224 ones, so ``*_inception`` and ``*_clip`` on MNIST-sized sets are GPU jobs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import weakref
 from contextlib import nullcontext, redirect_stdout
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -58,20 +65,35 @@ import torch
 import torch_fidelity
 from torch import nn
 from torch.utils.data import Dataset
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
-from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import (
+    KEY_METRIC_FID,
+    fid_features_to_statistics,
+    fid_featuresdict_to_statistics,
+    fid_featuresdict_to_statistics_cached,
+    fid_statistics_to_metric,
+)
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+from torch_fidelity.utils import (
+    create_feature_extractor,
+    extract_featuresdict_from_input_id_cached,
+    get_featuresdict_from_dataset,
+    resolve_feature_layer_for_metric,
+)
 
-from bench.engine.io import is_file, quarantine, safe_torch_load
+from bench.engine.io import quarantine, safe_torch_load
 from bench.engine.spec import QualitySpec
 from bench.engine.stopwatch import timed
 from bench.errors import CheckpointError, UserError
 from bench.metrics.backbones import BACKBONES, PRIMARY
 from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
+from bench.metrics.pretrained import resolve_pretrained
 from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
 
-INCEPTION_EXTRACTOR = "inception-v3-compat"
 DEFAULT_NZ = 100
 KID_MAX_SUBSET = 1000
 PRDC_K = 5  # density and coverage: the k Naeem et al. 2020 use throughout and recommend
@@ -95,10 +117,6 @@ class QualityError(UserError):
     """Generated images or models that cannot be scored against this dataset."""
 
 
-class InceptionWeightsError(UserError):
-    """``--inception-weights`` names no usable file, or the weights could not be downloaded."""
-
-
 class Uint8Images(Dataset):
     """uint8 (N, C, H, W) pixels as a torch-fidelity input: item i is the (C, H, W) tensor, 3 channels if ``rgb``."""
 
@@ -116,53 +134,44 @@ class Uint8Images(Dataset):
         return item.expand(3, -1, -1) if self.rgb else item
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class FeatureSpace:
+    """One torch-fidelity feature extractor with the training split's features in it.
 
-
-def resolve_inception(spec: QualitySpec) -> tuple[str | None, str] | None:
-    """(weights path or None to download, content tag) when Inception metrics are asked for, else None.
-
-    The weights are checked here, once, so a bad ``--inception-weights`` fails before any training: the file must
-    exist, load with ``weights_only=True`` (no code in it) and fit torch-fidelity's Inception-v3.
+    torch-fidelity's ``calculate_metrics`` extracts both sides' features on every call; scoring each backbone
+    through its metric functions instead, on features extracted once, gives the same numbers from the same code
+    for a third of the work, and lets precision/recall's equal-size real side be rows of the real features.
     """
-    if spec.inception_weights:
-        path = Path(spec.inception_weights).expanduser()
-        if not is_file(path):
-            raise InceptionWeightsError(f"--inception-weights {path}: no such file")
-        try:
-            safe_torch_load(path)
-        except CheckpointError:
-            raise InceptionWeightsError(
-                f"--inception-weights {path} cannot be loaded safely: it is corrupt or holds more than tensors "
-                "(torch.load with weights_only=True refused it)"
-            ) from None
-        _check_inception(str(path))
-        return str(path), "sha" + _file_sha256(path)[:16]
-    if spec.inception_download:
-        _check_inception(None)
-        return None, Path(URL_INCEPTION_V3).stem  # the file name carries torch-fidelity's own content hash
-    return None
 
+    name: str  # the suffix of its columns (``fid_{name}``)
+    extractor: FeatureExtractorBase
+    layers: dict[str, str]  # metric (isc, fid, kid, prc) -> the feature it reads
+    rgb: bool  # grayscale images repeated to 3 channels
+    real: dict[str, torch.Tensor]  # feature name -> (n_real, d) features of the training split
+    real_fid: dict[str, np.ndarray] | None  # the training split's FID statistics
 
-def _check_inception(path: str | None) -> None:
-    """Build torch-fidelity's Inception-v3 from ``path`` (None: download it); one-line errors."""
-    try:
-        FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"], feature_extractor_weights_path=path, verbose=False)
-    except Exception as err:  # a wrong state_dict (RuntimeError), a failed download (URLError, OSError), ...
-        text = str(err).strip()
-        first = text.splitlines()[0].rstrip(":") if text else type(err).__name__
-        if path is None:
-            raise InceptionWeightsError(
-                f"the Inception-v3 weights could not be downloaded ({first}): pass --inception-weights PATH instead"
-            ) from None
-        raise InceptionWeightsError(
-            f"--inception-weights {path} does not fit torch-fidelity's Inception-v3: {first}"
-        ) from None
+    @property
+    def real_features(self) -> torch.Tensor:
+        """The training split's features that FID, KID and precision/recall compare."""
+        return self.real[self.layers["fid"]]
+
+    def scores(
+        self, fake: dict[str, torch.Tensor], options: dict[str, object], prc_real_rows: torch.Tensor
+    ) -> dict[str, float]:
+        """torch-fidelity's scores of generated features ``fake``: IS, FID and KID against the whole training split,
+        precision/recall against its rows ``prc_real_rows``."""
+        scores: dict[str, float] = {}
+        if "isc" in self.layers:
+            scores.update(isc_featuresdict_to_metric(fake, self.layers["isc"], **options))
+        if self.real_fid is not None:
+            fake_fid = fid_featuresdict_to_statistics(fake, self.layers["fid"])
+            scores.update(fid_statistics_to_metric(fake_fid, self.real_fid, verbose=False))
+        if "kid" in self.layers:
+            scores.update(kid_featuresdict_to_metric(fake, self.real, self.layers["kid"], **options))
+        if "prc" in self.layers:
+            prc_real = {self.layers["prc"]: self.real[self.layers["prc"]][prc_real_rows]}
+            scores.update(prc_featuresdict_to_metric(fake, prc_real, self.layers["prc"], **options))
+        return {k: float(v) for k, v in scores.items() if k in _FIDELITY_KEYS}
 
 
 class QualityEvaluator:
@@ -175,7 +184,7 @@ class QualityEvaluator:
             raise UserError(f"--fid-samples must be at least 10, got {spec.fid_samples}")
         self.dataset, self.spec, self.device, self.seed = dataset, spec, torch.device(device), seed
         self.cache_dir = Path(cache_dir)
-        self.inception = resolve_inception(spec)  # before the classifier: a bad path fails at once
+        self.pretrained = resolve_pretrained(spec)  # before the classifiers: a bad weights file fails at once
         data_sha = dataset_sha256(dataset)
         self.data_tag = data_sha[:16]
         self.classifiers = {
@@ -237,8 +246,14 @@ class QualityEvaluator:
         return self._score_pixels(pixels, labels.cpu())
 
     def reference_rows(self, untrained_generator: nn.Module) -> list[dict[str, float | int | str | None]]:
-        """The floor (real test split vs training split) and the ceiling (an untrained generator) of every metric."""
-        real = self.score_images(self.dataset.test_images, self.dataset.test_labels)
+        """The floor (real test images vs the training split) and the ceiling (an untrained generator) of every
+        metric, at the evaluation set's size: FID, KID and per-class FID depend on it. A test split larger than
+        the evaluation set gives a fixed random subset drawn with ``seed``; a smaller one is scored whole."""
+        images, labels = self.dataset.test_images, self.dataset.test_labels
+        if len(images) > self.spec.fid_samples:
+            chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+            images, labels = images[chosen[: self.spec.fid_samples]], labels[chosen[: self.spec.fid_samples]]
+        real = self.score_images(images, labels)
         untrained = self.score_generator(untrained_generator)
         return [{"reference": "real-test", **real}, {"reference": "untrained", **untrained}]
 
@@ -287,66 +302,104 @@ class QualityEvaluator:
         seconds = {} if seconds is None else seconds
         n_fake, n_real = len(fake), len(self.real)
         m = min(n_fake, n_real)
-        prc_real = self.real[self._real_order[:m]]
         metrics: dict[str, float | int | None] = {}
-        for name, classifier in self.classifiers.items():
-            extractor, weights = classifier.backbone.feature_extractor, str(classifier.weights_path)
-            with timed(seconds, f"quality_{name}"):
-                scores = self._fidelity(
-                    fake, self.real, extractor, weights, self._cache_name(name, classifier.weights_sha),
-                    isc=True, fid=True, kid=True,
-                )  # fmt: skip
-            prc_name = self._cache_name(name, classifier.weights_sha, f"prc{m}s{self.seed}")
-            with timed(seconds, "quality_prc"):
-                scores.update(self._fidelity(fake, prc_real, extractor, weights, prc_name, prc=True))
-            metrics.update({_FIDELITY_KEYS[k].format(name): v for k, v in scores.items()})
-        clf = self.classifier
+        fake_features: dict[str, torch.Tensor] = {}
+        for space in self._feature_spaces:
+            with timed(seconds, f"quality_{space.name}"):
+                fake_features[space.name] = self._features(space, fake)
+                scores = space.scores(fake_features[space.name], self._fidelity_options(n_fake), self._real_order[:m])
+            metrics.update({_FIDELITY_KEYS[k].format(space.name): v for k, v in scores.items()})
+        primary = self._space(PRIMARY)
+        lenet_fake, lenet_real = fake_features[PRIMARY][primary.layers["fid"]], primary.real_features
         with timed(seconds, "quality_prdc"):
-            fake_features = self._lenet_features(fake)
-            metrics.update(self._density_coverage(fake_features, self._train_features[self._real_order[:m]]))
+            metrics.update(self._density_coverage(lenet_fake, lenet_real[self._real_order[:m]]))
         with timed(seconds, "quality_fid_class"):
-            metrics["fid_class_lenet"] = self._class_fid(fake_features, labels)
-        if self.inception is not None:
-            path, tag = self.inception
-            with timed(seconds, "quality_inception"):
-                inception = self._fidelity(
-                    fake, self.real, INCEPTION_EXTRACTOR, path, self._cache_name("inception", tag),
-                    rgb=True, isc=True, fid=True, kid=True,
-                )  # fmt: skip
-            metrics.update({_FIDELITY_KEYS[k].format("inception"): v for k, v in inception.items()})
+            metrics["fid_class_lenet"] = self._class_fid(lenet_fake, labels)
         with timed(seconds, "quality_consistency"):
-            metrics["class_consistency"] = accuracy(clf.model, from_uint8(fake), labels, self.device)
+            metrics["class_consistency"] = accuracy(self.classifier.model, from_uint8(fake), labels, self.device)
         metrics["teacher_fidelity_l1"] = None
         metrics["quality_n_fake"] = n_fake
         metrics["quality_n_real"] = n_real
-        metrics["classifier_test_acc"] = clf.test_accuracy
+        metrics["classifier_test_acc"] = self.classifier.test_accuracy
         return {key: metrics[key] for key in self.metric_keys}
 
-    @torch.no_grad()
-    def _lenet_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The classifier's 128-d features of uint8 ``pixels``, on the CPU, in batches.
-
-        The input goes through ``from_uint8`` as in ``DomainFeatureExtractor``, so these are the features
-        torch-fidelity compares for FID and precision/recall.
-        """
-        size = self.spec.batch_size
-        return torch.cat([
-            self.classifier.model.features(from_uint8(pixels[start : start + size]).to(self.device)).cpu()
-            for start in range(0, len(pixels), size)
-        ])  # fmt: skip
-
     @cached_property
-    def _train_features(self) -> torch.Tensor:
-        """Features of the whole training split, computed once: the real side of density/coverage and of every
-        class's FID."""
-        return self._lenet_features(self.real)
+    def _feature_spaces(self) -> list[FeatureSpace]:
+        """Every backbone's feature extractor with the training split's features in it, made on first use: each
+        backbone then extracts each generated set's features once, for all of its scores."""
+        spaces = [
+            self._make_space(name, classifier.backbone.feature_extractor, str(classifier.weights_path),
+                             self._cache_name(name, classifier.weights_sha), metrics=("isc", "fid", "kid", "prc"))
+            for name, classifier in self.classifiers.items()
+        ]  # fmt: skip
+        spaces += [
+            self._make_space(weights.net.name, weights.net.extractor, weights.path,
+                             self._cache_name(weights.net.name, weights.tag), metrics=weights.net.metrics, rgb=True)
+            for weights in self.pretrained
+        ]  # fmt: skip
+        return spaces
+
+    def _space(self, name: str) -> FeatureSpace:
+        return next(space for space in self._feature_spaces if space.name == name)
+
+    def _make_space(
+        self, name: str, extractor: str, weights_path: str | None, cache_name: str, metrics: tuple[str, ...],
+        rgb: bool = False,
+    ) -> FeatureSpace:  # fmt: skip
+        """Build torch-fidelity's ``extractor`` and the training split's features and FID statistics in it, both
+        cached on disk under ``cache_name`` (torch-fidelity's own cache files, vetted before it reads them)."""
+        cuda = self.device.type == "cuda"
+        layers = {metric: resolve_feature_layer_for_metric(metric, feature_extractor=extractor) for metric in metrics}
+        options = dict(
+            input2=Uint8Images(self.real, rgb),
+            input2_cache_name=cache_name,
+            cache_root=str(self.cache_dir / "fidelity"),
+            batch_size=self.spec.batch_size,
+            cuda=cuda,
+            save_cpu_ram=True,  # no DataLoader worker processes: the data is in memory
+            verbose=False,
+        )
+        vet_fidelity_cache(self.cache_dir / "fidelity", cache_name)
+        with self._on_device():
+            model = create_feature_extractor(
+                extractor, sorted(set(layers.values())), cuda=cuda, feature_extractor_weights_path=weights_path,
+                verbose=False,
+            )  # fmt: skip
+            real = extract_featuresdict_from_input_id_cached(2, model, **options)
+        real_fid = (
+            fid_featuresdict_to_statistics_cached(real, cache_name, model, layers["fid"], **options)
+            if "fid" in layers
+            else None
+        )
+        return FeatureSpace(name, model, layers, rgb, real, real_fid)
+
+    def _features(self, space: FeatureSpace, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """torch-fidelity's features of uint8 ``pixels`` in ``space``, never cached (generated images)."""
+        cuda = self.device.type == "cuda"
+        with self._on_device():
+            return get_featuresdict_from_dataset(
+                Uint8Images(pixels, space.rgb), space.extractor, self.spec.batch_size, cuda, True, False
+            )
+
+    def _fidelity_options(self, n_fake: int) -> dict[str, object]:
+        """torch-fidelity's options for the scores of ``n_fake`` generated images against the training split."""
+        return dict(
+            kid_subset_size=min(KID_MAX_SUBSET, n_fake, len(self.real)),
+            kid_subsets=self.spec.kid_subsets,
+            rng_seed=self.seed,
+            save_cpu_ram=True,  # chunked precision/recall distances
+            verbose=False,
+        )
+
+    def _on_device(self):
+        return torch.cuda.device(self.device) if self.device.type == "cuda" else nullcontext()
 
     @cached_property
     def _class_statistics(self) -> dict[int, dict[str, np.ndarray]]:
         """torch-fidelity's FID statistics of each training class with ``MIN_CLASS_SAMPLES`` images or more."""
         labels = self.dataset.train_labels
         return {
-            c: fid_features_to_statistics(self._train_features[labels == c])
+            c: fid_features_to_statistics(self._space(PRIMARY).real_features[labels == c])
             for c in labels.unique().tolist()
             if (labels == c).sum() >= MIN_CLASS_SAMPLES
         }
@@ -374,44 +427,12 @@ class QualityEvaluator:
     @property
     def metric_keys(self) -> tuple[str, ...]:
         """The keys of every ``score_*`` result, in column order."""
-        backbones = {None, *self.spec.backbones} | ({"inception"} if self.inception is not None else set())
+        backbones = {None, *self.spec.backbones, *(weights.net.name for weights in self.pretrained)}
         return quality_columns(backbones) + BOOKKEEPING_KEYS
 
     def _cache_name(self, backbone: str, weights_tag: str, extra: str = "") -> str:
         parts = [backbone, self.dataset.name, f"d{self.data_tag}", f"w{weights_tag}", f"n{len(self.real)}", extra]
         return "-".join(part for part in parts if part)
-
-    def _fidelity(
-        self,
-        fake: torch.Tensor,
-        real: torch.Tensor,
-        extractor: str,
-        weights_path: str | None,
-        real_cache_name: str,
-        rgb: bool = False,
-        **metrics: bool,
-    ) -> dict[str, float]:
-        cuda = self.device.type == "cuda"
-        kwargs = dict(
-            input1=Uint8Images(fake, rgb),
-            input2=Uint8Images(real, rgb),
-            input2_cache_name=real_cache_name,  # input1 (generated) has no cache name: never cached
-            cache_root=str(self.cache_dir / "fidelity"),
-            feature_extractor=extractor,
-            feature_extractor_weights_path=weights_path,
-            batch_size=self.spec.batch_size,
-            kid_subset_size=min(KID_MAX_SUBSET, len(fake), len(real)),
-            kid_subsets=self.spec.kid_subsets,
-            rng_seed=self.seed,
-            cuda=cuda,
-            save_cpu_ram=True,  # no DataLoader worker processes (the data is in memory) and chunked precision/recall
-            verbose=False,
-            **metrics,
-        )
-        vet_fidelity_cache(self.cache_dir / "fidelity", real_cache_name)
-        with torch.cuda.device(self.device) if cuda else nullcontext():
-            result = torch_fidelity.calculate_metrics(**kwargs)
-        return {k: float(v) for k, v in result.items() if k in _FIDELITY_KEYS}
 
 
 # what torch-fidelity's cached FID statistics hold besides tensors: numpy arrays of floats

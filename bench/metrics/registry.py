@@ -125,25 +125,31 @@ for _device, _name in [("cpu", "CPU"), ("cuda", "GPU")]:
 NON_NEGATIVE, AT_LEAST_ONE, UNIT = (0.0, None), (1.0, None), (0.0, 1.0)
 
 
-def _fidelity_scores(backbone: str, name: str, tagged: bool) -> None:
-    """FID, IS, KID, precision and recall on a domain backbone: the same five scores and bounds on each of them.
+BACKBONE_NAMES: dict[str, str] = {}  # backbone -> its name in labels ("resnet" -> "ResNet")
+PRIMARY_BACKBONE = "lenet"  # the one every evaluator scores: class consistency, density/coverage, per-class FID
+
+
+def _fidelity_scores(
+    backbone: str, name: str, tagged: bool, scores: tuple[str, ...] = ("fid", "is", "kid", "precision", "recall")
+) -> None:
+    """torch-fidelity's ``scores`` on a backbone: the same columns, labels and bounds on each of them.
 
     ``tagged``: whether the short names carry the backbone (the first one's are the plain "FID", "IS", ...).
     """
+    BACKBONE_NAMES[backbone] = name
     tag = f" ({name})"
     short = tag if tagged else ""
-    # fmt: off
-    _quality(f"fid_{backbone}", f"FID{tag}", f"FID{short}", LOWER, backbone, report_name=f"fid_{backbone}",
-             bounds=NON_NEGATIVE)
-    _quality(f"is_{backbone}", f"IS{tag}", f"IS{short}", HIGHER, backbone, extra_columns=(f"is_{backbone}_std",),
-             report_name=f"is_{backbone}", bounds=AT_LEAST_ONE)
-    _quality(f"kid_{backbone}", f"KID{tag}", f"KID{short}", LOWER, backbone, extra_columns=(f"kid_{backbone}_std",),
-             report_name=f"kid_{backbone}")
-    _quality(f"precision_{backbone}", f"precision{tag}", f"precision{short}", HIGHER, backbone,
-             report_name=f"precision_{backbone}", bounds=UNIT)
-    _quality(f"recall_{backbone}", f"recall{tag}", f"recall{short}", HIGHER, backbone,
-             report_name=f"recall_{backbone}", bounds=UNIT)
-    # fmt: on
+    # score -> label, direction, bounds, whether a std over splits or subsets is written beside it
+    kinds = {
+        "fid": ("FID", LOWER, NON_NEGATIVE, False), "is": ("IS", HIGHER, AT_LEAST_ONE, True),
+        "kid": ("KID", LOWER, (None, None), True), "precision": ("precision", HIGHER, UNIT, False),
+        "recall": ("recall", HIGHER, UNIT, False),
+    }  # fmt: skip
+    for score in scores:
+        label, better, bounds, with_std = kinds[score]
+        column = f"{score}_{backbone}"
+        _quality(column, f"{label}{tag}", f"{label}{short}", better, backbone, report_name=column, bounds=bounds,
+                 extra_columns=(f"{column}_std",) if with_std else ())  # fmt: skip
 
 
 _fidelity_scores("lenet", "LeNet", tagged=False)
@@ -162,7 +168,7 @@ _quality(
     report_name="fid_class_lenet",
     bounds=NON_NEGATIVE,
 )
-# the second domain backbone (bench/metrics/backbones.py), scored with --backbones lenet,resnet
+# the second domain backbone (bench/metrics/backbones.py), scored by default (--backbones)
 _fidelity_scores("resnet", "ResNet", tagged=True)
 # the share of samples the domain classifier assigns to the class they were asked for
 _quality(
@@ -176,16 +182,6 @@ _quality(
 )
 # mean |student - teacher| per pixel on the same (z, label): how close a student draws to its teacher
 _quality("teacher_fidelity_l1", "teacher L1", "teacher L1", LOWER, None, report_name="teacher_l1", bounds=(0.0, 2.0))
-_quality(
-    "fid_inception",
-    "FID (Inception)",
-    "FID (Inception)",
-    LOWER,
-    "inception",
-    report_name="fid_inception",
-    bounds=NON_NEGATIVE,
-)
-_quality("is_inception", "IS (Inception)", "IS (Inception)", HIGHER, "inception",
-         extra_columns=("is_inception_std",), report_name="is_inception", bounds=AT_LEAST_ONE)  # fmt: skip
-_quality("kid_inception", "KID (Inception)", "KID (Inception)", LOWER, "inception",
-         extra_columns=("kid_inception_std",), report_name="kid_inception")  # fmt: skip
+# pretrained networks from weight files (bench/metrics/pretrained.py)
+_fidelity_scores("inception", "Inception", tagged=True, scores=("fid", "is", "kid"))
+_fidelity_scores("clip", "CLIP", tagged=True, scores=("fid", "kid", "precision", "recall"))
