@@ -12,6 +12,7 @@ import itertools
 
 import pandas as pd
 
+from bench.metrics.registry import BACKBONE_NAMES
 from reports.load import Results
 from reports.metrics import QUALITY, Metric, has_values
 from reports.tables import Table, per_model
@@ -34,12 +35,16 @@ def kendall_tau(a: pd.Series, b: pd.Series) -> float:
 
 
 def flipped_pairs(names: pd.Series, a: pd.Series, b: pd.Series) -> list[tuple[str, str]]:
-    """The pairs of models that ``a`` and ``b`` order differently (a tie on either side is no flip)."""
-    flips = []
-    for i, j in itertools.combinations(range(len(names)), 2):
-        if (a.iloc[i] - a.iloc[j]) * (b.iloc[i] - b.iloc[j]) < 0:
-            flips.append((names.iloc[i], names.iloc[j]))
-    return flips
+    """The pairs of models that ``a`` and ``b`` order differently (a tie on either side is no flip), the most
+    serious first: those both scorings set furthest apart in rank, where neither order is a near tie."""
+    rank_a, rank_b = a.rank().to_numpy(), b.rank().to_numpy()
+    flips = [
+        (min(abs(rank_a[i] - rank_a[j]), abs(rank_b[i] - rank_b[j])), i, j)
+        for i, j in itertools.combinations(range(len(names)), 2)
+        if (a.iloc[i] - a.iloc[j]) * (b.iloc[i] - b.iloc[j]) < 0
+    ]
+    flips.sort(key=lambda flip: -flip[0])  # stable: equally serious flips keep the models' order
+    return [(names.iloc[i], names.iloc[j]) for _, i, j in flips]
 
 
 def agreement_table(results: Results) -> Table | None:
@@ -51,7 +56,7 @@ def agreement_table(results: Results) -> Table | None:
     data = per_model(results)[0]
     names = data["series"] + ", width " + data["width"].astype(str)
     rows = []
-    for family, metrics in families.items():
+    for metrics in families.values():
         for first, second in itertools.combinations(metrics, 2):
             a, b = data[f"{first.report_name}_mean"], data[f"{second.report_name}_mean"]
             both = a.notna() & b.notna()
@@ -59,7 +64,8 @@ def agreement_table(results: Results) -> Table | None:
             listed = "; ".join(f"{x} / {y}" for x, y in flips[:MAX_FLIPS_LISTED])
             more = len(flips) - MAX_FLIPS_LISTED
             rows.append({
-                "metric": family, "backbones": f"{first.backbone} vs {second.backbone}", "models": int(both.sum()),
+                "metric": first.short, "backbones": f"{BACKBONE_NAMES[first.backbone]} vs "
+                f"{BACKBONE_NAMES[second.backbone]}", "models": int(both.sum()),
                 "kendall_tau": kendall_tau(a[both], b[both]), "flips": len(flips),
                 "flipped_pairs": listed + (f"; and {more} more" if more > 0 else ""),
             })  # fmt: skip
@@ -72,7 +78,8 @@ def agreement_table(results: Results) -> Table | None:
     caption = (
         "For each metric scored on several feature networks: Kendall's tau-b of the order of the models' means "
         "over seeds between two backbones (1: the same order, -1: reversed), over the models both scored, and the "
-        "pairs of models the two backbones order differently. A conclusion that rests on a flipped pair depends "
-        "on the backbone."
+        f"pairs of models the two backbones order differently, at most {MAX_FLIPS_LISTED}, the most serious first "
+        "(the pairs both backbones set furthest apart in rank; the CSV lists as many). A conclusion that rests on a "
+        "flipped pair depends on the backbone."
     )
     return Table("agreement", "Do the backbones agree?", caption, table, display)

@@ -179,6 +179,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         Heading("Main results"),
         TableBlock(tables["cost"]),
         TableBlock(tables["quality"]),
+        *(TableBlock(table) for name, table in tables.items() if name.startswith("quality-")),
         Heading("Quality against compression"),
         figure("quality_vs_compression", "FID and IS against compression ratio"),
         Heading("Distillation gain on every metric"),
@@ -192,8 +193,6 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         Heading("Training curves"),
         figure("training_curves", "Training losses against step"),
     ]
-    if "references" in tables:
-        blocks += [Heading("Reference scores"), TableBlock(tables["references"])]
     blocks += [
         Heading("Every run"),
         TableBlock(tables["runs"]),

@@ -4,13 +4,13 @@ A model is one ``GROUP``: a dataset, a compression method (width, or pruning wit
 quantization, a width and a distillation objective; its seeds are averaged.
 
 1. ``best-by-size``: the lowest-FID model within each width's stored size, and the best of another method.
-2. ``cost`` and ``quality``: per model, mean ± 95% interval over seeds; cost with run status. Two tables
-   rather than one, so that each fits a page and a screen.
+2. ``cost`` and ``quality``: per model, mean ± 95% interval over seeds; cost with run status; quality below the
+   real-data and untrained-generator rows of ``references.csv``, which calibrate every score. Two tables rather
+   than one, so that each fits a page and a screen.
 3. ``sizes``: the original project's size table reproduced from our measured bytes, in its units, with the
    pruned and quantized generators below it.
 4. ``gain``: what distillation changes against no distillation with the same method, width and seed.
 5. ``runs``: every run, diverged ones included, with its headline numbers.
-6. ``references``: the real-data floor and the untrained-generator ceiling of every quality metric.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.engine.layout import SCRATCH, STATUS_DONE, TEACHER_WIDTH, WIDTH
+from bench.metrics.registry import BACKBONE_NAMES, PRIMARY_BACKBONE
 from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
 from reports.metrics import (
     BY_COLUMN,
@@ -266,14 +267,74 @@ ODD_VALUES = (
 )
 
 
+# references.csv's rows, as the quality table names them
+REFERENCES = {"real-test": "real test images", "untrained": "untrained generator"}
+REFERENCES_NOTE = (
+    "The first rows calibrate every score: real test images scored against the training split as a generator's "
+    "samples are (what a perfect generator would reach, at the sample count shown, the generators' where the test "
+    "split is large enough) and an untrained generator (the other end)."
+)
+
+
 def quality_table(results: Results) -> Table:
-    """Per model: every quality metric; diverged runs are left out of the means."""
-    data, display, metrics = _half(results, QUALITY, keep_status=False)
+    """Per model: the primary backbone's scores with class consistency and teacher L1, below the real-data and
+    untrained-generator rows that calibrate each one; diverged runs are left out of the means."""
+    metrics = tuple(metric for metric in QUALITY if metric.backbone in (PRIMARY_BACKBONE, None))
+    return _quality_table(results, metrics, "quality", "Quality per model", ODD_VALUES)
+
+
+def backbone_quality_tables(results: Results) -> list[Table]:
+    """One quality table per other backbone that scored these runs (``quality-resnet``, ...): one table with every
+    backbone's columns would not fit a page."""
+    backbones = dict.fromkeys(metric.backbone for metric in QUALITY if metric.backbone not in (PRIMARY_BACKBONE, None))
+    tables = []
+    for backbone in backbones:
+        metrics = tuple(metric for metric in QUALITY if metric.backbone == backbone)
+        if present(metrics, results.runs):
+            title = f"Quality per model on the {BACKBONE_NAMES[backbone]} backbone"
+            tables.append(_quality_table(results, metrics, f"quality-{backbone}", title))
+    return tables
+
+
+def _quality_table(results: Results, which: tuple[Metric, ...], name: str, title: str, note: str = "") -> Table:
+    data, display, metrics = _half(results, which, keep_status=False)
+    data, display, calibrated = _with_references(results, data, display, metrics)
     caption = (
-        f"{INTERVAL_NOTE} Quality metrics of diverged runs are left out of the means (see the cost table's "
-        f"status). {direction_note(metrics)} {ODD_VALUES}"
+        f"{REFERENCES_NOTE + ' ' if calibrated else ''}{INTERVAL_NOTE} Quality metrics of diverged runs are left out "
+        f"of the means (see the cost table's status). {direction_note(metrics)} {note}"
+    ).rstrip()
+    return Table(name, title, caption, data, display)
+
+
+def _with_references(
+    results: Results, data: pd.DataFrame, display: pd.DataFrame, metrics: list[Metric]
+) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """``data`` and ``display`` below references.csv's rows (model: 'real test images (n = 360)', ...), and
+    whether there were any."""
+    refs = results.references
+    if refs.empty or "reference" not in refs:
+        return data, display, False
+    refs = refs[refs["reference"].isin(list(REFERENCES))].reset_index(drop=True)
+    if refs.empty:
+        return data, display, False
+    counts = refs.get("quality_n_fake", pd.Series(math.nan, index=refs.index))
+    names = [f"{REFERENCES[ref]} (n = {int(n):,})" if pd.notna(n) else REFERENCES[ref]
+             for ref, n in zip(refs["reference"], counts, strict=True)]  # fmt: skip
+    numbers = pd.DataFrame({"model": names, "dataset": refs.get("dataset")})
+    text = pd.DataFrame("", index=refs.index, columns=display.columns)
+    text["model"] = names
+    if "dataset" in display:
+        text["dataset"] = refs["dataset"].astype(str)
+    for metric in metrics:
+        values = refs.get(metric.column, pd.Series(math.nan, index=refs.index)).astype(float) * metric.scale
+        numbers[f"{metric.report_name}_mean"] = values
+        if metric.label in text:
+            text[metric.label] = [format_value(metric, value) for value in values]
+    return (
+        pd.concat([numbers, data], ignore_index=True),
+        pd.concat([text, display], ignore_index=True),
+        True,
     )
-    return Table("quality", "Quality per model", caption, data, display)
 
 
 BUDGET_SLACK = 0.01  # a budget admits 1% more bytes: a pruned generator meets its width's parameter count to
@@ -519,27 +580,9 @@ def runs_table(results: Results) -> Table:
     return Table("runs", "Every run", caption, data.reset_index(drop=True), display.reset_index(drop=True))
 
 
-def references_table(results: Results) -> Table | None:
-    """The real-test floor and untrained ceiling of each quality metric, or None without references.csv."""
-    refs = results.references
-    if refs.empty or "reference" not in refs:
-        return None
-    metrics = present(QUALITY, refs)
-    keys = [col for col in ("reference", "dataset") if col in refs]
-    data = refs[keys + [m.column for m in metrics]].reset_index(drop=True)
-    display = data[keys].astype(str)
-    for metric in metrics:
-        display[metric.label] = [format_value(metric, value) for value in data[metric.column]]
-    caption = (
-        "real-test: the real test split scored against the training split, what a perfect generator reaches; "
-        f"untrained: an untrained generator, the ceiling. {direction_note(metrics)}"
-    )
-    return Table("references", "Reference scores", caption, data, display)
-
-
 def all_tables(results: Results) -> list[Table]:
     """Every table the report holds, in the order the report shows them."""
-    tables = [best_method_table(results), cost_table(results), quality_table(results), gain_table(results),
-              size_table(results), runs_table(results)]  # fmt: skip
-    references = references_table(results)
-    return tables + ([references] if references is not None else [])
+    return [
+        best_method_table(results), cost_table(results), quality_table(results), *backbone_quality_tables(results),
+        gain_table(results), size_table(results), runs_table(results),
+    ]  # fmt: skip

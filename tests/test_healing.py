@@ -62,4 +62,26 @@ def test_the_report_leaves_out_and_names_unreadable_runs(tiny_results, tmp_path,
     report = (out / "report" / "report.md").read_text()
     assert f"Left out, their result.json unreadable: {victim.name}" in report
     quality = pd.read_csv(out / "report" / "tables" / "quality.csv")
-    assert len(quality) == len(pd.read_csv(out / RESULTS_CSV)) - 1
+    models = quality[quality["model"].isin(["teacher", "student"])]  # below the two reference rows
+    assert len(models) == len(quality) - 2 == len(pd.read_csv(out / RESULTS_CSV)) - 1
+
+
+@pytest.mark.parametrize("stale", ["samples", "backbone"])
+def test_reference_rows_of_other_settings_are_scored_again(tiny_results, tmp_path, stale):
+    """A resumed grid that scores another number of samples, or a backbone the rows lack, rewrites them; the
+    finished runs stay as they are."""
+    out = tmp_path / "results"
+    shutil.copytree(tiny_results, out)
+    path = out / "references.csv"
+    fresh = pd.read_csv(path)
+    if stale == "samples":
+        old = fresh.assign(quality_n_fake=[10, 10], fid_lenet=[1.0, 2.0])
+    else:
+        old = fresh.drop(columns=[col for col in fresh if col.endswith("_resnet")])
+    old.to_csv(path, index=False)
+    runs = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    assert main(tiny_grid_args(out)) == 0
+    rewritten = pd.read_csv(path)
+    pd.testing.assert_frame_equal(rewritten, fresh)  # the same rows as scored the first time
+    assert not list(out.glob("references.csv.unreadable-*"))  # out of date, not damaged
+    assert {p: p.stat().st_mtime_ns for p in runs} == runs

@@ -27,7 +27,7 @@ from reports.tables import best_method_table, cost_table, quality_table, runs_ta
 from tests.conftest import tiny_grid_args
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("distillation", "iso-quality", "best-by-size", "cost", "quality", "gain", "sizes", "runs", "references")
+TABLES = ("distillation", "iso-quality", "best-by-size", "cost", "quality", "gain", "sizes", "runs")
 FIGURES = tuple(PLOT_FIGURES)  # every figure the report draws
 
 
@@ -246,8 +246,7 @@ def test_every_table_and_figure_is_written(results_dir: Path, report_dir: Path):
 
 
 def check_every_table_and_figure(results_dir: Path, report_dir: Path) -> None:
-    with_references = (results_dir / "references.csv").is_file()
-    for name in TABLES if with_references else tuple(t for t in TABLES if t != "references"):
+    for name in TABLES:
         for ext in ("csv", "md", "tex"):
             path = report_dir / "tables" / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 0, path
@@ -281,7 +280,10 @@ def check_markdown_main_table_equals_csv(report_dir: Path) -> None:
         assert len(shown) == len(data)
         compared = 0
         for (_, row), (_, cells) in zip(data.iterrows(), shown.iterrows(), strict=True):
-            assert cells["width"] == str(row["width"]) and cells["objective"] == row["objective"]
+            if pd.isna(row["width"]):  # a reference row of the quality table: named, with no model keys
+                assert cells["model"] == row["model"] and cells["width"] == cells["objective"] == ""
+            else:
+                assert cells["width"] == str(int(row["width"])) and cells["objective"] == row["objective"]
             for label in set(shown.columns) & set(by_label):
                 mean, _, places = _mean_and_ci(cells[label])
                 expected = row[f"{by_label[label].report_name}_mean"]
@@ -333,6 +335,25 @@ def test_one_seed_interval_is_absent_not_zero(results_dir: Path, tmp_path: Path)
     shown = table.display.loc[teacher, "FID (LeNet)"].iloc[0]
     shown_low, shown_high = map(float, re.fullmatch(r"[\d.,]+ \(([\d.,]+)\.\.([\d.,]+)\)", shown).groups())
     assert low < high and (shown_low, shown_high) == (pytest.approx(low, abs=0.05), pytest.approx(high, abs=0.05))
+
+
+def test_quality_table_opens_with_the_rows_that_calibrate_each_score(results_dir: Path, tmp_path: Path):
+    table = quality_table(load(results_dir))
+    assert list(table.display["model"].iloc[:2]) == ["real test images", "untrained generator"]
+    assert list(table.data["fid_lenet_mean"].iloc[:2]) == [0.6, 310.0]  # references.csv's values
+    assert list(table.display["FID (LeNet)"].iloc[:2]) == ["0.600", "310"]
+    assert list(table.display["recall (LeNet)"].iloc[:2]) == ["0.960", "0.00"]
+    assert (table.display["model"].iloc[2:].isin(["teacher", "student"])).all()
+    assert table.caption.startswith("The first rows calibrate every score")
+    # the sample count they were scored at is named where references.csv has it
+    references = pd.read_csv(results_dir / "references.csv").assign(quality_n_fake=[360, 1000])
+    references.to_csv(tmp_path / "references.csv", index=False)
+    pd.read_csv(results_dir / "results.csv").to_csv(tmp_path / "results.csv", index=False)
+    named = quality_table(load(tmp_path)).display["model"].iloc[:2]
+    assert list(named) == ["real test images (n = 360)", "untrained generator (n = 1,000)"]
+    (tmp_path / "references.csv").unlink()
+    alone = quality_table(load(tmp_path))
+    assert alone.display["model"].iloc[0] == "teacher" and "calibrate" not in alone.caption
 
 
 def test_an_interval_says_what_few_seeds_allow_and_keeps_to_the_metric_range():
@@ -482,7 +503,6 @@ def test_report_without_grid_runs_or_quality(results_dir: Path, tmp_path: Path):
     assert "grid.json missing" in markdown.splitlines()[0]
     assert markdown.count("Not drawn") == len(FIGURES)  # nothing to draw is said, not a crash
     assert "FID" not in (tmp_path / "elsewhere" / "tables" / "quality.md").read_text(encoding="utf-8")
-    assert not (tmp_path / "elsewhere" / "tables" / "references.csv").exists()
 
 
 def test_t_quantile_and_interval():
@@ -504,7 +524,9 @@ def test_report_of_a_real_tiny_grid(tiny_results: Path, tmp_path: Path):
     check_every_table_and_figure(results, report)
     check_markdown_main_table_equals_csv(report)
     quality = pd.read_csv(report / "tables" / "quality.csv")
-    assert set(quality["seeds"]) == {2} and quality["fid_lenet_ci95"].notna().all()
+    models = quality[quality["model"].isin(["teacher", "student"])]  # below the two reference rows
+    assert len(models) == len(quality) - 2
+    assert set(models["seeds"]) == {2} and models["fid_lenet_ci95"].notna().all()
 
 
 def test_pareto_shows_each_model_once_and_labels_every_front_model(results_dir: Path):

@@ -80,9 +80,17 @@ def test_kendall_tau_of_identical_and_reversed_rankings():
     assert kendall_tau(a, a * 10) == pytest.approx(1.0)
     assert kendall_tau(a, -a) == pytest.approx(-1.0)
     names = pd.Series(["w", "x", "y", "z"])
+    # reversed: every pair flips, the two ends first (3 ranks apart on both sides), neighbours last
     assert flipped_pairs(names, a, a.iloc[::-1].reset_index(drop=True)) == [
-        (p, q) for p, q in [("w", "x"), ("w", "y"), ("w", "z"), ("x", "y"), ("x", "z"), ("y", "z")]
+        ("w", "z"),
+        ("w", "y"),
+        ("x", "z"),
+        ("w", "x"),
+        ("x", "y"),
+        ("y", "z"),
     ]
+    # w and z swap ends: their own pair, 3 ranks apart on both sides, comes before those with x and y
+    assert flipped_pairs(names, a, pd.Series([4.0, 2.0, 3.0, 1.0]))[0] == ("w", "z")
 
 
 def test_backbones_that_disagree_are_shown_with_the_flipped_pairs(tmp_path):
