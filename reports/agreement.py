@@ -61,25 +61,30 @@ def agreement_table(results: Results) -> Table | None:
             a, b = data[f"{first.report_name}_mean"], data[f"{second.report_name}_mean"]
             both = a.notna() & b.notna()
             flips = flipped_pairs(names[both], a[both], b[both])
-            listed = "; ".join(f"{x} / {y}" for x, y in flips[:MAX_FLIPS_LISTED])
-            more = len(flips) - MAX_FLIPS_LISTED
             rows.append({
                 "metric": first.short, "backbones": f"{BACKBONE_NAMES[first.backbone]} vs "
                 f"{BACKBONE_NAMES[second.backbone]}", "models": int(both.sum()),
                 "kendall_tau": kendall_tau(a[both], b[both]), "flips": len(flips),
-                "flipped_pairs": listed + (f"; and {more} more" if more > 0 else ""),
+                "flipped_pairs": "; ".join(f"{x} / {y}" for x, y in flips),
             })  # fmt: skip
     table = pd.DataFrame(rows)
     display = pd.DataFrame({
         "metric": table["metric"], "backbones": table["backbones"], "models": table["models"].astype(str),
         "Kendall's tau": [f"{tau:.2f}" for tau in table["kendall_tau"]], "pairs flipped": table["flips"].astype(str),
-        "which (model / model)": table["flipped_pairs"].replace("", "–"),
+        "which (model / model)": [first_flips(pairs) for pairs in table["flipped_pairs"]],
     })  # fmt: skip
     caption = (
         "For each metric scored on several feature networks: Kendall's tau-b of the order of the models' means "
         "over seeds between two backbones (1: the same order, -1: reversed), over the models both scored, and the "
         f"pairs of models the two backbones order differently, at most {MAX_FLIPS_LISTED}, the most serious first "
-        "(the pairs both backbones set furthest apart in rank; the CSV lists as many). A conclusion that rests on a "
+        "(the pairs both backbones set furthest apart in rank; the CSV lists them all). A conclusion that rests on a "
         "flipped pair depends on the backbone."
     )
     return Table("agreement", "Do the backbones agree?", caption, table, display)
+
+
+def first_flips(pairs: str) -> str:
+    """The first ``MAX_FLIPS_LISTED`` of '; '-joined pairs, and how many more; '–' for none."""
+    listed = pairs.split("; ") if pairs else []
+    more = len(listed) - MAX_FLIPS_LISTED
+    return "; ".join(listed[:MAX_FLIPS_LISTED]) + (f"; and {more} more" if more > 0 else "") if listed else "–"

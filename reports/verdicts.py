@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from bench.metrics.registry import BACKBONE_NAMES
 from reports.load import Results, several_methods
 from reports.metrics import BY_COLUMN, QUALITY, Metric, format_value, has_values, summary_texts
 from reports.tables import ABSENT, Table, gain_table, key_columns, per_model
@@ -46,7 +47,7 @@ def _agreement(row: pd.Series, metrics: list[Metric]) -> str:
         return "one backbone"
     if len({value < 0 for value in signs.values()}) == 1:
         return "yes"
-    return "no: " + ", ".join(f"{name} {value:+.3g}" for name, value in signs.items())
+    return "no: " + ", ".join(f"{BACKBONE_NAMES[name]} {value:+.3g}" for name, value in signs.items())
 
 
 def distillation_table(results: Results) -> Table:

@@ -1,14 +1,19 @@
-"""The second domain backbone: a small ResNet that trains in seconds, caches like the LeNet, and is opt-in."""
+"""The second domain backbone: a small ResNet that trains in seconds, caches like the LeNet, is scored by default,
+and is added to a grid that finished without it by scoring the saved generators, not by training them again."""
 
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 import time
 
+import pandas as pd
 import pytest
 import torch
 
 from bench.cli import build_parser, grid_from_args, main
+from bench.engine.records import results_table
 from bench.engine.spec import PRESETS, QualitySpec
 from bench.errors import UserError
 from bench.metrics import classifier as clf
@@ -96,3 +101,26 @@ def test_both_backbones_by_default_and_the_flag_chooses():
     chosen = grid_from_args(build_parser().parse_args(["--backbones", "lenet"]))
     assert chosen.quality.backbones == ("lenet",)
     assert grid_from_args(build_parser().parse_args([])).quality == PRESETS["quick"]["quality"]
+
+
+def test_a_backbone_added_to_a_finished_grid_scores_its_saved_generators(tiny_results, tmp_path, capsys):
+    """A grid finished without the ResNet, run again with it: every run gains the ResNet's columns, equal to what
+    scoring while training gave, and nothing else changes: no run is trained again."""
+    out = tmp_path / "results"
+    shutil.copytree(tiny_results, out)
+    resnet_columns = [col for col in results_table(tiny_results) if "resnet" in col]  # scores, stds, seconds
+    assert "fid_resnet" in resnet_columns
+    for path in out.glob("runs/*/result.json"):  # as a grid scored on the LeNet alone wrote them
+        record = json.loads(path.read_text())
+        record["metrics"] = {k: v for k, v in record["metrics"].items() if k not in resnet_columns}
+        path.write_text(json.dumps(record))
+    generators = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/generator.pt")}
+    talking = [arg for arg in conftest.tiny_grid_args(out) if arg != "--quiet"]
+    assert main(talking) == 0
+    assert "scoring 5 finished runs on the columns they lack: fid_resnet" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in generators} == generators  # nothing retrained
+    before, after = results_table(tiny_results), results_table(out)
+    kept = [col for col in before if not col.startswith("seconds_")]
+    pd.testing.assert_frame_equal(after[kept], before[kept])  # the ResNet's as scored in training, the rest kept
+    assert main(talking) == 0  # nothing lacks now: nothing is scored again
+    assert "scoring" not in capsys.readouterr().err

@@ -366,12 +366,17 @@ def small(dataset: data.ImageDataset, n_train: int, n_test: int) -> data.ImageDa
     )
 
 
-def test_inception_metrics_are_wired_offline(digits, random_inception_weights, tmp_path, monkeypatch):
-    lenet = BACKBONES["lenet"]  # a tiny dataset and a quick classifier: only the wiring counts
+def score_tiny(digits, tmp_path, monkeypatch, **weights: str) -> tuple[QualityEvaluator, dict]:
+    """An untrained generator scored with the pretrained networks of ``weights`` on a tiny digits set, with a
+    quick LeNet: only the wiring counts."""
+    lenet = BACKBONES["lenet"]
     monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
-    spec = lenet_only(fid_samples=10, inception_weights=str(random_inception_weights))
-    evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
-    scores = evaluator.score_generator(untrained(16))
+    evaluator = QualityEvaluator(small(digits, 12, 10), lenet_only(fid_samples=10, **weights), CPU, tmp_path)
+    return evaluator, evaluator.score_generator(untrained(16))
+
+
+def test_inception_metrics_are_wired_offline(digits, random_inception_weights, tmp_path, monkeypatch):
+    _, scores = score_tiny(digits, tmp_path, monkeypatch, inception_weights=str(random_inception_weights))
     assert list(scores) == LENET_KEYS + OWN_KEYS + INCEPTION_KEYS + BOOKKEEPING_KEYS
     assert all(math.isfinite(scores[k]) for k in INCEPTION_KEYS)
     assert scores["is_inception"] >= 1.0 - 1e-6
@@ -395,11 +400,7 @@ def tiny_clip_weights(tmp_path_factory) -> Path:
 
 
 def test_clip_metrics_are_wired_offline(digits, tiny_clip_weights, tmp_path, monkeypatch):
-    lenet = BACKBONES["lenet"]  # a tiny dataset and a quick classifier: only the wiring counts
-    monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
-    spec = lenet_only(fid_samples=10, clip_weights=str(tiny_clip_weights))
-    evaluator = QualityEvaluator(small(digits, 12, 10), spec, CPU, tmp_path)
-    scores = evaluator.score_generator(untrained(16))
+    evaluator, scores = score_tiny(digits, tmp_path, monkeypatch, clip_weights=str(tiny_clip_weights))
     assert list(scores) == LENET_KEYS + OWN_KEYS + CLIP_KEYS + BOOKKEEPING_KEYS
     assert all(math.isfinite(scores[k]) for k in CLIP_KEYS)
     assert scores["fid_clip"] >= 0 and 0 <= scores["precision_clip"] <= 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports.agreement import agreement_table, flipped_pairs, kendall_tau
+from reports.agreement import MAX_FLIPS_LISTED, agreement_table, first_flips, flipped_pairs, kendall_tau
 from reports.document import outline, report_tables
 from reports.load import load
 from reports.verdicts import distillation_sentences, distillation_table, iso_quality_table
@@ -93,6 +93,14 @@ def test_kendall_tau_of_identical_and_reversed_rankings():
     assert flipped_pairs(names, a, pd.Series([4.0, 2.0, 3.0, 1.0]))[0] == ("w", "z")
 
 
+def test_the_table_shows_thefirst_flips_and_the_csv_keeps_them_all():
+    pairs = "; ".join(f"m{i} / n{i}" for i in range(MAX_FLIPS_LISTED + 2))
+    shown = first_flips(pairs)
+    assert shown.startswith("m0 / n0; m1 / n1") and shown.endswith("; and 2 more")
+    assert f"m{MAX_FLIPS_LISTED} / " not in shown
+    assert first_flips("") == "–" and first_flips("a / b") == "a / b"
+
+
 def test_backbones_that_disagree_are_shown_with_the_flipped_pairs(tmp_path):
     assert agreement_table(_results(tmp_path / "one")) is None  # one backbone: nothing to compare
     same = agreement_table(_results(tmp_path / "same", inception=True))
@@ -101,7 +109,7 @@ def test_backbones_that_disagree_are_shown_with_the_flipped_pairs(tmp_path):
     assert flipped.data.loc[0, "flips"] == 1 and flipped.data.loc[0, "kendall_tau"] < 1.0
     assert "width 32" in flipped.data.loc[0, "flipped_pairs"]
     disagreement = distillation_table(_results(tmp_path / "flip", inception=True, flip=True)).data.set_index("width")
-    assert disagreement.loc[32, "backbones_agree"].startswith("no: lenet")
+    assert disagreement.loc[32, "backbones_agree"].startswith("no: LeNet")
     assert disagreement.loc[64, "backbones_agree"] == "yes"
 
 

@@ -542,24 +542,56 @@ def finish_grid(ctx: GridContext, specs: list[RunSpec], cohorts: list[Cohort]) -
             claims.wait_for(run_dir(ctx.results_dir, spec))
     for cohort in cohorts:
         run_cohort(ctx, cohort)
-    with directory_lock(ctx.results_dir):  # two processes finishing one grid time it once
+    with directory_lock(ctx.results_dir):  # two processes finishing one grid score and time it once
+        score_missing_metrics(ctx)
         time_latency(ctx)
     write_results_csv(ctx.results_dir)
     return ctx.results_dir
 
 
-def finished_checkpoints(results_dir: Path) -> dict[str, tuple[RunSpec, Path]]:
-    """Run id -> (spec, generator checkpoint), for every run of ``results_dir`` that finished (status done); a
-    ``result.json`` that cannot be read is left out (the grid run that finds it recomputes it)."""
-    finished = {}
+def finished_records(results_dir: Path) -> list[RunRecord]:
+    """Every record of ``results_dir`` whose run finished (status done); a ``result.json`` that cannot be read is
+    left out (the grid run that finds it recomputes it)."""
+    finished = []
     for path in sorted((Path(results_dir) / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
         try:
             record = read_record(path)
         except UnreadableRecordError:
             continue
         if record.status == STATUS_DONE:
-            finished[record.run_id] = (record.spec, checkpoint_of(results_dir, record))
+            finished.append(record)
     return finished
+
+
+def finished_checkpoints(results_dir: Path) -> dict[str, tuple[RunSpec, Path]]:
+    """Run id -> (spec, generator checkpoint), for every run of ``results_dir`` that finished (status done)."""
+    return {
+        record.run_id: (record.spec, checkpoint_of(results_dir, record)) for record in finished_records(results_dir)
+    }
+
+
+def score_missing_metrics(ctx: GridContext) -> None:
+    """Score every finished run whose record lacks a quality column this grid writes (a backbone or a weights
+    file added to a finished grid) on those columns alone, from its saved generator: nothing is retrained, and
+    every number the record already holds is kept."""
+    records = finished_records(ctx.results_dir)
+    lacking = {record.run_id: [key for key in ctx.evaluator.metric_keys if key not in record.metrics]
+               for record in records}  # fmt: skip
+    stale = [record for record in records if lacking[record.run_id]]
+    if stale:
+        columns = sorted({key for record in stale for key in lacking[record.run_id]})
+        say(ctx.progress, f"scoring {len(stale)} finished runs on the columns they lack: {', '.join(columns)}")
+    for record in stale:
+        generator = load_generator(checkpoint_of(ctx.results_dir, record), record.spec, ctx.dataset).eval()
+        if ctx.device.type in generator.devices:
+            generator.to(ctx.device)
+        seconds: dict[str, float] = {}
+        scores = ctx.evaluator.score_generator(generator, seconds=seconds)
+        added = {key: scores[key] for key in lacking[record.run_id]}
+        added.update(
+            {f"seconds_{part}": value for part, value in seconds.items() if f"seconds_{part}" not in record.metrics}
+        )
+        write_record(ctx.results_dir, replace(record, metrics={**record.metrics, **added}))
 
 
 def checkpoint_of(results_dir: Path, record: RunRecord) -> Path:
