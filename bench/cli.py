@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
         "bench/metrics/clip.py) for FID, KID, precision and recall on CLIP embeddings",
     )
     p.add_argument(
+        "--dinov2-weights",
+        help="Meta's DINOv2 ViT-S/B/L-14 weights (e.g. dinov2_vits14_pretrain.pth) for FID, KID, precision and "
+        "recall on DINOv2 embeddings (bench/metrics/dinov2.py)",
+    )
+    p.add_argument(
         "--backbones",
         type=_str_list,
         nargs="+",
@@ -226,6 +231,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         inception_weights=args.inception_weights,
         inception_download=args.inception_download,
         clip_weights=args.clip_weights,
+        dinov2_weights=args.dinov2_weights,
         backbones=quality.backbones if args.backbones is None else args.backbones,
     )
     speed: SpeedSpec = base["speed"]
@@ -241,7 +247,9 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         if not is_file(teacher):
             raise UserError(f"--teacher {args.teacher} is a directory without generator.pt: give a run directory "
                             "or a generator.pt file")  # fmt: skip
-    for flag, path in (("--inception-weights", args.inception_weights), ("--clip-weights", args.clip_weights)):
+    weights = {"--inception-weights": args.inception_weights, "--clip-weights": args.clip_weights,
+               "--dinov2-weights": args.dinov2_weights}  # fmt: skip
+    for flag, path in weights.items():
         if path is not None and not is_file(path):
             raise UserError(f"{flag} {path}: no such file")
     methods = args.methods

@@ -26,7 +26,12 @@ fails_cleanly = functools.partial(conftest.fails_cleanly, main)  # (capsys, args
         (["--epochs", "-1"], "--epochs must be at least 1"),
         (["--batch-size", "1"], "--batch-size must be at least 2"),
         (["--teacher", "/nonexistent/teacher.pt"], "no such file"),
-        (["--inception-weights", "/nonexistent/inception.pt"], "no such file"),
+        (
+            ["--inception-weights", "/nonexistent/inception.pt"],
+            "--inception-weights /nonexistent/inception.pt: no such",
+        ),
+        (["--clip-weights", "/nonexistent/clip.pt"], "--clip-weights /nonexistent/clip.pt: no such file"),
+        (["--dinov2-weights", "/nonexistent/dinov2.pt"], "--dinov2-weights /nonexistent/dinov2.pt: no such file"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
     ],
 )

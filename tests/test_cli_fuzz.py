@@ -39,6 +39,8 @@ FLAGS = {
     "--fid-samples": NUMBER,
     "--inception-weights": st.sampled_from(HOSTILE_PATHS),
     "--inception-download": None,
+    "--clip-weights": st.sampled_from(HOSTILE_PATHS),
+    "--dinov2-weights": st.sampled_from(HOSTILE_PATHS),
     "--family": st.sampled_from(["dcgan", "resnet", "stylegan", ""]) | WORD,
     "--latency-backends": st.sampled_from(["eager", "eager,onnxruntime", "tensorrt", ",", "eager,eager"]) | WORD,
     "--latency-batches": st.sampled_from(HOSTILE_LISTS) | NUMBER,

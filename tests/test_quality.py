@@ -20,6 +20,7 @@ import gans
 from bench.engine.spec import QualitySpec
 from bench.errors import UserError
 from bench.metrics.backbones import BACKBONES
+from bench.metrics.dinov2 import DinoV2ViT
 from bench.metrics.pretrained import WeightsError
 from bench.metrics.quality import QualityError, QualityEvaluator, Uint8Images
 from bench.metrics.registry import quality_columns
@@ -38,6 +39,7 @@ BOOKKEEPING_KEYS = ["quality_n_fake", "quality_n_real", "classifier_test_acc"]
 KEYS = LENET_KEYS + OWN_KEYS + BOOKKEEPING_KEYS
 INCEPTION_KEYS = ["fid_inception", "is_inception", "is_inception_std", "kid_inception", "kid_inception_std"]
 CLIP_KEYS = ["fid_clip", "kid_clip", "kid_clip_std", "precision_clip", "recall_clip"]
+DINOV2_KEYS = ["fid_dinov2", "kid_dinov2", "kid_dinov2_std", "precision_dinov2", "recall_dinov2"]
 NOT_FLOAT = ("teacher_fidelity_l1", "quality_n_fake", "quality_n_real")
 
 
@@ -411,11 +413,54 @@ def test_clip_metrics_are_wired_offline(digits, tiny_clip_weights, tmp_path, mon
 
 
 def test_weights_of_another_network_are_refused_for_clip(digits, digits_weights_file, tiny_clip_weights, tmp_path):
-    with pytest.raises(WeightsError, match="does not fit torch-fidelity's CLIP") as info:
+    with pytest.raises(WeightsError, match="does not fit CLIP") as info:
         QualityEvaluator(digits, lenet_only(fid_samples=10, clip_weights=str(digits_weights_file)), CPU, tmp_path)
     assert "\n" not in str(info.value) and str(digits_weights_file) in str(info.value)
     with pytest.raises(WeightsError, match="--clip-weights .*: no such file"):
         QualityEvaluator(digits, lenet_only(fid_samples=10, clip_weights=str(tmp_path / "no.pt")), CPU, tmp_path)
+
+
+# DINOv2: wiring only, with a tiny random ViT laid out as Meta's released checkpoints. Never real numbers.
+
+
+@pytest.fixture(scope="session")
+def tiny_dinov2_weights(tmp_path_factory) -> Path:
+    """A state_dict with the names and layout of Meta's DINOv2 files: two blocks 64 wide (one head), patches of 14,
+    positional embeddings for a 2x2 grid (28x28 images), random weights."""
+    torch.manual_seed(0)
+    vit = DinoV2ViT(dim=64, depth=2, hidden=256, patch=14, trained_grid=2)
+    with torch.no_grad():
+        for parameter in vit.parameters():
+            parameter.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("dinov2") / "dinov2-tiny.pt"
+    torch.save(vit.state_dict(), path)
+    return path
+
+
+def test_dinov2_metrics_are_wired_offline(digits, tiny_dinov2_weights, tmp_path, monkeypatch):
+    evaluator, scores = score_tiny(digits, tmp_path, monkeypatch, dinov2_weights=str(tiny_dinov2_weights))
+    assert list(scores) == LENET_KEYS + OWN_KEYS + DINOV2_KEYS + BOOKKEEPING_KEYS
+    assert all(math.isfinite(scores[k]) for k in DINOV2_KEYS)
+    space = evaluator._space("dinov2")
+    assert space.real_features.shape == (12, 64)  # the class token of each of the 12 training images
+    saved = torch.load(tiny_dinov2_weights, weights_only=True)
+    vit = space.extractor.model
+    assert vit.state_dict().keys() == saved.keys()  # Meta's names, every one of them
+    assert torch.equal(vit.blocks[1].attn.qkv.weight, saved["blocks.1.attn.qkv.weight"])
+    # torch-fidelity resizes to 224: the 2x2 grid of positions is interpolated to 16x16, the class token's kept
+    positions = vit._positions(16 * 16, 16, 16)
+    assert positions.shape == (1, 1 + 16 * 16, 64) and torch.equal(positions[:, 0], saved["pos_embed"][:, 0])
+    assert torch.equal(vit._positions(4, 2, 2), saved["pos_embed"])  # the trained grid: as stored
+
+
+def test_files_that_are_not_dinov2_vits_are_refused(digits, digits_weights_file, tiny_dinov2_weights, tmp_path):
+    giant = torch.load(tiny_dinov2_weights, weights_only=True)
+    giant["blocks.0.mlp.w12.weight"] = giant.pop("blocks.0.mlp.fc1.weight")  # ViT-g/14's SwiGLU
+    torch.save(giant, tmp_path / "giant.pt")
+    for path, reason in [(digits_weights_file, "not a DINOv2 state_dict"), (tmp_path / "giant.pt", "ViT-g/14")]:
+        spec = lenet_only(fid_samples=10, dinov2_weights=str(path))
+        with pytest.raises(WeightsError, match=f"--dinov2-weights .* does not fit DINOv2: {reason}"):
+            QualityEvaluator(digits, spec, CPU, tmp_path)
 
 
 def test_missing_inception_weights_is_a_user_error(digits, tmp_path):

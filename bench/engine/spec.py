@@ -123,7 +123,9 @@ class QualitySpec:
     kid_subsets: int = 100  # torch-fidelity's default; KID's cost grows linearly with it
     inception_weights: str | None = None
     inception_download: bool = False
-    clip_weights: str | None = None  # a state_dict of CLIP (bench/metrics/clip.py): FID/KID/precision/recall on it
+    # state_dicts of pretrained networks (bench/metrics/pretrained.py): FID, KID, precision/recall on each
+    clip_weights: str | None = None
+    dinov2_weights: str | None = None
     batch_size: int = 500
     # domain backbones scored (bench/metrics/backbones.py): two of different architecture and training, so that the
     # report can show whether they rank the models alike (Kendall's tau); each costs its training once per dataset

@@ -1,10 +1,10 @@
-"""Pretrained feature networks read from weight files: Inception-v3 and CLIP, through torch-fidelity.
+"""Pretrained feature networks read from weight files: Inception-v3, CLIP and DINOv2, through torch-fidelity.
 
 Nothing is downloaded unless asked (``--inception-download``); a weights file is given by its flag, checked once
 before any training (it exists, loads with ``torch.load(weights_only=True)``, builds the network) and tagged by a
 hash of its bytes, which names the real-data features cached with it. Each network scores the metrics its
-features suit: Inception-v3 FID, IS (on its 1008 logits) and KID on the 2048-d pool features; CLIP FID, KID and
-precision/recall on the image embedding (no IS: an embedding is not a class distribution).
+features suit: Inception-v3 FID, IS (on its 1008 logits) and KID on the 2048-d pool features; CLIP and DINOv2
+FID, KID and precision/recall on their image embeddings (no IS: an embedding is not a class distribution).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from bench.engine.io import is_file, safe_torch_load
 from bench.engine.spec import QualitySpec
 from bench.errors import CheckpointError, UserError
 from bench.metrics.clip import CLIP_EXTRACTOR
+from bench.metrics.dinov2 import DINOV2_EXTRACTOR
 
 
 class WeightsError(UserError):
@@ -42,7 +43,8 @@ INCEPTION = PretrainedNet(
     "inception", "Inception-v3", "--inception-weights", "inception-v3-compat", "2048", ("isc", "fid", "kid")
 )
 CLIP = PretrainedNet("clip", "CLIP", "--clip-weights", CLIP_EXTRACTOR, "clip", ("fid", "kid", "prc"))
-PRETRAINED = (INCEPTION, CLIP)
+DINOV2 = PretrainedNet("dinov2", "DINOv2", "--dinov2-weights", DINOV2_EXTRACTOR, "dinov2", ("fid", "kid", "prc"))
+PRETRAINED = (INCEPTION, CLIP, DINOV2)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class ResolvedWeights:
 
 def weights_paths(spec: QualitySpec) -> dict[str, str | None]:
     """{network name: the weights file ``spec`` names for it, or None}."""
-    return {INCEPTION.name: spec.inception_weights, CLIP.name: spec.clip_weights}
+    return {INCEPTION.name: spec.inception_weights, CLIP.name: spec.clip_weights, DINOV2.name: spec.dinov2_weights}
 
 
 def resolve_pretrained(spec: QualitySpec) -> list[ResolvedWeights]:
@@ -100,7 +102,7 @@ def _build(net: PretrainedNet, path: str | None) -> None:
             raise WeightsError(
                 f"the {net.title} weights could not be downloaded ({first}): pass {net.flag} PATH instead"
             ) from None
-        raise WeightsError(f"{net.flag} {path} does not fit torch-fidelity's {net.title}: {first}") from None
+        raise WeightsError(f"{net.flag} {path} does not fit {net.title}: {first}") from None
 
 
 def _file_sha256(path: Path) -> str:

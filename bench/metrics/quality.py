@@ -37,8 +37,9 @@ How every number is computed (so two users get the same one):
   sample counts. None when some class asked for has fewer than 2 generated or real images (no covariance).
 - ``*_inception``: FID/IS/KID with torch-fidelity's Inception-v3 (``inception-v3-compat``: 2048-d pool
   features, IS on ``logits_unbiased``) when ``QualitySpec.inception_weights`` names a weights file or
-  ``inception_download`` lets torch-fidelity download its own; ``*_clip``: FID/KID/precision/recall on CLIP's
-  image embedding when ``QualitySpec.clip_weights`` names a state_dict (``bench/metrics/pretrained.py``).
+  ``inception_download`` lets torch-fidelity download its own; ``*_clip`` and ``*_dinov2``: FID/KID/precision/
+  recall on CLIP's image embedding or DINOv2's class token when ``QualitySpec.clip_weights`` or
+  ``dinov2_weights`` names their file (``bench/metrics/pretrained.py``).
   Grayscale is repeated to 3 channels; torch-fidelity resizes to the network's input itself.
 - ``class_consistency``: the classifier's accuracy on the generated images against the labels asked for.
 - ``teacher_fidelity_l1``: mean |G_student(z, y) - G_teacher(z, y)| over all pixels, in [-1, 1] units, before
@@ -47,7 +48,7 @@ How every number is computed (so two users get the same one):
   one trained with the same ``seed``. KID is reported as torch-fidelity returns it (raw feature units, not x1000).
 - Cost: each domain backbone takes about 0.7 s per model at n = 1,000 on a CPU, most of it KID's kernels over
   its subsets; Inception-v3 runs 299x299 inputs (about 0.2 s per image on 2 CPU cores) and CLIP ViT-B/32
-  224x224 ones, so ``*_inception`` and ``*_clip`` on MNIST-sized sets are GPU jobs.
+  and DINOv2 224x224 ones, so ``*_inception``, ``*_clip`` and ``*_dinov2`` on MNIST-sized sets are GPU jobs.
 """
 
 from __future__ import annotations

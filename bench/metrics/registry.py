@@ -185,3 +185,4 @@ _quality("teacher_fidelity_l1", "teacher L1", "teacher L1", LOWER, None, report_
 # pretrained networks from weight files (bench/metrics/pretrained.py)
 _fidelity_scores("inception", "Inception", tagged=True, scores=("fid", "is", "kid"))
 _fidelity_scores("clip", "CLIP", tagged=True, scores=("fid", "kid", "precision", "recall"))
+_fidelity_scores("dinov2", "DINOv2", tagged=True, scores=("fid", "kid", "precision", "recall"))
