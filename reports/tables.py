@@ -271,8 +271,8 @@ ODD_VALUES = (
 REFERENCES = {"real-test": "real test images", "untrained": "untrained generator"}
 REFERENCES_NOTE = (
     "The first rows calibrate every score: real test images scored against the training split as a generator's "
-    "samples are (what a perfect generator would reach, at the sample count shown, the generators' where the test "
-    "split is large enough) and an untrained generator (the other end)."
+    "samples are (what a perfect generator reaches) and an untrained generator (the other end); n is the number "
+    "of images scored, the generators' own where the test split has that many."
 )
 
 

@@ -139,9 +139,10 @@ class Uint8Images(Dataset):
 class FeatureSpace:
     """One torch-fidelity feature extractor with the training split's features in it.
 
-    torch-fidelity's ``calculate_metrics`` extracts both sides' features on every call; scoring each backbone
-    through its metric functions instead, on features extracted once, gives the same numbers from the same code
-    for a third of the work, and lets precision/recall's equal-size real side be rows of the real features.
+    torch-fidelity's ``calculate_metrics`` extracts both sides' features on every call, and precision/recall
+    need a call of their own (an equal-size real side); scoring each backbone through its metric functions
+    instead, on features extracted once, gives the same numbers from the same code, with that real side as rows
+    of the training split's features, and hands the LeNet's features on to density/coverage and per-class FID.
     """
 
     name: str  # the suffix of its columns (``fid_{name}``)
