@@ -463,6 +463,24 @@ def test_files_that_are_not_dinov2_vits_are_refused(digits, digits_weights_file,
             QualityEvaluator(digits, spec, CPU, tmp_path)
 
 
+def test_pretrained_networks_tell_real_digits_from_noise_even_with_random_weights(
+    digits, tiny_clip_weights, tiny_dinov2_weights, tmp_path, monkeypatch
+):
+    """The features depend on the images: with random weights, real test digits still score far closer to the
+    training digits than noise does, on CLIP's and DINOv2's embeddings alike (200 training digits, 60 scored)."""
+    lenet = BACKBONES["lenet"]
+    monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
+    spec = lenet_only(fid_samples=60, clip_weights=str(tiny_clip_weights), dinov2_weights=str(tiny_dinov2_weights))
+    dataset = small(digits, 200, 60)
+    evaluator = QualityEvaluator(dataset, spec, CPU, tmp_path)
+    real = evaluator.score_images(dataset.test_images, dataset.test_labels)
+    noise = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise_scores = evaluator.score_images(noise, dataset.test_labels)
+    for name in ("clip", "dinov2"):
+        assert 0 <= real[f"fid_{name}"] < noise_scores[f"fid_{name}"] / 10, name
+        assert real[f"kid_{name}"] < noise_scores[f"kid_{name}"], name
+
+
 def test_missing_inception_weights_is_a_user_error(digits, tmp_path):
     spec = lenet_only(fid_samples=10, inception_weights=str(tmp_path / "nope.pt"))
     with pytest.raises(UserError, match="no such file") as info:
