@@ -268,7 +268,7 @@ class GridSpec:
 
 
 PRESETS: dict[str, dict] = {
-    # digits, under 3 minutes on a 2-core CPU, every stage exercised: a width-256 teacher keeps it that short
+    # digits, under 4 minutes on a 2-core CPU, every stage exercised: a width-256 teacher keeps it that short
     "quick": dict(
         dataset="digits", widths=(16, 32, 64, 128), teacher_width=256, kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
         seeds=(1314,), epochs=6, batch_size=32, quality=QualitySpec(fid_samples=1000, kid_subsets=10),
