@@ -54,7 +54,7 @@ def agreement_table(results: Results) -> Table | None:
     if not families:
         return None
     data = per_model(results)[0]
-    names = data["series"] + ", width " + data["width"].astype(str)
+    names = data["series"].where(data["model"] != "teacher", "teacher") + ", width " + data["width"].astype(str)
     rows = []
     for metrics in families.values():
         for first, second in itertools.combinations(metrics, 2):

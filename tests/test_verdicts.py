@@ -117,3 +117,14 @@ def test_backbones_that_disagree_are_shown_with_the_flipped_pairs(tmp_path):
 def _directories(tmp_path):
     for name in ("one", "same", "flip"):
         (tmp_path / name).mkdir()
+
+
+def test_the_teacher_is_named_as_such_in_flipped_pairs(tmp_path):
+    rows = _rows(inception=True, flip=False)
+    for row in rows:
+        if row["role"] == "teacher":
+            row["fid_inception"] = 1000.0  # the best model on the LeNet, the worst on the second backbone
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    table = agreement_table(load(tmp_path))
+    assert table.data.loc[0, "flips"] == 6  # the teacher against each of the 6 students
+    assert table.data.loc[0, "flipped_pairs"].count("teacher, width 256 / ") == 6
