@@ -115,6 +115,9 @@ def test_a_backbone_added_to_a_finished_grid_scores_its_saved_generators(tiny_re
         record["metrics"] = {k: v for k, v in record["metrics"].items() if k not in resnet_columns}
         path.write_text(json.dumps(record))
     generators = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/generator.pt")}
+    assert main([*conftest.tiny_grid_args(out), "--dry-run"]) == 0  # says what it would do, writes nothing
+    plan = capsys.readouterr().out
+    assert plan.count("finished (to be scored on 7 columns it lacks)") == 5 and "5 finished, 0 to train" in plan
     talking = [arg for arg in conftest.tiny_grid_args(out) if arg != "--quiet"]
     assert main(talking) == 0
     assert "scoring 5 finished runs on the columns they lack: fid_resnet" in capsys.readouterr().err

@@ -78,7 +78,7 @@ from bench.latency import time_models, write_latency_csv
 from bench.metrics.assess import assess
 from bench.metrics.measure import measure_devices, size_metrics
 from bench.metrics.pretrained import resolve_pretrained, weights_paths
-from bench.metrics.quality import QualityEvaluator
+from bench.metrics.quality import QualityEvaluator, metric_keys
 from compress.methods import METHODS, Sources, load_generator, method_of
 from data import DataShape, ImageDataset, get_dataset
 
@@ -516,17 +516,20 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
     for cohort in cohorts:
         lines.append(f"{cohort.name}:")
         for spec in cohort.specs:
-            state = _run_state(results_dir, spec)
-            counts["finished" if state == "finished" else "to train"] += 1
+            state = _run_state(grid, spec)
+            counts["to train" if state.startswith("to train") else "finished"] += 1
             lines.append(f"  {spec.run_id:56s} {spec.describe():18s} width {spec.width:3d} {spec.kd:10s} {state}")
     lines.append(f"{counts['finished']} finished, {counts['to train']} to train; nothing was written")
     return "\n".join(lines)
 
 
-def _run_state(results_dir: Path, spec: RunSpec) -> str:
+def _run_state(grid: GridSpec, spec: RunSpec) -> str:
+    results_dir = Path(grid.out)
     directory = run_dir(results_dir, spec)
-    if find_record(results_dir, spec, heal=False) is not None:
-        return "finished"
+    record = find_record(results_dir, spec, heal=False)
+    if record is not None:
+        lacking = lacking_columns(record, grid) if record.status == STATUS_DONE else []
+        return f"finished (to be scored on {len(lacking)} columns it lacks)" if lacking else "finished"
     if (directory / RESULT_FILE).is_file():
         return "to train (its result.json is unreadable and would be moved aside)"
     if (directory / STATE_FILE).is_file():
@@ -575,8 +578,7 @@ def score_missing_metrics(ctx: GridContext) -> None:
     file added to a finished grid) on those columns alone, from its saved generator: nothing is retrained, and
     every number the record already holds is kept."""
     records = finished_records(ctx.results_dir)
-    lacking = {record.run_id: [key for key in ctx.evaluator.metric_keys if key not in record.metrics]
-               for record in records}  # fmt: skip
+    lacking = {record.run_id: lacking_columns(record, ctx.grid) for record in records}
     stale = [record for record in records if lacking[record.run_id]]
     if stale:
         columns = sorted({key for record in stale for key in lacking[record.run_id]})
@@ -592,6 +594,11 @@ def score_missing_metrics(ctx: GridContext) -> None:
             {f"seconds_{part}": value for part, value in seconds.items() if f"seconds_{part}" not in record.metrics}
         )
         write_record(ctx.results_dir, replace(record, metrics={**record.metrics, **added}))
+
+
+def lacking_columns(record: RunRecord, grid: GridSpec) -> list[str]:
+    """The quality columns ``grid`` scores that a finished ``record`` does not hold."""
+    return [key for key in metric_keys(grid.quality) if key not in record.metrics]
 
 
 def checkpoint_of(results_dir: Path, record: RunRecord) -> Path:

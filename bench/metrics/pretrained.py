@@ -62,14 +62,20 @@ def weights_paths(spec: QualitySpec) -> dict[str, str | None]:
     return {INCEPTION.name: spec.inception_weights, CLIP.name: spec.clip_weights, DINOV2.name: spec.dinov2_weights}
 
 
+def asked_networks(spec: QualitySpec) -> list[PretrainedNet]:
+    """The pretrained networks ``spec`` asks for: those with a weights file, and Inception to download."""
+    paths = weights_paths(spec)
+    return [net for net in PRETRAINED if paths[net.name] or (net is INCEPTION and spec.inception_download)]
+
+
 def resolve_pretrained(spec: QualitySpec) -> list[ResolvedWeights]:
     """Every pretrained network ``spec`` asks for, its weights checked; one-line errors."""
     resolved = []
     paths = weights_paths(spec)
-    for net in PRETRAINED:
+    for net in asked_networks(spec):
         if paths[net.name]:
             resolved.append(_checked_file(net, Path(paths[net.name]).expanduser()))
-        elif net is INCEPTION and spec.inception_download:
+        else:
             _build(net, None)
             resolved.append(ResolvedWeights(net, None, Path(URL_INCEPTION_V3).stem))  # the name holds its hash
     return resolved

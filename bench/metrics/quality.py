@@ -91,7 +91,7 @@ from bench.errors import CheckpointError, UserError
 from bench.metrics.backbones import BACKBONES, PRIMARY
 from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
-from bench.metrics.pretrained import resolve_pretrained
+from bench.metrics.pretrained import asked_networks, resolve_pretrained
 from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
 
@@ -429,12 +429,17 @@ class QualityEvaluator:
     @property
     def metric_keys(self) -> tuple[str, ...]:
         """The keys of every ``score_*`` result, in column order."""
-        backbones = {None, *self.spec.backbones, *(weights.net.name for weights in self.pretrained)}
-        return quality_columns(backbones) + BOOKKEEPING_KEYS
+        return metric_keys(self.spec)
 
     def _cache_name(self, backbone: str, weights_tag: str, extra: str = "") -> str:
         parts = [backbone, self.dataset.name, f"d{self.data_tag}", f"w{weights_tag}", f"n{len(self.real)}", extra]
         return "-".join(part for part in parts if part)
+
+
+def metric_keys(spec: QualitySpec) -> tuple[str, ...]:
+    """The keys of every score an evaluator of ``spec`` writes, in column order (no evaluator built)."""
+    networks = {None, *spec.backbones, *(net.name for net in asked_networks(spec))}
+    return quality_columns(networks) + BOOKKEEPING_KEYS
 
 
 # what torch-fidelity's cached FID statistics hold besides tensors: numpy arrays of floats
