@@ -527,6 +527,15 @@ def test_report_of_a_real_tiny_grid(tiny_results: Path, tmp_path: Path):
     models = quality[quality["model"].isin(["teacher", "student"])]  # below the two reference rows
     assert len(models) == len(quality) - 2
     assert set(models["seeds"]) == {2} and models["fid_lenet_ci95"].notna().all()
+    # the second backbone, scored by default: its own table, calibrated the same way, and the agreement table
+    resnet = pd.read_csv(report / "tables" / "quality-resnet.csv")
+    assert list(resnet["model"].iloc[:2]) == ["real test images (n = 100)", "untrained generator (n = 100)"]
+    assert resnet["fid_resnet_mean"].iloc[0] < resnet["fid_resnet_mean"].iloc[2:].min()
+    assert "fid_lenet_mean" not in resnet and "Quality per model on the ResNet backbone" in (
+        report / "report.md"
+    ).read_text(encoding="utf-8")
+    agreement = pd.read_csv(report / "tables" / "agreement.csv")
+    assert set(agreement["backbones"]) == {"LeNet vs ResNet"} and agreement["models"].eq(len(models)).all()
 
 
 def test_pareto_shows_each_model_once_and_labels_every_front_model(results_dir: Path):
