@@ -7,6 +7,7 @@ unreadable is moved aside (``quarantine``), never deleted, so that what it held 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -157,3 +158,12 @@ def check_creatable_dir(path: Path, flag: str) -> None:
         raise UserError(f"{flag} {path} is not writable: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} is not writable: permission denied on {existing}")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB chunks: weight files can be large."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ exists) are skipped, so a killed grid resumes where it stopped; runs another pro
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import sys
@@ -31,6 +30,7 @@ from bench.engine.io import (
     atomic_write_text,
     check_creatable_dir,
     check_writable_dir,
+    file_sha256,
     quarantine,
     read_json,
     safe_torch_load,
@@ -190,10 +190,6 @@ def teacher_width_of(path: Path, family: str) -> int:
     return gans.width_of(family, safe_torch_load(path), f"checkpoint {path}")
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def grid_runs(grid: GridSpec) -> list[RunSpec]:
     """Every run of the grid; with a given teacher checkpoint, its width and hash enter every spec."""
     if grid.teacher is None:
@@ -201,7 +197,7 @@ def grid_runs(grid: GridSpec) -> list[RunSpec]:
         return grid.runs()
     width = gans.check_width(teacher_width_of(Path(grid.teacher), grid.family), "teacher width")
     _warn_if_narrow_teacher(grid, width)
-    return grid.runs(teacher_sha=file_sha256(Path(grid.teacher)), teacher_width=width)
+    return grid.runs(teacher_sha=file_sha256(Path(grid.teacher))[:16], teacher_width=width)
 
 
 def _warn_if_narrow_teacher(grid: GridSpec, teacher_width: int) -> None:

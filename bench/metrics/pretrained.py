@@ -9,14 +9,13 @@ FID, KID and precision/recall on their image embeddings (no IS: an embedding is 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from bench.engine.io import is_file, safe_torch_load
+from bench.engine.io import file_sha256, is_file, safe_torch_load
 from bench.engine.spec import QualitySpec
 from bench.errors import CheckpointError, UserError
 from bench.metrics.clip import CLIP_EXTRACTOR
@@ -92,7 +91,7 @@ def _checked_file(net: PretrainedNet, path: Path) -> ResolvedWeights:
             "(torch.load with weights_only=True refused it)"
         ) from None
     _build(net, str(path))
-    return ResolvedWeights(net, str(path), "sha" + _file_sha256(path)[:16])
+    return ResolvedWeights(net, str(path), "sha" + file_sha256(path)[:16])
 
 
 def _build(net: PretrainedNet, path: str | None) -> None:
@@ -109,11 +108,3 @@ def _build(net: PretrainedNet, path: str | None) -> None:
                 f"the {net.title} weights could not be downloaded ({first}): pass {net.flag} PATH instead"
             ) from None
         raise WeightsError(f"{net.flag} {path} does not fit {net.title}: {first}") from None
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
