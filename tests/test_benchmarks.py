@@ -92,6 +92,8 @@ def test_parity_benchmark_runs_resumes_and_writes_its_table(tmp_path):
     assert len(frame) == 12
     assert frame.groupby(["arm", "role", "width", "kd"]).size().eq(2).all()
     assert (frame["status"] == "done").all() and frame["fid_lenet"].gt(0).all()
+    harness = pd.read_csv(out / "harness" / "results.csv")
+    assert not any("resnet" in column for column in harness)  # parity scores the LeNet alone
     assert "harness within" in (out / "parity.md").read_text()
 
     records = sorted((out / "reference").glob("*.json"))

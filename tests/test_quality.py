@@ -467,14 +467,14 @@ def test_pretrained_networks_tell_real_digits_from_noise_even_with_random_weight
     digits, tiny_clip_weights, tiny_dinov2_weights, tmp_path, monkeypatch
 ):
     """The features depend on the images: with random weights, real test digits still score far closer to the
-    training digits than noise does, on CLIP's and DINOv2's embeddings alike (200 training digits, 60 scored)."""
+    training digits than noise does, on CLIP's and DINOv2's embeddings alike (100 training digits, 40 scored)."""
     lenet = BACKBONES["lenet"]
     monkeypatch.setitem(BACKBONES._entries, "lenet", replace(lenet, recipe=replace(lenet.recipe, min_steps=20)))
-    spec = lenet_only(fid_samples=60, clip_weights=str(tiny_clip_weights), dinov2_weights=str(tiny_dinov2_weights))
-    dataset = small(digits, 200, 60)
+    spec = lenet_only(fid_samples=40, clip_weights=str(tiny_clip_weights), dinov2_weights=str(tiny_dinov2_weights))
+    dataset = small(digits, 100, 40)
     evaluator = QualityEvaluator(dataset, spec, CPU, tmp_path)
     real = evaluator.score_images(dataset.test_images, dataset.test_labels)
-    noise = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     noise_scores = evaluator.score_images(noise, dataset.test_labels)
     for name in ("clip", "dinov2"):
         assert 0 <= real[f"fid_{name}"] < noise_scores[f"fid_{name}"] / 10, name

@@ -135,7 +135,7 @@ def test_schedule_trains_every_seed_of_a_phase_together_or_one_cohort_at_a_time(
 
 
 def test_seeds_trained_together_give_the_results_of_seeds_trained_apart(tmp_path, monkeypatch):
-    args = ("--seeds", "1,2", "--epochs", "1", "--widths", "16", "--kd", "none,pixel-l1")
+    args = ("--seeds", "1,2", "--epochs", "1", "--widths", "16", "--kd", "none,pixel-l1", "--backbones", "lenet")
     assert main(tiny_grid_args(tmp_path / "apart", *args)) == 0
     monkeypatch.setattr(GridContext, "trains_together", property(lambda self: True))
     assert main(tiny_grid_args(tmp_path / "together", *args)) == 0

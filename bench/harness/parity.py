@@ -34,6 +34,7 @@ from bench.errors import UserError
 from bench.executors.local import run_local
 from bench.harness.reference import ReferenceRun, check_reference_objective
 from bench.metrics.quality import QualityEvaluator
+from bench.metrics.registry import PRIMARY_BACKBONE
 from data import ImageDataset, get_dataset
 
 REFERENCE, HARNESS, HARNESS_BF16 = "reference", "harness", "harness-bf16"
@@ -178,6 +179,8 @@ def _grid(args: argparse.Namespace) -> tuple[GridSpec, ImageDataset]:
         args.preset, seeds=seeds, widths=widths, teacher_width=args.teacher_width, epochs=args.epochs, methods=(WIDTH,),
         device=args.device, data_root=args.data_root, cache_dir=args.cache_dir or str(Path(args.out) / "cache"),
     )  # fmt: skip
+    # parity compares the LeNet's FID: a second backbone would only cost its training and scoring
+    grid = replace(grid, quality=replace(grid.quality, backbones=(PRIMARY_BACKBONE,)))
     if args.fid_samples is not None:
         grid = replace(grid, quality=replace(grid.quality, fid_samples=args.fid_samples))
     grid = replace(grid, speed=PARITY_SPEED)
