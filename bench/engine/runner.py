@@ -353,8 +353,7 @@ def derive_run(ctx: GridContext, spec: RunSpec) -> RunRecord | None:
         seconds: dict[str, float] = {}
         with timed(seconds, "derive"):
             model, columns = method_of(spec).derive(float_generator, spec, directory)
-        if ctx.device.type in model.devices:
-            model.to(ctx.device)
+        _to_device(model, ctx.device)
         teacher = ctx.teacher_generator(spec.teacher())
         metrics = assess(model, None, teacher, ctx.evaluator)
         sizes = asdict(size_metrics(float_generator))  # parameters and MACs are the float model's
@@ -362,6 +361,12 @@ def derive_run(ctx: GridContext, spec: RunSpec) -> RunRecord | None:
         record = RunRecord(spec, STATUS_DONE, {"source_run": source.run_id, **measured})
     write_record(ctx.results_dir, record)
     return record
+
+
+def _to_device(generator: nn.Module, device: torch.device) -> None:
+    """Move ``generator`` to the grid's device where it runs there; an int8 model stays on the CPU."""
+    if device.type in generator.devices:
+        generator.to(device)
 
 
 def schedule(cohorts: list[Cohort], together: bool) -> list[list[Cohort]]:
@@ -581,8 +586,7 @@ def score_missing_metrics(ctx: GridContext) -> None:
         say(ctx.progress, f"scoring {len(stale)} finished runs on the columns they lack: {', '.join(columns)}")
     for record in stale:
         generator = load_generator(checkpoint_of(ctx.results_dir, record), record.spec, ctx.dataset).eval()
-        if ctx.device.type in generator.devices:
-            generator.to(ctx.device)
+        _to_device(generator, ctx.device)
         seconds: dict[str, float] = {}
         scores = ctx.evaluator.score_generator(generator, seconds=seconds)
         added = {key: scores[key] for key in lacking[record.run_id]}

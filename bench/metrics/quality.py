@@ -213,9 +213,9 @@ class QualityEvaluator:
     ) -> dict[str, float | int | None]:
         """Every quality metric of ``generator`` on the fixed (z, y); teacher fidelity when ``teacher`` is given.
 
-        ``seconds``, when given, receives the wall time of each part (``quality_generate``, ``quality_{backbone}``
-        for FID/IS/KID on each backbone, ``quality_prc`` for precision/recall on all of them, ``quality_prdc``,
-        ``quality_fid_class``, ``quality_inception``, ``quality_consistency``).
+        ``seconds``, when given, receives the wall time of each part (``quality_generate``, ``quality_{network}``
+        for the features and every torch-fidelity score on each feature network, ``quality_prdc``,
+        ``quality_fid_class``, ``quality_consistency``).
         """
         seconds = {} if seconds is None else seconds
         cfg = getattr(generator, "cfg", None)
@@ -306,10 +306,11 @@ class QualityEvaluator:
         m = min(n_fake, n_real)
         metrics: dict[str, float | int | None] = {}
         fake_features: dict[str, torch.Tensor] = {}
+        options = self._fidelity_options(n_fake)
         for space in self._feature_spaces:
             with timed(seconds, f"quality_{space.name}"):
                 fake_features[space.name] = self._features(space, fake)
-                scores = space.scores(fake_features[space.name], self._fidelity_options(n_fake), self._real_order[:m])
+                scores = space.scores(fake_features[space.name], options, self._real_order[:m])
             metrics.update({_FIDELITY_KEYS[k].format(space.name): v for k, v in scores.items()})
         primary = self._space(PRIMARY)
         lenet_fake, lenet_real = fake_features[PRIMARY][primary.layers["fid"]], primary.real_features
@@ -431,9 +432,8 @@ class QualityEvaluator:
         """The keys of every ``score_*`` result, in column order."""
         return metric_keys(self.spec)
 
-    def _cache_name(self, backbone: str, weights_tag: str, extra: str = "") -> str:
-        parts = [backbone, self.dataset.name, f"d{self.data_tag}", f"w{weights_tag}", f"n{len(self.real)}", extra]
-        return "-".join(part for part in parts if part)
+    def _cache_name(self, backbone: str, weights_tag: str) -> str:
+        return "-".join([backbone, self.dataset.name, f"d{self.data_tag}", f"w{weights_tag}", f"n{len(self.real)}"])
 
 
 def metric_keys(spec: QualitySpec) -> tuple[str, ...]:
