@@ -231,3 +231,11 @@ def test_help_needs_neither_torchvision_nor_scikit_learn():
             "print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"  # the slow imports wait for a run that needs them
+
+
+@pytest.mark.parametrize("flag", ["--inception-weights", "--clip-weights", "--dinov2-weights"])
+def test_an_unusable_weights_file_fails_before_the_results_directory_is_made(capsys, tmp_path, flag):
+    damaged = tmp_path / "weights.pt"
+    damaged.write_bytes(b"\x80\x02 not a checkpoint")
+    fails_cleanly(capsys, [flag, str(damaged), "--out", str(tmp_path / "out")], "cannot be loaded safely")
+    assert not (tmp_path / "out").exists()

@@ -467,12 +467,20 @@ def write_references(ctx: GridContext) -> None:
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
+def check_weights_files(grid: GridSpec) -> None:
+    """A weights file that is missing, unsafe or does not fit its network fails here, before anything is written
+    or trained (the evaluator checks them again when it is built: the check is cheap next to a grid)."""
+    if any(weights_paths(grid.quality).values()):
+        resolve_pretrained(grid.quality)
+
+
 def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, list[RunSpec], list[Cohort]]:
     """Validate, record the grid, write the reference rows; returns what any executor needs to run cohorts."""
     # everything a user can get wrong is checked before the results directory is touched
     device = resolve_device(grid.device)
     specs = grid_runs(grid)
     dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
+    check_weights_files(grid)
     check_creatable_dir(Path(grid.out), "--out")
     check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
     prepare_results_dir(grid, device, dataset)
@@ -506,8 +514,7 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
     checked_schema_version(results_dir / GRID_FILE)
     check_creatable_dir(results_dir, "--out")
     check_creatable_dir(cache_dir_of(grid), "--cache-dir")
-    if any(weights_paths(grid.quality).values()):
-        resolve_pretrained(grid.quality)  # a file that does not fit its network fails here, not later
+    check_weights_files(grid)
     cohorts = plan(specs)
     lines = [
         f"dry run: {len(specs)} runs in {len(cohorts)} cohorts; {data}; device {device_name(device)}; "
