@@ -5,7 +5,8 @@ from: ``width`` a fresh narrower pair, ``prune`` the teacher's generator cut to 
 teacher's discriminator) or **derived** (``derive`` turns a finished run's generator into a new model without
 training: ``quantize``). ``load`` rebuilds the saved generator of a finished run, so latency, reports and
 resumed grids read every method the same way. Adding a method is one module with these functions and one
-``register_method`` call, imported at the end of this file.
+``register_method`` call, imported at the end of this file. A derived method declares ``tolerance``: how far its
+model's images may be from its source's, checked when each model is made (``compress.fidelity``).
 
 The methods live beside ``distill/`` rather than inside the engine because each one is a model transformation
 (torch-pruning, torch.ao) that a user may call on any generator; the engine only schedules them.
@@ -21,6 +22,7 @@ from torch import nn
 
 from bench.engine.spec import RunSpec
 from bench.registry import Registry
+from compress.fidelity import Tolerance
 from data import DataShape
 
 Pair = tuple[nn.Module, nn.Module]
@@ -47,10 +49,14 @@ class Method:
     # (source generator, spec, run directory) -> the model, saved there as the run's generator, and its columns
     derive: Callable[[nn.Module, RunSpec, Path], tuple[nn.Module, dict]] | None = None
     columns: Callable[[Path], dict] | None = None  # a trained run's own results.csv columns, read from its directory
+    # a derived run's spec -> how far its model may be from its source's (compress/fidelity.py)
+    tolerance: Callable[[RunSpec], Tolerance] | None = None
 
     def __post_init__(self) -> None:
         if (self.start is None) == (self.derive is None):
             raise ValueError(f"method {self.name!r}: give exactly one of start (trained) or derive (derived)")
+        if (self.derive is None) != (self.tolerance is None):
+            raise ValueError(f"method {self.name!r}: a derived method, and only one, declares its tolerance")
 
 
 METHODS: Registry[Method] = Registry("compression method")

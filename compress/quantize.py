@@ -5,10 +5,12 @@ Modes:
   in it (weights and activations; ``QuantizedGenerator`` casts z in and the images back to float32). CPU and
   GPU kernels for every layer of both families exist in that dtype, so no layer stays float32.
 - ``int8``: torch.ao FX graph mode, static quantization (int8 weights, uint8 activations calibrated on noise)
-  lowered to the ``x86`` engine's fbgemm kernels; it runs on the CPU only. Weights are per-channel for
-  ``Conv2d`` and ``Linear``, per-tensor for ``ConvTranspose2d``: torch.ao refuses a per-channel observer on a
-  transposed convolution (``prepare_fx``: "Per channel weight observer is not supported yet for
-  ConvTranspose{n}d") and the x86/fbgemm/onednn kernels refuse per-channel transposed-convolution weights
+  lowered to the ``x86`` engine's modules; it runs on the CPU only. Each layer's weights are packed for a kernel
+  that computes it correctly on this CPU (``compress.int8_kernels``: on AVX-512 VNNI CPUs the ``x86`` engine's
+  oneDNN transposed convolution is wrong, so those layers run fbgemm's), and ``layers.json`` says which.
+  Weights are per-channel for ``Conv2d`` and ``Linear``, per-tensor for ``ConvTranspose2d``: torch.ao refuses a
+  per-channel observer on a transposed convolution (``prepare_fx``: "Per channel weight observer is not supported
+  yet for ConvTranspose{n}d") and the x86/fbgemm/onednn kernels refuse per-channel transposed-convolution weights
   ("Per Channel Quantization is currently disabled for transposed conv"); ``compress.survey`` records the
   backends tried. Class-conditional batch norms stay float (reason recorded per layer).
 
@@ -16,11 +18,11 @@ Calibration needs no data: a generator's inputs are N(0, 1) noise and uniform la
 calibration set is seeded noise (``calibration_batches``).
 
 Stored representation: ``save_quantized`` writes ``{"format", "mode", "state_dict", "metadata", "keep_float"}``
-with ``torch.save`` (``metadata``: the state_dict's per-module versions, which int8 modules need to load); it
-loads with ``torch.load(weights_only=True)`` for every mode (an int8 state_dict holds quantized tensors and
-scales, which weights_only accepts). ``stored_bytes`` is the length of exactly those bytes. ``load_quantized``
-rebuilds the int8 graph from the float architecture (any generator of the right shape: its weights are replaced)
-and loads the saved int8 state into it.
+(and an int8 model's ``engine``) with ``torch.save`` (``metadata``: the state_dict's per-module versions, which
+int8 modules need to load); it loads with ``torch.load(weights_only=True)`` for every mode (an int8 state_dict
+holds quantized tensors and scales, which weights_only accepts). ``stored_bytes`` is the length of exactly those
+bytes. ``load_quantized`` rebuilds the int8 graph from the float architecture (any generator of the right shape:
+its weights are replaced) and loads the saved int8 state into it.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import contextlib
 import copy
 import io
 import warnings
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +43,8 @@ from bench.engine.io import atomic_write_bytes, atomic_write_json, safe_torch_lo
 from bench.engine.layout import GENERATOR_FILE, LAYERS_FILE
 from bench.engine.spec import RunSpec
 from bench.errors import CheckpointError, UserError
+from compress.fidelity import Tolerance
+from compress.int8_kernels import check_engine, default_engine, engine_in_force, pack
 from compress.layers import conditional_batch_norms
 from compress.methods import Method, method_of, register_method
 from data import DataShape
@@ -48,9 +52,12 @@ from gans.family import ConditionalGenerator
 
 MODES = ("fp16", "bf16", "int8")
 FORMAT = "gan-kd-bench/quantized-generator/1"
-INT8_ENGINE = "x86"
-INT8_BACKEND = f"torch.ao FX static int8 ({INT8_ENGINE} engine)"
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
+# |quantized - float| allowed on images in [-1, 1] (mean, largest), about 3x the worst measured on correct models:
+# quick-preset DCGANs and untrained ResNet-family generators on AMD EPYC (AVX-512 VNNI), under the CPU's own ATen
+# kernels and ATEN_CPU_CAPABILITY=default: fp16 0.00036 / 0.0041, bf16 0.0028 / 0.029, int8 0.026 / 0.37; a wrong
+# int8 kernel (oneDNN's transposed convolution on that CPU) gave the quick preset's teacher 0.549 on average
+TOLERANCES = {"fp16": Tolerance(0.002, 0.03), "bf16": Tolerance(0.01, 0.15), "int8": Tolerance(0.08, 1.0)}
 _LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Embedding)
 
 # why torch.ao leaves a layer or a weight scheme as it does: each was observed on torch 2.14 (see compress.survey)
@@ -76,6 +83,7 @@ class LayerPrecision:
     name: str
     precision: str  # "fp16", "bf16", "int8 per-channel", "int8 per-tensor", "int8 (folded)", "float32"
     reason: str = ""
+    kernel: str = ""  # int8: the quantized engine whose kernel runs the layer on this CPU
 
 
 @dataclass(frozen=True)
@@ -108,11 +116,23 @@ class QuantizedGenerator(ConditionalGenerator):
         num_classes: int,
         record: QuantRecord | None = None,
         keep_float: Sequence[str] = (),
+        engine: str = "",
     ) -> None:
         super().__init__(width, nz, num_classes)
         self.model, self.mode, self._hidden, self.keep_float = model, mode, list(hidden), list(keep_float)
         self.dtype = _DTYPES[mode]
         self.record = record
+        self.engine = engine  # int8: the engine asked for; each layer's kernel is in ``record.layers``
+
+    def __deepcopy__(self, memo: dict) -> QuantizedGenerator:
+        """A copy whose int8 layers are packed for this CPU's correct kernels again (a copy re-packs them under
+        whatever engine is in force, which on a VNNI CPU is oneDNN's wrong transposed convolution)."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        if clone.mode == "int8":
+            pack(clone.model, clone.engine)
+        return clone
 
     @property
     def quantized(self) -> str:
@@ -123,8 +143,11 @@ class QuantizedGenerator(ConditionalGenerator):
         return ("cpu",) if self.mode == "int8" else ConditionalGenerator.devices  # int8: fbgemm CPU kernels only
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with _engine(self.mode):
+        with self._engine():
             return self.model(z.to(self.dtype), labels).float()
+
+    def _engine(self) -> contextlib.AbstractContextManager:
+        return engine_in_force(self.engine) if self.mode == "int8" else contextlib.nullcontext()
 
     def forward_features(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.mode == "int8":
@@ -134,20 +157,6 @@ class QuantizedGenerator(ConditionalGenerator):
 
     def hidden_channels(self) -> list[int]:
         return list(self._hidden)
-
-
-@contextlib.contextmanager
-def _engine(mode: str) -> Iterator[None]:
-    """The int8 engine set for the block (prepacking and running), then the previous one back."""
-    if mode != "int8":
-        yield
-        return
-    previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = INT8_ENGINE
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = previous
 
 
 def calibration_batches(generator: nn.Module, batches: int = 4, batch: int = 64, seed: int = 0):
@@ -163,14 +172,17 @@ def _serialized_bytes(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-def _payload(mode: str, state_dict: dict, keep_float: Sequence[str] = ()) -> dict:
+def _payload(mode: str, state_dict: dict, keep_float: Sequence[str] = (), engine: str = "") -> dict:
     """What is saved: the state_dict's tensors and, apart, its per-module version metadata (int8 modules read
     their layout from it; a plain dict of ints, where the OrderedDict attribute would not survive a copy)."""
     metadata = {key: dict(value) for key, value in getattr(state_dict, "_metadata", {}).items()}
     tensors = {
         key: value.detach().cpu() if isinstance(value, torch.Tensor) else value for key, value in state_dict.items()
     }
-    return {"format": FORMAT, "mode": mode, "state_dict": tensors, "metadata": metadata, "keep_float": list(keep_float)}
+    return {
+        "format": FORMAT, "mode": mode, "state_dict": tensors, "metadata": metadata, "keep_float": list(keep_float),
+        **({"engine": engine} if engine else {}),
+    }  # fmt: skip
 
 
 def _state_dict(payload: dict) -> OrderedDict:
@@ -189,18 +201,19 @@ def source_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _LAYERS)]
 
 
-def _int8_graph(model: nn.Module, batches: Batches, keep_float: Sequence[str] = ()) -> nn.Module:
-    """``model`` (float, eval) traced, observed on ``batches`` and converted to the x86 engine's int8 modules."""
+def _int8_graph(model: nn.Module, batches: Batches, engine: str, keep_float: Sequence[str] = ()) -> nn.Module:
+    """``model`` (float, eval) traced, observed on ``batches`` and converted to int8 modules (the x86 engine's
+    mapping, the same weights and scales whatever the engine) packed under ``engine``."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     batches = list(batches)
-    mapping = get_default_qconfig_mapping(INT8_ENGINE)
+    mapping = get_default_qconfig_mapping("x86")
     for name, _ in conditional_batch_norms(model):
         mapping.set_module_name(name, None)  # the whole module: its bn, gain and bias (see WHY_CONDITIONAL_FLOAT)
     for name in keep_float:
         mapping.set_module_name(name, None)
-    with warnings.catch_warnings(), _engine("int8"), torch.no_grad():
+    with warnings.catch_warnings(), engine_in_force(engine), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice and observer notes: not the user's to act on
         prepared = prepare_fx(model, mapping, example_inputs=tuple(batches[0]))
         for z, labels in batches:
@@ -209,9 +222,10 @@ def _int8_graph(model: nn.Module, batches: Batches, keep_float: Sequence[str] = 
 
 
 def _int8_layers(
-    float_model: nn.Module, converted: nn.Module, keep_float: Sequence[str] = ()
+    float_model: nn.Module, converted: nn.Module, kernels: dict[str, str], keep_float: Sequence[str] = ()
 ) -> tuple[LayerPrecision, ...]:
-    """What each layer of ``float_model`` became in ``converted``, read from the converted modules."""
+    """What each layer of ``float_model`` became in ``converted`` (read from the converted modules), and the
+    engine of each packed layer's kernel (``kernels``)."""
     modules = dict(converted.named_modules())
     conditional = [name for name, _ in conditional_batch_norms(float_model)]
     out = []
@@ -226,16 +240,16 @@ def _int8_layers(
                 why = f"int8 activations through {type(q).__name__}; its scale and shift stay float32"
                 out.append(LayerPrecision(name, "int8", why))
             elif weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-                out.append(LayerPrecision(name, "int8 per-channel", ""))
+                out.append(LayerPrecision(name, "int8 per-channel", "", kernels.get(name, "")))
             else:
                 why = WHY_CONV_TRANSPOSE_PER_TENSOR if isinstance(layer, nn.ConvTranspose2d) else "x86 default"
-                out.append(LayerPrecision(name, "int8 per-tensor", why))
+                out.append(LayerPrecision(name, "int8 per-tensor", why, kernels.get(name, "")))
         elif name in keep_float:
             out.append(LayerPrecision(name, "float32", "kept float on request (keep_float)"))
         elif any(name == c or name.startswith(c + ".") for c in conditional):
             out.append(LayerPrecision(name, "float32", WHY_CONDITIONAL_FLOAT))
         else:
-            why = f"torch.ao's {INT8_ENGINE} mapping left this {type(layer).__name__} float"
+            why = f"torch.ao's x86 mapping left this {type(layer).__name__} float"
             out.append(LayerPrecision(name, "float32", why))
     return tuple(out)
 
@@ -249,28 +263,54 @@ def _wrap(
     layers: tuple[LayerPrecision, ...],
     backend: str,
     keep_float: Sequence[str] = (),
+    engine: str = "",
 ) -> QuantizedGenerator:
     params = sum(p.numel() for p in source.parameters())
     record = QuantRecord(mode, backend, params, len(stored), fp32_bytes, layers)
     hidden = source.hidden_channels() if hasattr(source, "hidden_channels") else []
-    return QuantizedGenerator(model, mode, hidden, source.width, source.nz, source.num_classes, record, keep_float)
+    return QuantizedGenerator(
+        model, mode, hidden, source.width, source.nz, source.num_classes, record, keep_float, engine
+    )
+
+
+def int8_backend(engine: str) -> str:
+    return f"torch.ao FX static int8 ({engine} engine)"
+
+
+def _int8_model(
+    source: nn.Module, batches: Batches, engine: str, keep_float: Sequence[str], state: OrderedDict | None = None
+) -> tuple[nn.Module, tuple[LayerPrecision, ...]]:
+    """``source`` converted to int8 (observed on ``batches``; its saved ``state`` loaded over it, when given), each
+    layer packed for a kernel correct on this CPU; returns it with every layer's precision and kernel."""
+    model = _int8_graph(copy.deepcopy(source), batches, engine, keep_float)
+    if state is not None:
+        with engine_in_force(engine):
+            model.load_state_dict(state, strict=True)  # re-packs every layer under the engine: packed again below
+    kernels = pack(model, engine)
+    return model, _int8_layers(source, model, kernels, keep_float)
 
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
 def quantize(
-    generator: nn.Module, mode: str, calibration_inputs: Batches | None = None, keep_float: Sequence[str] = ()
+    generator: nn.Module,
+    mode: str,
+    calibration_inputs: Batches | None = None,
+    keep_float: Sequence[str] = (),
+    engine: str | None = None,
 ) -> QuantizedGenerator:
     """``generator`` (untouched) quantized to ``mode`` ("fp16", "bf16", "int8"), with its ``record``.
 
     ``calibration_inputs``: (z, labels) batches that set the int8 activation ranges (default: 4 seeded batches
     of 64 noise vectors). ``keep_float``: names of layers to leave in float32 in int8 mode (say the image layer,
-    often the most sensitive). Both are int8 only; int8 runs on the CPU only.
+    often the most sensitive). ``engine``: the quantized engine asked for (default ``x86``); a layer whose kernel
+    under it is wrong on this CPU runs another engine's (``compress.int8_kernels``). All three are int8 only;
+    int8 runs on the CPU only.
     """
     _check_mode(mode)
-    if keep_float and mode != "int8":
-        raise QuantizeError(f"keep_float applies to int8 only, not {mode}")
+    if (keep_float or engine) and mode != "int8":
+        raise QuantizeError(f"keep_float and engine apply to int8 only, not {mode}")
     names = {name for name, _ in source_layers(generator)}
     unknown = sorted(set(keep_float) - names)
     if unknown:
@@ -282,23 +322,26 @@ def quantize(
         layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
         stored = _serialized_bytes(_payload(mode, model.state_dict()))
         return _wrap(model, mode, source, stored, fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
+    engine = check_engine(engine or default_engine())
     batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
-    converted = _int8_graph(copy.deepcopy(source), [(z.cpu(), y.cpu()) for z, y in batches], keep_float)
-    stored = _serialized_bytes(_payload(mode, converted.state_dict(), keep_float))
-    layers = _int8_layers(source, converted, keep_float)
-    return _wrap(converted, mode, source, stored, fp32_bytes, layers, INT8_BACKEND, keep_float)
+    converted, layers = _int8_model(source, [(z.cpu(), y.cpu()) for z, y in batches], engine, keep_float)
+    stored = _serialized_bytes(_payload(mode, converted.state_dict(), keep_float, engine))
+    return _wrap(converted, mode, source, stored, fp32_bytes, layers, int8_backend(engine), keep_float, engine)
 
 
 def save_quantized(quantized: QuantizedGenerator, path: str | Path) -> int:
     """Write ``quantized``'s stored representation atomically; returns its bytes (= ``record.stored_bytes``)."""
-    payload = _serialized_bytes(_payload(quantized.mode, quantized.model.state_dict(), quantized.keep_float))
+    payload = _serialized_bytes(
+        _payload(quantized.mode, quantized.model.state_dict(), quantized.keep_float, quantized.engine)
+    )
     atomic_write_bytes(Path(path), payload)
     return len(payload)
 
 
 def load_quantized(float_generator: nn.Module, path: str | Path) -> QuantizedGenerator:
     """The quantized generator saved at ``path``; ``float_generator`` gives the architecture (the family's
-    generator at that width, or ``compress.prune.load_pruned``'s) and is left untouched."""
+    generator at that width, or ``compress.prune.load_pruned``'s) and is left untouched. An int8 one is packed
+    under the engine it was made with, each layer's kernel chosen again for this CPU."""
     payload = safe_torch_load(Path(path))
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a quantized generator of this suite")
@@ -306,23 +349,20 @@ def load_quantized(float_generator: nn.Module, path: str | Path) -> QuantizedGen
     source = copy.deepcopy(float_generator).cpu().eval()
     stored = Path(path).read_bytes()
     fp32_bytes = len(_serialized_bytes(_payload("fp32", source.state_dict())))
-    keep_float: list[str] = []
-    if mode in ("fp16", "bf16"):
-        model = copy.deepcopy(source).to(_DTYPES[mode])
-        layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
-        backend = f"torch {_DTYPES[mode]} cast"
-    else:
+    try:
+        if mode in ("fp16", "bf16"):
+            model = copy.deepcopy(source).to(_DTYPES[mode])
+            model.load_state_dict(_state_dict(payload), strict=True)
+            layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
+            return _wrap(model, mode, source, stored, fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
         # one batch sets up observers so that convert has ranges; the saved scales then replace them
         keep_float = [str(name) for name in payload.get("keep_float", [])]
-        model = _int8_graph(copy.deepcopy(source), calibration_batches(source, batches=1, batch=8), keep_float)
-        layers = _int8_layers(source, model, keep_float)
-        backend = INT8_BACKEND
-    try:
-        with _engine(mode):
-            model.load_state_dict(_state_dict(payload), strict=True)
+        engine = check_engine(str(payload.get("engine") or default_engine()))
+        batches = calibration_batches(source, batches=1, batch=8)
+        model, layers = _int8_model(source, batches, engine, keep_float, _state_dict(payload))
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not fit this generator: {str(err).splitlines()[0]}") from None
-    return _wrap(model, mode, source, stored, fp32_bytes, layers, backend, keep_float if mode == "int8" else ())
+    return _wrap(model, mode, source, stored, fp32_bytes, layers, int8_backend(engine), keep_float, engine)
 
 
 # --- method "quantize": any finished float run of the grid, quantized after training ---
@@ -338,13 +378,22 @@ def derive(generator: nn.Module, spec: RunSpec, run_dir: Path) -> tuple[Quantize
     return quantized, record_columns(quantized.record)
 
 
+def tolerance(spec: RunSpec) -> Tolerance:
+    """How far a quantized model's images may be from its float source's (``TOLERANCES``)."""
+    return TOLERANCES[spec.quantize]
+
+
 def record_columns(record: QuantRecord) -> dict[str, int | str]:
+    """The columns ``results.csv`` gains: stored bytes, backend, the layers left float, and the kernels that ran
+    the int8 layers (``fbgemm:5``, or ``fbgemm:4 x86:1`` where layers run different engines' kernels)."""
     names = [name for name, _ in record.float_layers]
+    kernels = Counter(layer.kernel for layer in record.layers if layer.kernel)
     return {
         "g_bytes_stored": record.stored_bytes,
         "quant_backend": record.backend,
         "quant_float_layers": len(names),
         "quant_float_names": " ".join(names),
+        "quant_kernels": " ".join(f"{engine}:{count}" for engine, count in sorted(kernels.items())),
     }
 
 
@@ -361,5 +410,6 @@ register_method(
         "post-training quantization of every float model of the grid (--quantize fp16,bf16,int8; int8 on the CPU)",
         load,
         derive=derive,
+        tolerance=tolerance,
     )
 )

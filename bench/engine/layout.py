@@ -25,6 +25,8 @@ STATUS_DONE = "done"
 STATUS_DIVERGED = "diverged"
 STATUS_TEACHER_DIVERGED = "teacher-diverged"  # a distilled student whose teacher diverged: never trained
 STATUS_SOURCE_DIVERGED = "source-diverged"  # a derived (quantized) model whose float source diverged: never made
+STATUS_MISMATCH = "mismatch"  # a derived model beyond its method's tolerance of its float source: never scored
+SOURCE_CHECKED = "source_mean_abs_err"  # the column every derived model's record holds (compress/fidelity.py)
 
 LAYERS_FILE = "layers.json"  # a quantized run's layers: the precision each became, and why
 PRUNED_FILE = "pruned.pt"  # a pruned run's generator as cut, before fine-tuning (compress/prune.py's format)

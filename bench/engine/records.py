@@ -21,6 +21,8 @@ from bench.engine.layout import (
     RESULT_FILE,
     RESULTS_CSV,
     RUNS_DIR,
+    SOURCE_CHECKED,
+    STATUS_DONE,
 )
 from bench.engine.spec import SCHEMA_VERSION, RunSpec
 from bench.errors import UserError
@@ -87,9 +89,13 @@ def read_record(path: Path) -> RunRecord:
     check_schema(raw.get("schema_version"), path)
     raw.pop("run_id", None)
     try:
-        return RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
+        record = RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
     except (KeyError, TypeError, ValueError) as err:
         raise UnreadableRecordError(f"{type(err).__name__}: {err}") from None
+    if record.spec.quantize and record.status == STATUS_DONE and SOURCE_CHECKED not in record.metrics:
+        # made before derived models were checked against their source: its scores may be a wrong kernel's
+        raise UnreadableRecordError("a derived model never checked against its float source")
+    return record
 
 
 def find_record(results_dir: Path, spec: RunSpec, heal: bool = True) -> RunRecord | None:

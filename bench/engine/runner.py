@@ -49,6 +49,7 @@ from bench.engine.layout import (
     STATE_FILE,
     STATUS_DIVERGED,
     STATUS_DONE,
+    STATUS_MISMATCH,
     STATUS_SOURCE_DIVERGED,
     STATUS_TEACHER_DIVERGED,
 )
@@ -73,12 +74,13 @@ from bench.engine.train import (
     make_member,
     train_cohorts,
 )
-from bench.errors import DataUnavailableError, first_line
+from bench.errors import DataUnavailableError, UserError, first_line
 from bench.latency import time_models, write_latency_csv
 from bench.metrics.assess import assess
 from bench.metrics.measure import measure_devices, size_metrics
 from bench.metrics.pretrained import resolve_pretrained, weights_paths
 from bench.metrics.quality import QualityEvaluator, metric_keys
+from compress.fidelity import check_against_source
 from compress.methods import METHODS, Sources, load_generator, method_of
 from data import DataShape, ImageDataset, get_dataset
 
@@ -336,10 +338,12 @@ def _member(ctx: GridContext, spec: RunSpec, teacher: nn.Module | None) -> Membe
 
 
 def derive_run(ctx: GridContext, spec: RunSpec) -> RunRecord | None:
-    """Make ``spec``'s model from its finished source run (no training), measure it and write its record.
+    """Make ``spec``'s model from its finished source run (no training), check it against its source, measure it
+    and write its record.
 
     A source that diverged gives a record saying so; one that has not finished gives none (a later grid run
-    derives it)."""
+    derives it). A model beyond its method's tolerance of its source, or one its method refuses to make on this
+    machine, is recorded as a ``mismatch`` with the reason, and is not scored."""
     source = spec.source()
     claims.wait_for(run_dir(ctx.results_dir, source))
     found = find_record(ctx.results_dir, source)
@@ -348,19 +352,30 @@ def derive_run(ctx: GridContext, spec: RunSpec) -> RunRecord | None:
     if found.status != STATUS_DONE:
         record = RunRecord(spec, STATUS_SOURCE_DIVERGED, {"source_run": source.run_id})
     else:
-        directory = _open_run_dir(ctx, spec)
-        float_generator = load_generator(checkpoint_of(ctx.results_dir, found), source, ctx.dataset).eval()
-        seconds: dict[str, float] = {}
-        with timed(seconds, "derive"):
-            model, columns = method_of(spec).derive(float_generator, spec, directory)
-        _to_device(model, ctx.device)
-        teacher = ctx.teacher_generator(spec.teacher())
-        metrics = assess(model, None, teacher, ctx.evaluator)
-        sizes = asdict(size_metrics(float_generator))  # parameters and MACs are the float model's
-        measured = {**sizes, **columns, **metrics, "seconds_derive": seconds["derive"]}
-        record = RunRecord(spec, STATUS_DONE, {"source_run": source.run_id, **measured})
+        record = _derived_record(ctx, spec, found)
     write_record(ctx.results_dir, record)
     return record
+
+
+def _derived_record(ctx: GridContext, spec: RunSpec, source: RunRecord) -> RunRecord:
+    directory = _open_run_dir(ctx, spec)
+    method = method_of(spec)
+    float_generator = load_generator(checkpoint_of(ctx.results_dir, source), source.spec, ctx.dataset).eval()
+    known = {"source_run": source.run_id, **asdict(size_metrics(float_generator))}  # parameters, MACs: the float's
+    seconds: dict[str, float] = {}
+    try:
+        with timed(seconds, "derive"):
+            model, columns = method.derive(float_generator, spec, directory)
+    except UserError as err:  # the method cannot make this model correctly here (no correct int8 kernel, say)
+        return RunRecord(spec, STATUS_MISMATCH, {**known, "mismatch_reason": first_line(err)})
+    check = check_against_source(model, float_generator, method.tolerance(spec))
+    known.update({**columns, **check.columns(), "seconds_derive": seconds["derive"]})
+    if not check.ok:
+        say(ctx.progress, f"{spec.run_id}: mismatch, {check.reason}")
+        return RunRecord(spec, STATUS_MISMATCH, {**known, "mismatch_reason": check.reason})
+    _to_device(model, ctx.device)
+    metrics = assess(model, None, ctx.teacher_generator(spec.teacher()), ctx.evaluator)
+    return RunRecord(spec, STATUS_DONE, {**known, **metrics})
 
 
 def _to_device(generator: nn.Module, device: torch.device) -> None:

@@ -95,7 +95,6 @@ from bench.metrics.pretrained import asked_networks, resolve_pretrained
 from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
 
-DEFAULT_NZ = 100
 KID_MAX_SUBSET = 1000
 PRDC_K = 5  # density and coverage: the k Naeem et al. 2020 use throughout and recommend
 MIN_CLASS_SAMPLES = 2  # a class's FID needs a covariance
@@ -116,6 +115,15 @@ _FIDELITY_KEYS = {
 
 class QualityError(UserError):
     """Generated images or models that cannot be scored against this dataset."""
+
+
+def contract_of(generator: nn.Module) -> tuple[int, int]:
+    """(noise size, class count) a generator declares under the family contract (``gans.ConditionalGenerator``);
+    a model that declares neither cannot be fed the evaluation's (z, y)."""
+    nz, classes = getattr(generator, "nz", None), getattr(generator, "num_classes", None)
+    if not isinstance(nz, int) or not isinstance(classes, int):
+        raise QualityError(f"a {type(generator).__name__} declares no noise size and class count (nz, num_classes)")
+    return nz, classes
 
 
 class Uint8Images(Dataset):
@@ -218,14 +226,12 @@ class QualityEvaluator:
         ``quality_fid_class``, ``quality_consistency``).
         """
         seconds = {} if seconds is None else seconds
-        cfg = getattr(generator, "cfg", None)
-        nz = getattr(cfg, "nz", DEFAULT_NZ)
-        classes = getattr(cfg, "num_classes", self.dataset.num_classes)
+        nz, classes = contract_of(generator)
         if classes != self.dataset.num_classes:
             raise QualityError(
                 f"the generator draws {classes} classes but {self.dataset.name} has {self.dataset.num_classes}"
             )
-        if teacher is not None and getattr(getattr(teacher, "cfg", None), "nz", DEFAULT_NZ) != nz:
+        if teacher is not None and contract_of(teacher)[0] != nz:
             raise QualityError("the teacher and the student generator take noise of different sizes")
         with timed(seconds, "quality_generate"):
             pixels, l1 = self._generate(generator, teacher, self.noise(nz), self.labels)
