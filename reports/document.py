@@ -9,6 +9,9 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from bench.engine.layout import STATUS_MISMATCH
 from reports.agreement import agreement_table
 from reports.load import Results, method_labels
 from reports.plots import FIGURES, save
@@ -66,6 +69,8 @@ def grid_line(results: Results) -> str:
     date = pick("started_at", "")
     date = date[:10] if len(date) >= 10 and date[4] == "-" else date
     source = "" if grid else " (grid.json missing: grid read from results.csv)"
+    cpu = grid.get("cpu")
+    device += f"; CPU {cpu_text(cpu)}" if isinstance(cpu, dict) else ""
     datasets = _listing(sorted(runs["dataset"].unique()))
     objectives = _listing(sorted(runs["kd"].unique(), key=lambda kd: (kd != "none", kd)))
     methods = method_labels(runs)
@@ -79,13 +84,45 @@ def grid_line(results: Results) -> str:
     )
 
 
+def cpu_text(cpu: dict) -> str:
+    """A recorded CPU kind in a few words: model, instruction sets, ATen's kernels, the int8 engine."""
+    isa = ", ".join(str(name) for name in cpu.get("isa", [])) or "no AVX2"
+    return (
+        f"{cpu.get('model', UNKNOWN)} ({isa}; ATen {cpu.get('aten_capability', UNKNOWN)}; "
+        f"int8 engine {cpu.get('quantized_engine', UNKNOWN)})"
+    )
+
+
 def _run_counts(results: Results) -> str:
     status = results.runs["status"].value_counts()
     parts = [f"{count} {state}" for state, count in status.items()]
     text = f"{len(results.runs)} runs: {', '.join(parts)}."
     if results.unreadable:
         text += f" Left out, their result.json unreadable: {', '.join(results.unreadable)}."
+    kinds = results.grid.get("cpu_kinds", [])
+    if isinstance(kinds, list) and len(kinds) > 1:
+        text += (
+            f" Runs of this grid were made on {len(kinds)} CPU kinds ({'; '.join(map(str, kinds))}): the same seed "
+            "gives FIDs a few per cent apart on different kinds."
+        )
     return text
+
+
+def mismatch_text(results: Results) -> str:
+    """One paragraph naming every derived model left out because it does not compute what its source does."""
+    runs = results.runs[results.runs["status"] == STATUS_MISMATCH]
+    if runs.empty:
+        return ""
+    reasons = runs["mismatch_reason"] if "mismatch_reason" in runs else pd.Series(UNKNOWN, index=runs.index)
+    named = [
+        f"{row.series}, width {row.width}, seed {row.seed}: {reason}"
+        for row, reason in zip(runs.itertuples(), reasons.fillna(UNKNOWN), strict=True)
+    ]
+    return (
+        f"Mismatch: {len(runs)} derived model(s) left out of every verdict, the Pareto front, the best model at each "
+        f"size and the smallest model that keeps the teacher's quality, because their images are not their float "
+        f"source's: {'; '.join(named)}."
+    )
 
 
 CAPTIONS = {
@@ -171,6 +208,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
     blocks: list[Block] = [
         Paragraph(grid_line(results)),
         Paragraph(_run_counts(results)),
+        *([Paragraph(text)] if (text := mismatch_text(results)) else []),
         *_verdict_blocks(tables),
         Heading("Quality against cost"),
         figure("pareto", "Pareto fronts of stored size and latency against FID"),

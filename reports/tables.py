@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.engine.layout import SCRATCH, STATUS_DONE, TEACHER_WIDTH, WIDTH
+from bench.engine.layout import SCRATCH, SOURCE_CHECKED, STATUS_DONE, TEACHER_WIDTH, WIDTH
 from bench.metrics.registry import BACKBONE_NAMES, PRIMARY_BACKBONE
 from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
 from reports.metrics import (
@@ -559,7 +559,7 @@ RUN_COLUMNS = ["fid_lenet", "is_lenet", "class_consistency", "teacher_fidelity_l
 def runs_table(results: Results) -> Table:
     """Every run, diverged ones included: status, where it diverged, training time and headline quality."""
     runs = results.runs
-    info = [col for col in ("diverged_step", "steps", "train_seconds") if col in runs]
+    info = [col for col in ("diverged_step", "steps", "train_seconds", SOURCE_CHECKED) if col in runs]
     metrics = [m for m in QUALITY if m.column in RUN_COLUMNS and has_values(m, runs)]
     keep = ["run_id", *GROUP, *LABELS, "finetune_epochs", "source_run", "seed", "role", "status", *info]
     data = in_report_order(runs[keep + [m.column for m in metrics]].sort_values("seed", kind="stable"))
@@ -569,13 +569,24 @@ def runs_table(results: Results) -> Table:
         display["diverged at step"] = [f"{s:.0f}" if math.isfinite(s) else ABSENT for s in data["diverged_step"]]
     if "train_seconds" in data:
         display["train time (s)"] = [f"{s:,.1f}" if math.isfinite(s) else ABSENT for s in data["train_seconds"]]
+    if SOURCE_CHECKED in data:
+        display["|Δ source| mean"] = [f"{e:.2g}" if math.isfinite(e) else ABSENT for e in data[SOURCE_CHECKED]]
     for metric in metrics:
         display[metric.label] = [format_value(metric, value) for value in data[metric.column]]
     display["run id"] = data["run_id"]
-    caption = "One row per run; diverged runs keep their row, with the step at which training diverged." + (
-        " The CSV names the run each pruned or quantized model was made from (source_run)."
-        if several_methods(runs)
-        else ""
+    caption = (
+        "One row per run; diverged runs keep their row, with the step at which training diverged."
+        + (
+            " |Δ source| mean: a derived model's mean absolute difference from its float source's images on fixed "
+            "inputs; beyond its mode's tolerance the run is a mismatch and is not scored."
+            if SOURCE_CHECKED in data
+            else ""
+        )
+        + (
+            " The CSV names the run each pruned or quantized model was made from (source_run)."
+            if several_methods(runs)
+            else ""
+        )
     )
     return Table("runs", "Every run", caption, data.reset_index(drop=True), display.reset_index(drop=True))
 

@@ -53,6 +53,7 @@ from bench.engine.layout import (
     STATUS_SOURCE_DIVERGED,
     STATUS_TEACHER_DIVERGED,
 )
+from bench.engine.machine import cpu_profile, profile_from
 from bench.engine.records import (
     RunRecord,
     UnreadableRecordError,
@@ -222,10 +223,13 @@ def prepare_results_dir(grid: GridSpec, device: torch.device, dataset: ImageData
     check_writable_dir(results_dir, "--out")
     if grid_file.is_file() and version is None:
         quarantine(grid_file, "not a grid record")
+    cpu, kinds = cpu_profile(), cpu_kinds_seen(grid_file)
     atomic_write_json(
         grid_file,
         {
             **asdict(grid),
+            "cpu": cpu.as_json(),
+            "cpu_kinds": list(dict.fromkeys([*kinds, cpu.describe()])),
             "schema_version": SCHEMA_VERSION,
             "image_shape": list(dataset.image_shape),
             "num_classes": dataset.num_classes,
@@ -237,6 +241,26 @@ def prepare_results_dir(grid: GridSpec, device: torch.device, dataset: ImageData
         },
     )
     return results_dir
+
+
+def cpu_kinds_seen(grid_file: Path) -> list[str]:
+    """The CPU kinds earlier runs of this grid ran on (``grid.json``), with one warning line when the last one is
+    not this machine's kind: the same seed gives other numbers on another kind."""
+    try:
+        raw = read_json(grid_file)
+    except (OSError, ValueError):
+        return []
+    raw = raw if isinstance(raw, dict) else {}
+    previous, current = profile_from(raw.get("cpu")), cpu_profile()
+    if previous is not None and previous.kind() != current.kind():
+        warnings.warn(
+            f"{grid_file} was last run on another CPU kind ({previous.describe()}; this one: {current.describe()}): "
+            "runs made here will differ from its runs by a few per cent in FID (see the README)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    kinds = raw.get("cpu_kinds")
+    return [str(kind) for kind in kinds] if isinstance(kinds, list) else []
 
 
 def checked_schema_version(grid_file: Path) -> object | None:
@@ -639,15 +663,19 @@ def finished_generators(results_dir: Path, data: ImageDataset | DataShape) -> di
     return load_checkpoints(finished_checkpoints(results_dir), data)
 
 
-def latency_is_current(results_dir: Path, run_ids: set[str], settings: SpeedSpec) -> bool:
-    """Whether ``latency.csv`` holds exactly these runs, timed behind these backends, devices and batch sizes."""
+def latency_is_current(results_dir: Path, finished: dict[str, tuple[RunSpec, Path]], settings: SpeedSpec) -> bool:
+    """Whether ``latency.csv`` holds exactly these runs, timed behind these backends, devices and batch sizes, and
+    was written after every one of their generator files (a model made again since is timed again)."""
+    path = Path(results_dir) / LATENCY_CSV
     try:
-        timed = pd.read_csv(Path(results_dir) / LATENCY_CSV)
+        timed = pd.read_csv(path)
+        newest_model = max(checkpoint.stat().st_mtime for _, checkpoint in finished.values())
         return (
-            set(timed["run_id"].astype(str)) == run_ids
+            set(timed["run_id"].astype(str)) == set(finished)
             and (settings.backends is None or set(timed["backend"]) == set(settings.backends))
             and set(timed["device"]) == set(settings.devices)
             and set(timed["batch"].astype(int)) == set(settings.batches)
+            and path.stat().st_mtime >= newest_model
         )
     except (OSError, ValueError, KeyError, pd.errors.ParserError):
         return False  # absent or damaged: timed afresh (the rebuilt CSV moves a damaged one aside)
@@ -659,7 +687,7 @@ def time_latency(ctx: GridContext) -> None:
     devices = tuple(device.type for device in measure_devices(ctx.device))
     settings = replace(ctx.grid.speed, devices=devices)
     finished = finished_checkpoints(ctx.results_dir)  # a rerun of a timed grid loads no checkpoint
-    if not finished or latency_is_current(ctx.results_dir, set(finished), settings):
+    if not finished or latency_is_current(ctx.results_dir, finished, settings):
         return
     models = load_checkpoints(finished, ctx.dataset)
     say(ctx.progress, f"timing {len(models)} models together on {', '.join(devices)} (latency.csv)")
