@@ -16,7 +16,7 @@ import gans
 from bench.errors import CheckpointError, UserError
 from compress.layers import conditional_batch_norms
 from compress.prune import PruneTargetError, count_params, example_inputs, load_pruned, prune_to_params, save_pruned
-from compress.quantize import QuantizeError, load_quantized, quantize, save_quantized
+from compress.quantize import TOLERANCES, QuantizeError, load_quantized, quantize, save_quantized
 from tests.conftest import same_state, state_of
 
 NZ, CLASSES = 100, 10
@@ -220,18 +220,18 @@ def test_stored_bytes_halve_for_fp16_and_quarter_for_int8(float64, quantized64):
     assert all(q.record.params == count_params(float64[0]) for q in quantized64.values())
 
 
-def test_quantized_outputs_stay_close_to_the_float_model(float64, quantized64):
+def test_quantized_outputs_stay_within_the_suites_tolerance_of_the_float_model(float64, quantized64):
     # measured on this model (256 images): fp16 mean 5e-4 / max 7e-3, bf16 mean 4e-3 / max 6e-2 (8-bit mantissa),
-    # int8 mean 0.029 / max 0.30 (per-tensor weights, 7-bit activations of the x86 engine). Bounds about 3x those.
+    # int8 mean 0.029 / max 0.30 (per-tensor weights, 7-bit activations), on AVX2 and AVX-512 VNNI EPYCs alike
+    # (the latter only since each int8 layer runs a kernel that is correct there)
     g, (z, labels), images = float64
-    bounds = {"fp16": (2e-3, 2e-2), "bf16": (1.5e-2, 0.2), "int8": (0.1, 0.9)}
-    for mode, (mean_bound, max_bound) in bounds.items():
+    for mode, tolerance in TOLERANCES.items():
         with torch.no_grad():
             out = quantized64[mode](z, labels)
         assert out.dtype == torch.float32 and out.shape == images.shape
         diff = (out - images).abs()
-        assert 0 < diff.mean() < mean_bound, (mode, float(diff.mean()))
-        assert diff.max() < max_bound, (mode, float(diff.max()))
+        assert 0 < diff.mean() < tolerance.mean_abs, (mode, float(diff.mean()))
+        assert diff.max() < tolerance.max_abs, (mode, float(diff.max()))
 
 
 def test_quantized_generators_round_trip_through_weights_only_files(tmp_path, float64, quantized64):

@@ -26,6 +26,7 @@ from bench.engine.models import build_models
 from bench.engine.runner import PHASES, depends_on, plan
 from bench.engine.spec import make_grid
 from bench.latency.saved import saved_generators
+from compress import int8_kernels
 from compress import quantize as quantization
 from compress.prune import example_inputs, prune_to_params, target_params
 from tests.conftest import fails_cleanly, spec, teacher_for, tiny_grid_args
@@ -155,6 +156,12 @@ def test_every_method_is_recorded_with_its_settings_and_source(grid_run):
         frame.loc[frame["quantize"].isna(), "g_bytes_stored"] == frame.loc[frame["quantize"].isna(), "g_bytes_fp32"]
     ).all()
     assert (quantized["quant_float_layers"] == 0).all()  # a DCGAN has no class-conditional norm to keep float
+    # every derived model was checked against its float source and is within its mode's tolerance
+    for mode, rows in quantized.groupby("quantize"):
+        tolerance = quantization.TOLERANCES[mode]
+        assert (rows["source_mean_abs_err"] <= tolerance.mean_abs).all(), mode
+        assert (rows["source_max_abs_err"] <= tolerance.max_abs).all(), mode
+    assert quantized.loc[int8, "quant_kernels"].str.match(r"^(\w+:\d+ ?)+$").all()
 
 
 def test_quantized_layers_are_recorded_with_their_reasons(grid_run):
@@ -163,6 +170,7 @@ def test_quantized_layers_are_recorded_with_their_reasons(grid_run):
     layers = json.loads((run / "layers.json").read_text())
     transposed = [layer for layer in layers if layer["precision"] == "int8 per-tensor"]
     assert transposed and all("ConvTranspose2d" in layer["reason"] for layer in transposed)
+    assert all(layer["kernel"] in int8_kernels.engines() for layer in transposed)
 
 
 def test_fine_tuning_a_pruned_generator_with_distillation_lowers_its_loss(digits, tmp_path):
