@@ -25,8 +25,13 @@ $(TEST_STAMP): $(RUN_STAMP)
 bench: $(RUN_STAMP)  ## the quick preset, offline, on the embedded digits dataset
 	$(PY) run_bench.py $(ARGS)
 
+# the tests whose numbers depend on the CPU's kernels, run again under ATen's portable kernels: two CPU kinds' worth
+# of numerics on one machine (the whole suite passes under both; this keeps CI's time down)
+NUMERIC_TESTS ?= tests/test_int8_kernels.py tests/test_compress.py tests/test_fidelity.py tests/test_measure.py
+
 test: $(TEST_STAMP)
 	$(PY) -m pytest $(ARGS)
+	$(if $(ARGS),,ATEN_CPU_CAPABILITY=default $(PY) -m pytest $(NUMERIC_TESTS))
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .

@@ -135,6 +135,12 @@ def test_every_backend_has_its_rows_for_a_tiny_model(tiny_rows, name):
         assert "cuda" in rows[0].error and math.isnan(rows[0].p50_ms)
         return
     rows = _rows(tiny_rows, backend=name)
+    if name == "compile" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        # torch 2.14's Inductor emits at::vec code that does not build under ATEN_CPU_CAPABILITY=default: the
+        # backend's rows say so in one line and the timing goes on
+        assert {(r.status, r.error.split(":")[0]) for r in rows} == {("failed", "prepare")}
+        assert all("BackendCompilerFailed" in r.error and "\n" not in r.error for r in rows)
+        return
     assert [(r.run_id, r.device, r.batch, r.status, r.error) for r in rows] == [
         ("tiny", "cpu", 1, "ok", ""),
         ("tiny", "cpu", 3, "ok", ""),
@@ -283,7 +289,7 @@ def test_latency_csv_has_one_row_per_measurement_and_the_row_fields_as_columns(t
         LATENCY_COLUMNS
     )
     assert len(table) == len(tiny_rows)
-    assert [float(row["p50_ms"]) for row in table] == pytest.approx([r.p50_ms for r in tiny_rows])
+    assert [float(row["p50_ms"]) for row in table] == pytest.approx([r.p50_ms for r in tiny_rows], nan_ok=True)
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temp file left
 
 

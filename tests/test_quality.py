@@ -116,10 +116,11 @@ def test_density_and_coverage_separate_real_images_from_noise_and_untrained(
     assert 0.8 < real_scores["density_lenet"] < 1.2  # 0.997 measured
     assert gaussian["coverage_lenet"] < 0.05 and gaussian["density_lenet"] < 0.2  # 0.019 and 0.091 measured
     # an untrained generator's images are nearly one flat gray point, inside a few real balls: coverage 0.003 on
-    # both CPU kinds measured; density 1/k per ball holding them: 0.2 (AVX2 EPYC) and 0.353 (AVX-512 VNNI EPYC),
-    # so the bound is a relation to the real images' density with a margin, not one machine's value
+    # every kernel set measured; density 1/k per ball holding them: 0.2 (AVX2 EPYC), 0.353 (AVX-512 VNNI EPYC),
+    # 0.52 (the same under ATEN_CPU_CAPABILITY=default). Density rewards a collapse into a dense region (Naeem et
+    # al. 2020), so only coverage separates it, and density is bounded by the real images' alone
     assert untrained_scores["coverage_lenet"] < real_scores["coverage_lenet"] / 10
-    assert untrained_scores["density_lenet"] < real_scores["density_lenet"] / 2
+    assert untrained_scores["density_lenet"] < real_scores["density_lenet"]
 
 
 def test_scores_are_those_of_torch_fidelitys_own_entry_point(evaluator, digits, real_scores):

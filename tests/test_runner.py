@@ -41,7 +41,9 @@ def test_tiny_grid_csv_schema_and_values(tiny_results):
         assert row["ratio_macs"] == pytest.approx(teacher["g_macs"] / row["g_macs"])
         # a generator trained for 2 epochs lies between the real data and an untrained generator
         assert real["fid_lenet"] < row["fid_lenet"] < untrained["fid_lenet"]
-        assert untrained["class_consistency"] <= row["class_consistency"] <= 1  # chance at worst
+        # chance at worst, within the sampling noise of 100 images (one standard deviation at chance: 0.03; a
+        # 2-epoch student gave 0.09 under ATEN_CPU_CAPABILITY=default)
+        assert untrained["class_consistency"] - 0.06 <= row["class_consistency"] <= 1
         assert row["quality_n_fake"] == 100
     assert teacher["ratio_params"] == 1.0
     for name in ("results.csv", "references.csv", "grid.json"):
