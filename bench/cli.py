@@ -13,6 +13,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from bench.engine.cpuload import checked_threads, set_thread_budget
 from bench.engine.device import DEVICE_CHOICES
 from bench.engine.io import is_file
 from bench.engine.layout import PRUNE
@@ -42,11 +43,24 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(item for item in text.replace(",", " ").split())
 
 
+def _path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 class _Joined(argparse.Action):
-    """A list flag given as one comma-separated word or as several words (``--seeds 1 2`` = ``--seeds 1,2``)."""
+    """A list flag given as one comma-separated word or as several words (``--seeds 1 2`` = ``--seeds 1,2``).
+    Every list flag refuses an empty list and a value given twice alike (a repeat is a typo, not a request)."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, tuple(item for value in values for item in value))
+        items = tuple(item for value in values for item in value)
+        if not items:
+            parser.error(f"{option_string}: give at least one value")
+        repeated = list(dict.fromkeys(item for item in items if items.count(item) > 1))
+        if repeated:
+            parser.error(f"{option_string}: {', '.join(map(str, repeated))} given more than once")
+        setattr(namespace, self.dest, items)
 
 
 def _choices_epilog() -> str:
@@ -84,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--preset", default="quick", help=f"base settings: {', '.join(PRESETS)} (default: quick)")
     p.add_argument("--dataset", help="digits (embedded, offline), mnist, fashion-mnist or cifar10")
-    p.add_argument("--data-root", help="where torchvision datasets lie (default: ./datasets)")
+    p.add_argument("--data-root", type=_path, help="where torchvision datasets lie (default: ./datasets)")
     p.add_argument("--download", action="store_true", default=None, help="fetch a missing dataset")
     p.add_argument("--widths", type=_int_list, nargs="+", action=_Joined,
                    help="student widths (first-layer channels), e.g. 16,32,64 or 16 32 64")  # fmt: skip
@@ -98,11 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="training batch size")
     p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast training")
     p.add_argument("--device", choices=DEVICE_CHOICES, help="auto (default: CUDA when present), cpu or cuda")
-    p.add_argument("--out", help="results directory (default: ./results/<preset>)")
-    p.add_argument("--cache-dir", help="classifier and real-data statistics cache (default: <out>/cache)")
+    p.add_argument("--out", type=_path, help="results directory (default: ./results/<preset>)")
+    p.add_argument("--cache-dir", type=_path, help="classifier and real-data statistics cache (default: <out>/cache)")
     p.add_argument("--teacher-width", type=int, help="width of the teacher the grid trains (paper: 512, quick: 256)")
-    p.add_argument("--teacher", help="a trained teacher to distil from instead of training one: a generator.pt, "
-                   "or a run directory holding one")  # fmt: skip
+    p.add_argument("--teacher", type=_path, help="a trained teacher to distil from instead of training one: a "
+                   "generator.pt, or a run directory holding one")  # fmt: skip
     p.add_argument(
         "--methods",
         type=_str_list,
@@ -141,15 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         "runs on the CPU; default: the preset's)",
     )
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")
-    p.add_argument("--inception-weights", help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")
+    p.add_argument("--inception-weights", type=_path,
+                   help="torch-fidelity's pt_inception-2015-12-05 file for Inception FID/IS")  # fmt: skip
     p.add_argument("--inception-download", action="store_true", help="let torch-fidelity download Inception")
     p.add_argument(
         "--clip-weights",
+        type=_path,
         help="a state_dict of OpenAI CLIP's image encoder (e.g. ViT-B/32, saved from its TorchScript file: see "
         "bench/metrics/clip.py) for FID, KID, precision and recall on CLIP embeddings",
     )
     p.add_argument(
         "--dinov2-weights",
+        type=_path,
         help="Meta's DINOv2 ViT-S/B/L-14 weights (e.g. dinov2_vits14_pretrain.pth) for FID, KID, precision and "
         "recall on DINOv2 embeddings (bench/metrics/dinov2.py)",
     )
@@ -217,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every flag, file and directory, print the plan (what is done, what would be trained), "
         "touch nothing",
     )
+    p.add_argument("--threads", type=int, help="threads this run may use, given to torch, BLAS, ONNX Runtime and "
+                   "scikit-learn alike (default: the cores this process may run on)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -305,29 +324,37 @@ def chosen_executor(args: argparse.Namespace):
     return executor, options
 
 
+def write_the_report(results_dir: Path) -> None:
+    """The report of ``results_dir``, stopping between its tables and figures when a stop is asked for."""
+    from bench.engine.preempt import check
+    from reports import ReportInputError, build_report
+
+    try:
+        report_dir = build_report(results_dir, checkpoint=lambda: check("while writing the report"))
+        print(f"report: {report_dir / 'report.html'}")
+    except ReportInputError as err:
+        raise UserError(f"report: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = one_line_warnings
     try:
         args = build_parser().parse_args(argv)
         grid = grid_from_args(args)
+        checked_threads(args.threads)
         executor, options = chosen_executor(args)
-        from bench.engine.runner import default_threads, dry_run
+        from bench.engine.runner import dry_run
 
         if args.dry_run:
             print(dry_run(grid, executor=args.executor))
             return 0
-        default_threads()
+        set_thread_budget(args.threads)
         started = time.perf_counter()
-        with stop_on_sigterm():
+        with stop_on_sigterm():  # every phase, the report included, stops at its next safe point
             results_dir = executor.run(grid, options, not args.quiet)
-        print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
-        if not args.no_report:
-            from reports import ReportInputError, build_report
-
-            try:
-                print(f"report: {build_report(results_dir) / 'report.html'}")
-            except ReportInputError as err:
-                raise UserError(f"report: {err}") from None
+            print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
+            if not args.no_report:
+                write_the_report(results_dir)
         return 0
     except (UserError, OSError) as err:  # OSError: the system refused a path (too long, a device, ...)
         return report(err)

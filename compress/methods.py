@@ -20,6 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
+from bench.engine.layout import GENERATOR_FILE
 from bench.engine.spec import RunSpec
 from bench.registry import Registry
 from compress.fidelity import Tolerance
@@ -51,6 +52,8 @@ class Method:
     columns: Callable[[Path], dict] | None = None  # a trained run's own results.csv columns, read from its directory
     # a derived run's spec -> how far its model may be from its source's (compress/fidelity.py)
     tolerance: Callable[[RunSpec], Tolerance] | None = None
+    # the files of a finished run's directory its generator is rebuilt from: without them it is made again
+    files: tuple[str, ...] = (GENERATOR_FILE,)
 
     def __post_init__(self) -> None:
         if (self.start is None) == (self.derive is None):

@@ -42,7 +42,7 @@ from torch import nn
 
 import gans
 from bench.engine.io import atomic_torch_save, quarantine, safe_torch_load
-from bench.engine.layout import DISCRIMINATOR_FILE, PRUNED_FILE
+from bench.engine.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, PRUNED_FILE
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
 from bench.errors import CheckpointError, UserError, first_line
@@ -379,5 +379,6 @@ register_method(
         load,
         start=start,
         columns=record_columns,
+        files=(GENERATOR_FILE, PRUNED_FILE),  # the cut's architecture rebuilds the fine-tuned generator
     )
 )

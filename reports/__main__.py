@@ -5,15 +5,15 @@ Bad input (no such directory, no or an empty results.csv) is one line on stderr 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from bench.errors import OneLineParser, UserError, report
 from reports import ReportInputError, build_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m reports",
         description="Tables (CSV, Markdown, LaTeX), figures (PNG, SVG), report.md and report.html "
         "from a gan-kd-bench results directory.",
@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write the report (default: RESULTS_DIR/report)"
     )
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         report_dir = build_report(args.results_dir, args.out)
+    except UserError as err:  # a missing or unknown argument: one line, as every command of the suite says it
+        return report(err)
     except ReportInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def _run_counts(results: Results) -> str:
     text = f"{len(results.runs)} runs: {', '.join(parts)}."
     if results.unreadable:
         text += f" Left out, their result.json unreadable: {', '.join(results.unreadable)}."
+    if results.gone:
+        text += f" Left out, their result.json gone from runs/: {', '.join(results.gone)}."
     kinds = results.grid.get("cpu_kinds", [])
     if isinstance(kinds, list) and len(kinds) > 1:
         text += (
@@ -106,6 +109,21 @@ def _run_counts(results: Results) -> str:
             "gives FIDs a few per cent apart on different kinds."
         )
     return text
+
+
+def load_text(results: Results) -> str:
+    """One sentence when some timings were taken while other processes kept the machine busy."""
+    latency = results.latency
+    if "loaded" not in latency or latency.empty:
+        return ""
+    loaded = latency[latency["loaded"].astype(str).str.lower() == "true"]
+    if loaded.empty:
+        return ""
+    return (
+        f"Machine load: {len(loaded)} of {len(latency)} timings were taken while other processes kept "
+        f"{loaded['other_load'].max():.1f} cores busy at most (latency.csv: loaded, other_load); their latencies "
+        "are inflated. Time them again on a quiet machine: python -m bench.latency RESULTS_DIR."
+    )
 
 
 def mismatch_text(results: Results) -> str:
@@ -209,6 +227,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         Paragraph(grid_line(results)),
         Paragraph(_run_counts(results)),
         *([Paragraph(text)] if (text := mismatch_text(results)) else []),
+        *([Paragraph(text)] if (text := load_text(results)) else []),
         *_verdict_blocks(tables),
         Heading("Quality against cost"),
         figure("pareto", "Pareto fronts of stored size and latency against FID"),
@@ -318,13 +337,17 @@ def to_html(blocks: list[Block]) -> str:
     )
 
 
-def write_report(results: Results, report_dir: Path) -> Path:
-    """Write the tables, figures, ``report.md`` and ``report.html`` of ``results`` under ``report_dir``."""
+def write_report(results: Results, report_dir: Path, checkpoint: Callable[[], None] = lambda: None) -> Path:
+    """Write the tables, figures, ``report.md`` and ``report.html`` of ``results`` under ``report_dir``.
+
+    ``checkpoint()`` is called between tables and figures: a caller that must stop on request raises there."""
     tables = {table.name: table for table in report_tables(results)}
     for table in tables.values():
+        checkpoint()
         write_table(table, report_dir / TABLES_DIR)
     figures: dict[str, Path | None] = {}
     for name, draw in FIGURES.items():
+        checkpoint()
         figure = draw(results)
         if figure is None:
             for stale in (report_dir / FIGURES_DIR).glob(f"{name}.*"):

@@ -42,6 +42,7 @@ class Results:
     references: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty when references.csv is absent
     grid: dict = field(default_factory=dict)  # empty when grid.json is absent or unreadable
     unreadable: tuple[str, ...] = ()  # runs whose result.json cannot be read: left out of every table
+    gone: tuple[str, ...] = ()  # runs of results.csv whose result.json is no longer in runs/: left out too
     latency: pd.DataFrame = field(default_factory=pd.DataFrame)  # latency.csv's timed rows, with each run's keys
 
     def run_path(self, run_id: str, name: str) -> Path:
@@ -139,12 +140,22 @@ def load(results_dir: Path) -> Results:
         raise ReportInputError(f"{directory / RESULTS_CSV} holds no runs")
     references = _optional_csv(directory / REFERENCES_CSV)  # without it the floor and ceiling lines are left out
     latency = _optional_csv(directory / LATENCY_CSV)  # without it the backend comparisons are left out
-    unreadable = unreadable_runs(directory)
-    runs = runs[~runs["run_id"].astype(str).isin(unreadable)]
+    unreadable, gone = unreadable_runs(directory), gone_runs(directory, runs["run_id"].astype(str))
+    runs = runs[~runs["run_id"].astype(str).isin(unreadable + gone)]
     if runs.empty:
-        raise ReportInputError(f"{directory / RESULTS_CSV} holds no readable runs")
+        raise ReportInputError(f"{directory / RESULTS_CSV} holds no run whose result.json is still readable")
     runs = _normalise(runs)
-    return Results(directory, runs, references, _read_grid(directory / GRID_FILE), unreadable, _latency(latency, runs))
+    grid = _read_grid(directory / GRID_FILE)
+    return Results(directory, runs, references, grid, unreadable=unreadable, gone=gone, latency=_latency(latency, runs))
+
+
+def gone_runs(directory: Path, run_ids: pd.Series) -> tuple[str, ...]:
+    """The run ids of results.csv whose ``result.json`` is gone from ``runs/`` (a stale CSV must not report a run
+    whose record was removed); none when there is no ``runs/`` at all (a results.csv shared on its own)."""
+    runs = directory / RUNS_DIR
+    if not runs.is_dir():
+        return ()
+    return tuple(run_id for run_id in run_ids if not (runs / run_id / RESULT_FILE).exists())
 
 
 def unreadable_runs(directory: Path) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
 import functools
+import os
 import pickle
 
 import pytest
@@ -161,7 +162,7 @@ def test_a_narrow_teacher_is_allowed_with_a_warning(tmp_path):
         (["--kd-weight", "inf"], "--kd-weight must be a finite number, got inf"),
         (["--latency-seconds", "nan"], "latency seconds per cell must be a positive number, got nan"),
         (["--latency-seconds", "0"], "latency seconds per cell must be a positive number, got 0.0"),
-        (["--latency-batches", "1,1"], "latency batch sizes must be distinct"),
+        (["--latency-batches", "1,1"], "--latency-batches: 1 given more than once"),
         (["--latency-backends", "tensorrt"], "unknown latency backend 'tensorrt'"),
         (["--fid-samples", "0"], "--fid-samples must be at least 10, got 0"),
         (["--seeds", "-1"], "--seeds must lie in 0.."),
@@ -239,3 +240,34 @@ def test_an_unusable_weights_file_fails_before_the_results_directory_is_made(cap
     damaged.write_bytes(b"\x80\x02 not a checkpoint")
     fails_cleanly(capsys, [flag, str(damaged), "--out", str(tmp_path / "out")], "cannot be loaded safely")
     assert not (tmp_path / "out").exists()
+
+
+CORES = len(os.sched_getaffinity(0))
+# every value a run refuses, the dry run refuses in the same words (one validation function serves both)
+REFUSED = [
+    (["--out", "/proc/forbidden/x"], "--out /proc/forbidden/x is not writable"),
+    (["--out", ""], "argument --out: expected a path, got an empty string"),
+    (["--cache-dir", " "], "argument --cache-dir: expected a path, got an empty string"),
+    (["--widths", "16,16"], "--widths: 16 given more than once"),
+    (["--kd", "none,none"], "--kd: none given more than once"),
+    (["--seeds", "1,1"], "--seeds: 1 given more than once"),
+    (["--methods", "width,prune", "--prune-widths", "32,32"], "--prune-widths: 32 given more than once"),
+    (["--methods", "width,quantize", "--quantize", "int8,int8"], "--quantize: int8 given more than once"),
+    (["--backbones", "lenet,lenet"], "--backbones: lenet given more than once"),
+    (["--methods", "width,prune", "--prune-widths", ""], "--prune-widths: give at least one value"),
+    (["--threads", "0"], f"--threads must be between 1 and the {CORES} cores available, got 0"),
+    (["--threads", str(CORES + 1)], f"--threads must be between 1 and the {CORES} cores available"),
+    (["--executor", "ray", "--ray-address", ""], "--ray-address is empty"),
+    (["--executor", "ray", "--cpus-per-run", str(CORES + 1)], "no node of the Ray cluster has that much"),
+]
+if not torch.cuda.is_available():
+    REFUSED.append((["--latency-backends", "cuda-graph"], "--latency-backends cuda-graph runs on cuda only"))
+
+
+@pytest.mark.parametrize("args, expected", REFUSED)
+def test_the_dry_run_and_the_run_refuse_the_same_values_in_one_line(capsys, tmp_path, args, expected):
+    out = tmp_path / "out"
+    for mode in (["--dry-run"], []):
+        line = fails_cleanly(capsys, ["--out", str(out), *args, *mode], expected)
+        assert "\n" not in line.strip()
+    assert not out.exists()

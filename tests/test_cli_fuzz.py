@@ -3,6 +3,7 @@ with ``--dry-run``. The only outcomes allowed: exit 0, or exit 2 with one line o
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from hypothesis import HealthCheck, given, settings
@@ -55,6 +56,14 @@ FLAGS = {
     "--cpus-per-run": NUMBER,
     "--no-report": None,
     "--quiet": None,
+    "--out": st.sampled_from(HOSTILE_PATHS),
+    "--methods": st.sampled_from(["width", "width,prune,quantize", "prune", "shrink", "width,width", ",", ""]) | WORD,
+    "--prune-widths": st.sampled_from(HOSTILE_LISTS) | NUMBER,
+    "--prune-importance": st.sampled_from(["bn", "l1", "bn,l1", "bn,bn", "taylor", ",", ""]) | WORD,
+    "--finetune-epochs": NUMBER,
+    "--quantize": st.sampled_from(["int8", "fp16,bf16,int8", "int4", "int8,int8", ",", ""]) | WORD,
+    "--backbones": st.sampled_from(["lenet", "lenet,resnet", "resnet", "lenet,lenet", "inception", ""]) | WORD,
+    "--threads": NUMBER,
 }
 
 
@@ -70,11 +79,13 @@ def argument_lists(draw) -> list[str]:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),  # FUZZ_EXAMPLES=2000 for a longer search
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(argv=argument_lists())
 def test_any_argument_list_exits_0_or_2_with_one_line(argv, tmp_path_factory, capsys):
-    out = tmp_path_factory.mktemp("fuzz") / "out"
+    out = tmp_path_factory.mktemp("fuzz") / "out"  # where a drawn --out is not given
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main([*argv, "--out", str(out), "--dry-run"]) if "--out" not in argv else main([*argv, "--dry-run"])

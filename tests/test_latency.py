@@ -288,6 +288,10 @@ def test_latency_csv_has_one_row_per_measurement_and_the_row_fields_as_columns(t
     assert {"p50_ms", "p90_ms", "p99_ms", "throughput_ips", "noise", "retimed", "status", "error"} <= set(
         LATENCY_COLUMNS
     )
+    # the machine's load beside every timing: other processes' busy cores (measured from /proc) and the flag
+    assert {"other_load", "loaded"} <= set(LATENCY_COLUMNS)
+    timed = [row for row in tiny_rows if row.status == "ok"]
+    assert timed and all(row.other_load >= 0 and isinstance(row.loaded, bool) for row in timed)
     assert len(table) == len(tiny_rows)
     assert [float(row["p50_ms"]) for row in table] == pytest.approx([r.p50_ms for r in tiny_rows], nan_ok=True)
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temp file left

@@ -15,6 +15,7 @@ import pickletools
 import re
 import tempfile
 import warnings
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,28 @@ def quarantine(path: Path, why: str) -> Path | None:
     return target
 
 
+def torch_file_intact(path: Path) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` archive: a file whose zip directory (written last) is there. A
+    missing, empty or truncated checkpoint is not; the check reads the archive's end, not its tensors."""
+    path = Path(path)
+    try:
+        return path.is_file() and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def move_aside(path: Path, label: str = "damaged") -> Path | None:
+    """Move ``path`` (a file or a directory) to ``NAME.<label>-<UTC time>`` beside it, silently; returns where
+    (None when it is not there). The caller says why, in one line."""
+    path = Path(path)
+    target = path.with_name(f"{path.name}.{label}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
 def check_writable_dir(path: Path, flag: str) -> None:
     """Create ``path`` if needed and prove a file can be written there, or raise a one-line ``UserError``."""
     try:
@@ -158,6 +181,11 @@ def check_creatable_dir(path: Path, flag: str) -> None:
         raise UserError(f"{flag} {path} is not writable: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} is not writable: permission denied on {existing}")
+    try:  # root passes every access check: whether a directory can be made there is only known by making one
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".gan-kd-bench-check-"))
+    except OSError as err:
+        raise UserError(f"{flag} {path} is not writable: no directory can be made in {existing} "
+                        f"({err.strerror or err})") from None  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:

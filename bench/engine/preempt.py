@@ -39,7 +39,7 @@ def stop_on_sigterm() -> Iterator[None]:
         _requested = False
 
 
-def check() -> None:
+def check(where: str = "between runs") -> None:
     """Raise ``Preempted`` if a stop was requested (for places between steps, where nothing is in flight)."""
     if _requested:
-        raise Preempted("stopped between runs")
+        raise Preempted(f"stopped {where}")

@@ -86,8 +86,11 @@ def read_record(path: Path) -> RunRecord:
         raise UnreadableRecordError(f"{type(err).__name__}: {err}") from None
     if not isinstance(raw, dict):
         raise UnreadableRecordError("not a JSON object")
-    check_schema(raw.get("schema_version"), path)
-    raw.pop("run_id", None)
+    if "schema_version" not in raw or "spec" not in raw:  # {} or another tool's file: not a record of any version
+        raise UnreadableRecordError("not a run record of this suite")
+    check_schema(raw["schema_version"], path)
+    if raw.pop("run_id", Path(path).parent.name) != Path(path).parent.name:
+        raise UnreadableRecordError("the record of another run")
     try:
         record = RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
     except (KeyError, TypeError, ValueError) as err:
@@ -192,6 +195,8 @@ def write_results_csv(results_dir: Path) -> Path:
     """Rebuild ``results.csv`` from every ``result.json`` (atomically, under the directory lock)."""
     path = Path(results_dir) / RESULTS_CSV
     with directory_lock(results_dir):
+        if path.exists() and not path.is_file():  # a directory (or a device) where the CSV goes
+            quarantine(path, "not a file")
         atomic_write_text(path, results_table(results_dir).to_csv(index=False))
     return path
 

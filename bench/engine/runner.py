@@ -9,7 +9,6 @@ exists) are skipped, so a killed grid resumes where it stopped; runs another pro
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import warnings
@@ -31,9 +30,11 @@ from bench.engine.io import (
     check_creatable_dir,
     check_writable_dir,
     file_sha256,
+    move_aside,
     quarantine,
     read_json,
     safe_torch_load,
+    torch_file_intact,
 )
 from bench.engine.layout import (
     CACHE_DIR,
@@ -76,7 +77,7 @@ from bench.engine.train import (
     train_cohorts,
 )
 from bench.errors import DataUnavailableError, UserError, first_line
-from bench.latency import time_models, write_latency_csv
+from bench.latency import BACKENDS, time_models, write_latency_csv
 from bench.metrics.assess import assess
 from bench.metrics.measure import measure_devices, size_metrics
 from bench.metrics.pretrained import resolve_pretrained, weights_paths
@@ -306,7 +307,10 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
                     records.append(RunRecord(spec, STATUS_TEACHER_DIVERGED))
                     write_record(ctx.results_dir, records[-1])
                 continue
-            members = [_member(ctx, spec, teacher) for spec, _ in mine]
+            members = []
+            for spec, _ in mine:  # a pruned member is cut here (its cut saved): a stop waits for no more cuts
+                members.append(_member(ctx, spec, teacher))
+                preempt.check()
             groups.append(TrainGroup(members, teacher))
             trained += [(cohort, member) for member in members]
         if groups:
@@ -513,20 +517,44 @@ def check_weights_files(grid: GridSpec) -> None:
         resolve_pretrained(grid.quality)
 
 
+def check_grid(grid: GridSpec) -> tuple[torch.device, list[RunSpec]]:
+    """Everything a user can get wrong about ``grid`` but its data, checked before anything is written: the run
+    and the dry run call this one function, so they refuse the same things. Returns the device and the runs."""
+    device = resolve_device(grid.device)
+    specs = grid_runs(grid)
+    check_backends_run_here(grid.speed, device)
+    check_weights_files(grid)
+    check_creatable_dir(Path(grid.out), "--out")
+    checked_schema_version(Path(grid.out) / GRID_FILE)
+    check_creatable_dir(cache_dir_of(grid), "--cache-dir")
+    return device, specs
+
+
+def check_backends_run_here(speed: SpeedSpec, device: torch.device) -> None:
+    """A latency backend asked for by name that runs on none of the devices this machine times on is refused
+    (asked for, it would give nothing but ``skipped`` rows)."""
+    here = {measured.type for measured in measure_devices(device)}
+    for name in speed.backends or ():
+        backend = BACKENDS[name]
+        if not set(backend.devices) & here:
+            raise UserError(
+                f"--latency-backends {name} runs on {', '.join(backend.devices)} only, and this machine times on "
+                f"{', '.join(sorted(here))}"
+            )
+
+
 def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, list[RunSpec], list[Cohort]]:
     """Validate, record the grid, write the reference rows; returns what any executor needs to run cohorts."""
     # everything a user can get wrong is checked before the results directory is touched
-    device = resolve_device(grid.device)
-    specs = grid_runs(grid)
+    device, specs = check_grid(grid)
     dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
-    check_weights_files(grid)
-    check_creatable_dir(Path(grid.out), "--out")
     check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
     prepare_results_dir(grid, device, dataset)
     say(progress, "preparing: the domain classifier, the real-data statistics and the reference rows")
     ctx = GridContext.create(grid, dataset, progress)
     write_references(ctx)
     cohorts = plan(specs)
+    heal_finished_runs(ctx.results_dir, specs)
     finished = sum(find_record(ctx.results_dir, spec) is not None for spec in specs)
     if finished:
         say(progress, f"{finished} of {len(specs)} runs already finished, skipped")
@@ -536,11 +564,49 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     return ctx, specs, cohorts
 
 
+def damaged_files(results_dir: Path, record: RunRecord) -> list[str]:
+    """The files a finished run's generator is rebuilt from that are missing, empty or truncated."""
+    if record.status != STATUS_DONE or record.metrics.get("given_checkpoint"):
+        return []
+    directory = run_dir(results_dir, record.spec)
+    damaged = [name for name in method_of(record.spec).files if not torch_file_intact(directory / name)]
+    source = record.spec.source() if record.spec.quantize else None  # a quantized model is rebuilt on its source
+    if source is not None:
+        source_dir = run_dir(results_dir, source)
+        damaged += [
+            f"its source's {name}" for name in method_of(source).files if not torch_file_intact(source_dir / name)
+        ]
+    return damaged
+
+
+def heal_finished_runs(results_dir: Path, specs: list[RunSpec]) -> list[str]:
+    """Make unfinished every finished run whose files are damaged, and every run derived from one of them: one
+    warning line each, their record and damaged files moved aside, so the grid makes them (and only them) again.
+    Returns their run ids."""
+    remade: list[str] = []
+    for spec in sorted(specs, key=lambda spec: PHASES.index(phase_of(spec))):  # sources before what they made
+        record = find_record(results_dir, spec)
+        if record is None:
+            continue
+        damaged = damaged_files(results_dir, record)
+        source = spec.derived_from() if spec.quantize else None
+        if not damaged and (source is None or source.run_id not in remade):
+            continue
+        directory = run_dir(results_dir, spec)
+        for name in damaged:
+            move_aside(directory / name)  # a source's damaged file is moved aside when the source is healed
+        move_aside(directory / RESULT_FILE)
+        why = f"{', '.join(damaged)} missing or truncated" if damaged else "its source run is made again"
+        warnings.warn(f"run {spec.run_id}: {why}; its record and files moved aside, made again", RuntimeWarning,
+                      stacklevel=2)  # fmt: skip
+        remade.append(spec.run_id)
+    return remade
+
+
 def dry_run(grid: GridSpec, executor: str = "local") -> str:
     """Check what a run of ``grid`` needs (device, teacher, dataset, directories) and describe what it would do:
     every cohort's runs, which are finished, which resume, which would be trained. Nothing is written."""
-    device = resolve_device(grid.device)
-    specs = grid_runs(grid)
+    device, specs = check_grid(grid)
     try:
         get_dataset(grid.dataset, grid.data_root, download=False)
         data = f"{grid.dataset} (on disk)"
@@ -550,10 +616,6 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
         check_creatable_dir(Path(grid.data_root), "--data-root")
         data = f"{grid.dataset} (would be downloaded to {grid.data_root})"
     results_dir = Path(grid.out)
-    checked_schema_version(results_dir / GRID_FILE)
-    check_creatable_dir(results_dir, "--out")
-    check_creatable_dir(cache_dir_of(grid), "--cache-dir")
-    check_weights_files(grid)
     cohorts = plan(specs)
     lines = [
         f"dry run: {len(specs)} runs in {len(cohorts)} cohorts; {data}; device {device_name(device)}; "
@@ -614,10 +676,18 @@ def finished_records(results_dir: Path) -> list[RunRecord]:
 
 
 def finished_checkpoints(results_dir: Path) -> dict[str, tuple[RunSpec, Path]]:
-    """Run id -> (spec, generator checkpoint), for every run of ``results_dir`` that finished (status done)."""
-    return {
-        record.run_id: (record.spec, checkpoint_of(results_dir, record)) for record in finished_records(results_dir)
-    }
+    """Run id -> (spec, generator checkpoint), for every run of ``results_dir`` that finished (status done) and
+    still has its files; one whose files are damaged is left out with one warning line (a grid run makes it
+    again)."""
+    checkpoints = {}
+    for record in finished_records(results_dir):
+        damaged = damaged_files(results_dir, record)
+        if damaged:
+            warnings.warn(f"run {record.run_id}: {', '.join(damaged)} missing or truncated: left out (run the grid "
+                          "again to make it again)", RuntimeWarning, stacklevel=2)  # fmt: skip
+            continue
+        checkpoints[record.run_id] = (record.spec, checkpoint_of(results_dir, record))
+    return checkpoints
 
 
 def score_missing_metrics(ctx: GridContext) -> None:
@@ -669,6 +739,8 @@ def latency_is_current(results_dir: Path, finished: dict[str, tuple[RunSpec, Pat
     path = Path(results_dir) / LATENCY_CSV
     try:
         timed = pd.read_csv(path)
+        if timed.empty or not {"run_id", "backend", "device", "batch", "p50_ms", "status"} <= set(timed.columns):
+            raise ValueError("not the rows of a timing")
         newest_model = max(checkpoint.stat().st_mtime for _, checkpoint in finished.values())
         return (
             set(timed["run_id"].astype(str)) == set(finished)
@@ -677,8 +749,12 @@ def latency_is_current(results_dir: Path, finished: dict[str, tuple[RunSpec, Pat
             and set(timed["batch"].astype(int)) == set(settings.batches)
             and path.stat().st_mtime >= newest_model
         )
-    except (OSError, ValueError, KeyError, pd.errors.ParserError):
-        return False  # absent or damaged: timed afresh (the rebuilt CSV moves a damaged one aside)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as err:  # damaged: moved aside, timed afresh
+        if path.is_file():
+            quarantine(path, f"{type(err).__name__}: {first_line(err)}")
+        return False
 
 
 def time_latency(ctx: GridContext) -> None:
@@ -693,9 +769,3 @@ def time_latency(ctx: GridContext) -> None:
     say(ctx.progress, f"timing {len(models)} models together on {', '.join(devices)} (latency.csv)")
     rows = time_models(models, settings, progress=lambda message: say(ctx.progress, f"  {message}"))
     write_latency_csv(rows, ctx.results_dir)
-
-
-def default_threads() -> None:
-    """Use every core for intra-op work unless the user set OMP_NUM_THREADS."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(os.cpu_count() or 1)

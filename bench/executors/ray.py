@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from bench.engine.runner import PHASES, Cohort, GridContext, depends_on, finish_grid, prepare_grid, run_cohort
 from bench.engine.spec import GridSpec
 from bench.errors import DataUnavailableError, UserError
-from bench.executors import Executor, register_executor
+from bench.executors import Executor, ExecutorOptions, register_executor
 
 RAY_MISSING = "--executor ray needs Ray: pip install '.[ray]'"
 MAX_RETRIES = 3  # per cohort, for lost workers and nodes only
@@ -64,6 +64,7 @@ def run_ray(
         connect(address)
     try:
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        check_fits(nodes, cpus_per_run, gpus_per_run)
         if gpus_per_run is None:
             has_gpus = any(node.get("GPU", 0) > 0 for node in nodes)
             gpus_per_run = 1.0 if has_gpus and grid.device != "cpu" else 0.0
@@ -198,6 +199,28 @@ def check_reachable(address: str) -> None:
         raise UserError(f"--ray-address {address}: nothing answers there ({err.strerror or err})") from None
 
 
+def check_fits(nodes: list[dict], cpus_per_run: int | None, gpus_per_run: float | None) -> None:
+    """A task no node of the cluster can hold would wait for ever: refused before anything starts."""
+    cpus, gpus = cpus_per_run or 0, gpus_per_run or 0
+    if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
+        largest = max((f"{node.get('CPU', 0):g} CPUs, {node.get('GPU', 0):g} GPUs" for node in nodes), default="none")
+        raise UserError(
+            f"--cpus-per-run {cpus} and --gpus-per-run {gpus:g}: no node of the Ray cluster has that much "
+            f"(largest: {largest})"
+        )
+
+
+def check_options(options: ExecutorOptions, device: str) -> None:
+    """Every Ray flag, before anything starts (the dry run checks the same): the address's form, the shares,
+    and, for a Ray started here, that one task fits this machine."""
+    if options.address is not None and not options.address.strip():
+        raise UserError("--ray-address is empty: give auto, host:port or ray://host:port, or leave it out")
+    check_ray_resources(options.gpus_per_run, options.cpus_per_run, device)
+    if options.address is None:
+        local = {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
+        check_fits([local], options.cpus_per_run, options.gpus_per_run)
+
+
 def check_ray_resources(gpus_per_run: float | None, cpus_per_run: int | None, device: str) -> None:
     """``--gpus-per-run`` and ``--cpus-per-run`` as given (None: not given), checked before anything starts."""
     if gpus_per_run is not None:
@@ -255,7 +278,7 @@ register_executor(
         run=lambda grid, options, progress: run_ray(
             grid, options.address, options.gpus_per_run, progress, cpus_per_run=options.cpus_per_run
         ),
-        check=lambda options, device: check_ray_resources(options.gpus_per_run, options.cpus_per_run, device),
+        check=check_options,
         description="one Ray task per run, on this machine or a cluster (docs/scale-out.md)",
     )
 )

@@ -24,10 +24,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bench.engine.cpuload import set_thread_budget
 from bench.engine.device import device_name, resolve_device, tune_for
 from bench.engine.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json, safe_torch_load
 from bench.engine.layout import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE, WIDTH
-from bench.engine.runner import default_threads, grid_runs
+from bench.engine.runner import grid_runs
 from bench.engine.spec import SCRATCH, GridSpec, RunSpec, SpeedSpec, make_grid
 from bench.engine.train import build_models
 from bench.errors import UserError
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", help="classifier and real-statistics cache (default: OUT/cache)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    default_threads()
+    set_thread_budget()
     try:
         grid, dataset = _grid(args)
         device = resolve_device(grid.device)

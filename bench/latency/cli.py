@@ -109,14 +109,9 @@ def run(args: argparse.Namespace) -> int:
         seconds_per_cell=args.seconds_per_cell,
         noise_threshold=args.noise_threshold,
     )
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be 1 or more, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    else:
-        from bench.engine.runner import default_threads
+    from bench.engine.cpuload import checked_threads, set_thread_budget
 
-        default_threads()
+    set_thread_budget(checked_threads(args.threads))
     out = Path(args.out) if args.out else Path(args.run_dir) / "latency.csv"
     if out.is_dir():
         out = out / "latency.csv"

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.engine import preempt
+from bench.engine.cpuload import OtherLoad
 from bench.engine.device import device_name
 from bench.engine.io import atomic_write_text
 from bench.engine.layout import LATENCY_CSV
@@ -88,6 +90,8 @@ class LatencyRow:
     max_abs_err: float = math.nan  # largest |output - eager PyTorch output|
     status: str = STATUS_OK
     error: str = ""
+    other_load: float = math.nan  # cores other processes kept busy while this cell was timed (Linux /proc)
+    loaded: bool = False  # other_load above a quarter of the cores: the times are inflated by the machine's load
 
 
 LATENCY_COLUMNS = tuple(f.name for f in fields(LatencyRow))
@@ -147,6 +151,8 @@ class _Cell:
     times: list[list[float]] = field(default_factory=list)  # per round, seconds per call
     stats: Stats | None = None
     retimed: int = 0
+    load: OtherLoad = field(default_factory=OtherLoad)  # other processes' load while this attempt was timed
+    stats_load: OtherLoad = field(default_factory=OtherLoad)  # the same, for the attempt ``stats`` keeps
 
     def fail(self, status: str, error: str) -> None:
         self.status, self.error, self.fn, self.inputs = status, error, None, None
@@ -216,6 +222,7 @@ def _prepare_cells(
     used: dict[str, Backend] = {}
     for m, (run_id, generator) in enumerate(models.items()):
         for d, dev in enumerate(settings.devices):
+            preempt.check("while timing")  # nothing timed yet is written: the next run times every model
             device = torch.device(dev)
             runs_here = dev in getattr(generator, "devices", (dev,))
             model = copy.deepcopy(generator).to(device).eval() if runs_here else generator
@@ -256,6 +263,7 @@ def _warm_up(cells: Iterable[_Cell], settings: SpeedSpec) -> None:
     """Warm every live cell up and set its calls per round from the warm-up's median call."""
     with torch.inference_mode():
         for cell in cells:
+            preempt.check("while timing")
             if cell.fn is None:
                 continue
             try:
@@ -275,13 +283,16 @@ def _time_rounds(cells: list[_Cell], settings: SpeedSpec) -> None:
     """
     live = sorted((cell for cell in cells if cell.fn is not None), key=lambda cell: cell.order)
     for cell in live:
-        cell.times = []
+        cell.times, cell.load = [], OtherLoad()
     with torch.inference_mode():
         for _, cell in interleave(live, settings.rounds):
+            preempt.check("while timing")
             if cell.fn is None:  # failed in an earlier round
                 continue
             try:
+                cell.load.start()
                 cell.times.append(_timed_calls(cell, cell.calls_per_round))
+                cell.load.stop()
             except Exception as err:
                 cell.fail(STATUS_FAILED, f"call: {_describe(err)}")
 
@@ -304,7 +315,7 @@ def _measure(cells: list[_Cell], settings: SpeedSpec, say: Callable[[str], None]
                 continue
             stats = summarize(cell.times)
             if cell.stats is None or stats.noise < cell.stats.noise:
-                cell.stats = stats
+                cell.stats, cell.stats_load = stats, cell.load
         pending = [c for c in pending if c.fn is not None and c.stats.noise > settings.noise_threshold]
 
 
@@ -334,6 +345,8 @@ def _row(cell: _Cell, settings: SpeedSpec, names: dict[torch.device, str], threa
         throughput_ips=cell.batch / (s.p50_ms / 1e3),
         noise=s.noise,
         noisy=s.noise > settings.noise_threshold,
+        other_load=cell.stats_load.cores,
+        loaded=cell.stats_load.loaded(),
     )
 
 

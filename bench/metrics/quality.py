@@ -53,12 +53,15 @@ How every number is computed (so two users get the same one):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import weakref
+from collections.abc import Iterator
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import prdc
@@ -84,6 +87,7 @@ from torch_fidelity.utils import (
     resolve_feature_layer_for_metric,
 )
 
+from bench.engine.cpuload import thread_budget
 from bench.engine.io import quarantine, safe_torch_load
 from bench.engine.spec import QualitySpec
 from bench.engine.stopwatch import timed
@@ -124,6 +128,21 @@ def contract_of(generator: nn.Module) -> tuple[int, int]:
     if not isinstance(nz, int) or not isinstance(classes, int):
         raise QualityError(f"a {type(generator).__name__} declares no noise size and class count (nz, num_classes)")
     return nz, classes
+
+
+@contextlib.contextmanager
+def budgeted_prdc() -> Iterator[None]:
+    """prdc's pairwise distances within the process's thread budget: prdc hard-codes scikit-learn's
+    ``n_jobs=8`` (eight threads whatever the machine); the same call is made with the budget instead."""
+    import prdc.prdc as prdc_module
+    import sklearn.metrics
+
+    def distances(data_x, data_y=None):
+        data_y = data_x if data_y is None else data_y
+        return sklearn.metrics.pairwise_distances(data_x, data_y, metric="euclidean", n_jobs=thread_budget())
+
+    with mock.patch.object(prdc_module, "compute_pairwise_distance", distances):
+        yield
 
 
 class Uint8Images(Dataset):
@@ -415,7 +434,7 @@ class QualityEvaluator:
 
     @staticmethod
     def _density_coverage(fake_features: torch.Tensor, real_features: torch.Tensor) -> dict[str, float]:
-        with redirect_stdout(io.StringIO()):  # compute_prdc prints the two set sizes on every call
+        with redirect_stdout(io.StringIO()), budgeted_prdc():  # compute_prdc prints the set sizes on every call
             scores = prdc.compute_prdc(real_features.numpy(), fake_features.numpy(), nearest_k=PRDC_K)
         return {"density_lenet": float(scores["density"]), "coverage_lenet": float(scores["coverage"])}
 
