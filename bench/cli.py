@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_str_list,
         nargs="+",
         action=_Joined,
-        help="quantize: post-training modes applied to every float model, among fp16,bf16,int8 (int8 "
+        help="quantize: post-training modes applied to every float model, among fp16,bf16,int8,openvino-int8 (int8 "
         "runs on the CPU; default: the preset's)",
     )
     p.add_argument("--fid-samples", type=int, help="generated images scored per run")

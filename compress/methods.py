@@ -52,8 +52,9 @@ class Method:
     columns: Callable[[Path], dict] | None = None  # a trained run's own results.csv columns, read from its directory
     # a derived run's spec -> how far its model may be from its source's (compress/fidelity.py)
     tolerance: Callable[[RunSpec], Tolerance] | None = None
-    # the files of a finished run's directory its generator is rebuilt from: without them it is made again
-    files: tuple[str, ...] = (GENERATOR_FILE,)
+    # a finished run's spec -> the files of its directory its generator is rebuilt from: without them it is made
+    # again
+    files: Callable[[RunSpec], tuple[str, ...]] = lambda spec: (GENERATOR_FILE,)
 
     def __post_init__(self) -> None:
         if (self.start is None) == (self.derive is None):

@@ -379,6 +379,6 @@ register_method(
         load,
         start=start,
         columns=record_columns,
-        files=(GENERATOR_FILE, PRUNED_FILE),  # the cut's architecture rebuilds the fine-tuned generator
+        files=lambda spec: (GENERATOR_FILE, PRUNED_FILE),  # the cut's architecture rebuilds the fine-tuned one
     )
 )

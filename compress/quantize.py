@@ -13,6 +13,9 @@ Modes:
   yet for ConvTranspose{n}d") and the x86/fbgemm/onednn kernels refuse per-channel transposed-convolution weights
   ("Per Channel Quantization is currently disabled for transposed conv"); ``compress.survey`` records the
   backends tried. Class-conditional batch norms stay float (reason recorded per layer).
+- ``openvino-int8``: the float model converted to OpenVINO and quantized by NNCF, saved as OpenVINO IR and run by
+  OpenVINO's CPU plugin, whose int8 transposed convolutions are faster than float ones where torch.ao's are not
+  (``compress.openvino_int8``).
 
 Calibration needs no data: a generator's inputs are N(0, 1) noise and uniform labels, so the default
 calibration set is seeded noise (``calibration_batches``).
@@ -30,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import tempfile
 import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
@@ -47,17 +51,23 @@ from compress.fidelity import Tolerance
 from compress.int8_kernels import check_engine, default_engine, engine_in_force, pack
 from compress.layers import conditional_batch_norms
 from compress.methods import Method, method_of, register_method
+from compress.openvino_int8 import IR_FILES, load_ir, quantize_openvino, save_ir
+from compress.openvino_int8 import MODE as OPENVINO_INT8
 from data import DataShape
 from gans.family import ConditionalGenerator
 
-MODES = ("fp16", "bf16", "int8")
+MODES = ("fp16", "bf16", "int8", OPENVINO_INT8)
+CPU_ONLY = ("int8", OPENVINO_INT8)  # integer kernels exist on the CPU only
 FORMAT = "gan-kd-bench/quantized-generator/1"
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32, OPENVINO_INT8: torch.float32}
 # |quantized - float| allowed on images in [-1, 1] (mean, largest), about 3x the worst measured on correct models:
 # quick-preset DCGANs and untrained ResNet-family generators on AMD EPYC (AVX-512 VNNI), under the CPU's own ATen
 # kernels and ATEN_CPU_CAPABILITY=default: fp16 0.00036 / 0.0041, bf16 0.0028 / 0.029, int8 0.026 / 0.37; a wrong
-# int8 kernel (oneDNN's transposed convolution on that CPU) gave the quick preset's teacher 0.549 on average
-TOLERANCES = {"fp16": Tolerance(0.002, 0.03), "bf16": Tolerance(0.01, 0.15), "int8": Tolerance(0.08, 1.0)}
+# int8 kernel (oneDNN's transposed convolution on that CPU) gave the quick preset's teacher 0.549 on average;
+# openvino-int8 (NNCF, the same models): 0.014 / 0.28
+TOLERANCES = {"fp16": Tolerance(0.002, 0.03), "bf16": Tolerance(0.01, 0.15), "int8": Tolerance(0.08, 1.0),
+              OPENVINO_INT8: Tolerance(0.05, 1.0)}  # fmt: skip
+OPENVINO_BACKEND = "OpenVINO CPU, NNCF post-training int8 (IR: generator.xml, generator.bin)"
 _LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Embedding)
 
 # why torch.ao leaves a layer or a weight scheme as it does: each was observed on torch 2.14 (see compress.survey)
@@ -140,7 +150,12 @@ class QuantizedGenerator(ConditionalGenerator):
 
     @property
     def devices(self) -> tuple[str, ...]:
-        return ("cpu",) if self.mode == "int8" else ConditionalGenerator.devices  # int8: fbgemm CPU kernels only
+        return ("cpu",) if self.mode in CPU_ONLY else ConditionalGenerator.devices
+
+    @property
+    def timed_by(self) -> tuple[str, ...] | None:
+        """The latency backends that time it, where not every backend that runs quantized models does."""
+        return ("openvino",) if self.mode == OPENVINO_INT8 else None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with self._engine():
@@ -150,7 +165,7 @@ class QuantizedGenerator(ConditionalGenerator):
         return engine_in_force(self.engine) if self.mode == "int8" else contextlib.nullcontext()
 
     def forward_features(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        if self.mode == "int8":
+        if self.mode in CPU_ONLY:
             raise NotImplementedError("an int8 generator is a traced graph that returns the images only")
         images, features = self.model.forward_features(z.to(self.dtype), labels)
         return images.float(), [f.float() for f in features]
@@ -258,7 +273,7 @@ def _wrap(
     model: nn.Module,
     mode: str,
     source: nn.Module,
-    stored: bytes,
+    stored: int,
     fp32_bytes: int,
     layers: tuple[LayerPrecision, ...],
     backend: str,
@@ -266,11 +281,24 @@ def _wrap(
     engine: str = "",
 ) -> QuantizedGenerator:
     params = sum(p.numel() for p in source.parameters())
-    record = QuantRecord(mode, backend, params, len(stored), fp32_bytes, layers)
+    record = QuantRecord(mode, backend, params, stored, fp32_bytes, layers)
     hidden = source.hidden_channels() if hasattr(source, "hidden_channels") else []
     return QuantizedGenerator(
         model, mode, hidden, source.width, source.nz, source.num_classes, record, keep_float, engine
     )
+
+
+def _openvino(module: nn.Module, source: nn.Module, fp32_bytes: int, stored: int | None = None) -> QuantizedGenerator:
+    """An ``openvino-int8`` model wrapped with its record: its IR's bytes (``stored``, else counted by saving it
+    aside), each compute layer's precision."""
+    if stored is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            stored = save_ir(module, Path(scratch))
+    layers = tuple(
+        LayerPrecision(name, "int8" if precision in ("i8", "u8") else precision, f"OpenVINO {kind}", "openvino")
+        for name, kind, precision in module.runtime_layers()
+    )
+    return _wrap(module, OPENVINO_INT8, source, stored, fp32_bytes, layers, OPENVINO_BACKEND)
 
 
 def int8_backend(engine: str) -> str:
@@ -315,22 +343,28 @@ def quantize(
     unknown = sorted(set(keep_float) - names)
     if unknown:
         raise QuantizeError(f"keep_float names no layer of this generator: {', '.join(unknown)}")
-    source = copy.deepcopy(generator).cpu().eval() if mode == "int8" else copy.deepcopy(generator).eval()
+    source = copy.deepcopy(generator).cpu().eval() if mode in CPU_ONLY else copy.deepcopy(generator).eval()
     fp32_bytes = len(_serialized_bytes(_payload("fp32", source.state_dict())))
+    if mode == OPENVINO_INT8:
+        batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
+        return _openvino(quantize_openvino(source, batches), source, fp32_bytes)
     if mode in ("fp16", "bf16"):
         model = copy.deepcopy(source).to(_DTYPES[mode])
         layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
         stored = _serialized_bytes(_payload(mode, model.state_dict()))
-        return _wrap(model, mode, source, stored, fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
+        return _wrap(model, mode, source, len(stored), fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
     engine = check_engine(engine or default_engine())
     batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
     converted, layers = _int8_model(source, [(z.cpu(), y.cpu()) for z, y in batches], engine, keep_float)
     stored = _serialized_bytes(_payload(mode, converted.state_dict(), keep_float, engine))
-    return _wrap(converted, mode, source, stored, fp32_bytes, layers, int8_backend(engine), keep_float, engine)
+    return _wrap(converted, mode, source, len(stored), fp32_bytes, layers, int8_backend(engine), keep_float, engine)
 
 
 def save_quantized(quantized: QuantizedGenerator, path: str | Path) -> int:
-    """Write ``quantized``'s stored representation atomically; returns its bytes (= ``record.stored_bytes``)."""
+    """Write ``quantized``'s stored representation atomically; returns its bytes (= ``record.stored_bytes``). An
+    ``openvino-int8`` model is written as IR beside ``path`` (``generator.xml``, ``generator.bin``)."""
+    if quantized.mode == OPENVINO_INT8:
+        return save_ir(quantized.model, Path(path).parent)
     payload = _serialized_bytes(
         _payload(quantized.mode, quantized.model.state_dict(), quantized.keep_float, quantized.engine)
     )
@@ -341,7 +375,12 @@ def save_quantized(quantized: QuantizedGenerator, path: str | Path) -> int:
 def load_quantized(float_generator: nn.Module, path: str | Path) -> QuantizedGenerator:
     """The quantized generator saved at ``path``; ``float_generator`` gives the architecture (the family's
     generator at that width, or ``compress.prune.load_pruned``'s) and is left untouched. An int8 one is packed
-    under the engine it was made with, each layer's kernel chosen again for this CPU."""
+    under the engine it was made with, each layer's kernel chosen again for this CPU; an ``openvino-int8`` one is
+    the IR whose ``generator.xml`` is ``path``."""
+    if Path(path).name == IR_FILES[0]:
+        source = copy.deepcopy(float_generator).cpu().eval()
+        module, stored = load_ir(Path(path).parent)
+        return _openvino(module, source, len(_serialized_bytes(_payload("fp32", source.state_dict()))), stored)
     payload = safe_torch_load(Path(path))
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a quantized generator of this suite")
@@ -401,15 +440,22 @@ def load(path: Path, spec: RunSpec, data: DataShape) -> QuantizedGenerator:
     """The quantized generator at ``path``; its float architecture is its source run's (a sibling directory)."""
     source = spec.source()
     float_generator = method_of(source).load(path.parent.parent / source.run_id / GENERATOR_FILE, source, data)
-    return load_quantized(float_generator, path)
+    return load_quantized(float_generator, path.parent / IR_FILES[0] if spec.quantize == OPENVINO_INT8 else path)
+
+
+def files(spec: RunSpec) -> tuple[str, ...]:
+    """The files a quantized run's model is rebuilt from: its IR, or its ``generator.pt``."""
+    return IR_FILES if spec.quantize == OPENVINO_INT8 else (GENERATOR_FILE,)
 
 
 register_method(
     Method(
         "quantize",
-        "post-training quantization of every float model of the grid (--quantize fp16,bf16,int8; int8 on the CPU)",
+        "post-training quantization of every float model of the grid (--quantize fp16,bf16,int8,openvino-int8; "
+        "the int8 modes on the CPU)",
         load,
         derive=derive,
         tolerance=tolerance,
+        files=files,
     )
 )

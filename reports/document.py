@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.engine.layout import STATUS_MISMATCH
 from reports.agreement import agreement_table
+from reports.deployment import deployment_table
 from reports.load import Results, method_labels
 from reports.plots import FIGURES, save
 from reports.tables import Table, all_tables, write_table
@@ -158,7 +159,8 @@ CAPTIONS = {
         "joins the Pareto front over all models: those no other model beats on both cost and FID (lower is "
         "better for both); each is labelled with its method's initial (w: trained at that width, p: pruned to "
         "that width's parameter count), its width and any quantization. A model's latency is the lowest p50 over "
-        "the backends that timed it (quantized models are timed in eager PyTorch only)."
+        "the backends that timed it (torch.ao quantized models are timed in eager PyTorch only, openvino-int8 ones "
+        "behind OpenVINO)."
     ),
     "speedup_vs_macs": (
         "Each student's measured speed-up over its seed's teacher (the same backend, device and batch size; "
@@ -181,9 +183,9 @@ CAPTIONS = {
 def report_tables(results: Results) -> list[Table]:
     """Every table of the report: the verdicts first, then the per-model tables, then backbone agreement where
     several backbones scored the grid."""
-    agreement = agreement_table(results)
+    optional = [agreement_table(results), deployment_table(results)]
     tables = [distillation_table(results), iso_quality_table(results), *all_tables(results)]
-    return tables + ([agreement] if agreement is not None else [])
+    return tables + [table for table in optional if table is not None]
 
 
 def _verdict_blocks(tables: dict[str, Table]) -> list[Block]:
@@ -243,6 +245,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         TableBlock(tables["gain"]),
         Heading("Speed against MACs"),
         figure("speedup_vs_macs", "Measured speed-up against MAC reduction, per backend and device"),
+        *([Heading("Deployment"), TableBlock(tables["deployment"])] if "deployment" in tables else []),
         Heading("Sizes against the original project"),
         TableBlock(tables["sizes"]),
         Heading("Samples"),

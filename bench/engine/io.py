@@ -141,12 +141,15 @@ def quarantine(path: Path, why: str) -> Path | None:
     return target
 
 
-def torch_file_intact(path: Path) -> bool:
-    """Whether ``path`` is a whole ``torch.save`` archive: a file whose zip directory (written last) is there. A
-    missing, empty or truncated checkpoint is not; the check reads the archive's end, not its tensors."""
+def file_intact(path: Path) -> bool:
+    """Whether ``path`` is a whole file: a ``.pt`` must be a ``torch.save`` archive whose zip directory (written
+    last) is there, any other file must not be empty. A missing, empty or truncated checkpoint is not; the check
+    reads the archive's end, not its tensors."""
     path = Path(path)
     try:
-        return path.is_file() and zipfile.is_zipfile(path)
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        return zipfile.is_zipfile(path) if path.suffix == ".pt" else True
     except OSError:
         return False
 

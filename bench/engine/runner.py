@@ -29,12 +29,12 @@ from bench.engine.io import (
     atomic_write_text,
     check_creatable_dir,
     check_writable_dir,
+    file_intact,
     file_sha256,
     move_aside,
     quarantine,
     read_json,
     safe_torch_load,
-    torch_file_intact,
 )
 from bench.engine.layout import (
     CACHE_DIR,
@@ -569,13 +569,12 @@ def damaged_files(results_dir: Path, record: RunRecord) -> list[str]:
     if record.status != STATUS_DONE or record.metrics.get("given_checkpoint"):
         return []
     directory = run_dir(results_dir, record.spec)
-    damaged = [name for name in method_of(record.spec).files if not torch_file_intact(directory / name)]
+    damaged = [name for name in method_of(record.spec).files(record.spec) if not file_intact(directory / name)]
     source = record.spec.source() if record.spec.quantize else None  # a quantized model is rebuilt on its source
     if source is not None:
         source_dir = run_dir(results_dir, source)
-        damaged += [
-            f"its source's {name}" for name in method_of(source).files if not torch_file_intact(source_dir / name)
-        ]
+        files = method_of(source).files(source)
+        damaged += [f"its source's {name}" for name in files if not file_intact(source_dir / name)]
     return damaged
 
 

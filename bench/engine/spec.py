@@ -52,7 +52,7 @@ class RunSpec:
     method: str = WIDTH
     prune_importance: str | None = None  # prune: how channels are ranked ("bn", "l1")
     finetune_epochs: int = 0  # prune: epochs of fine-tuning after the cut
-    quantize: str | None = None  # post-training quantization ("fp16", "bf16", "int8") of the run ``source()``
+    quantize: str | None = None  # post-training quantization ("fp16", "bf16", "int8", "openvino-int8") of ``source()``
 
     def __post_init__(self) -> None:
         if self.kd == SCRATCH and self.kd_weight != 0.0:
@@ -272,13 +272,15 @@ PRESETS: dict[str, dict] = {
     "quick": dict(
         dataset="digits", widths=(16, 32, 64, 128), teacher_width=256, kd=(SCRATCH, "pixel-l1"), kd_weight=1.0,
         seeds=(1314,), epochs=6, batch_size=32, quality=QualitySpec(fid_samples=1000, kid_subsets=10),
-        # every model behind eager PyTorch and ONNX Runtime in a few seconds each: p99 then rests on 24+ calls;
-        # noisy cells are flagged, not re-timed
-        speed=SpeedSpec(backends=("eager", "onnxruntime"), batches=(1, 64), rounds=6, calls_per_round=16,
+        # every model behind eager PyTorch, ONNX Runtime and OpenVINO in a few seconds each: p99 then rests on 24+
+        # calls; noisy cells are flagged, not re-timed
+        speed=SpeedSpec(backends=("eager", "onnxruntime", "openvino"), batches=(1, 64), rounds=6, calls_per_round=16,
                         min_calls_per_round=4, seconds_per_cell=0.15, max_retimes=0),
         # every method at small scale: the teacher pruned to two widths' sizes and fine-tuned with and without
-        # distillation; every float model quantized to int8 (fp16/bf16 run 4-10x slower than fp32 on a CPU)
-        methods=(WIDTH, PRUNE, QUANTIZE), prune_widths=(32, 128), finetune_epochs=2, quantize=("int8",),
+        # distillation; every float model quantized to int8 by torch.ao and by OpenVINO/NNCF (fp16/bf16 run 4-10x
+        # slower than fp32 on a CPU)
+        methods=(WIDTH, PRUNE, QUANTIZE), prune_widths=(32, 128), finetune_epochs=2,
+        quantize=("int8", "openvino-int8"),
     ),
     # the original's setting: MNIST, 25 epochs, batch 128, three seeds, metrics on 10,000 samples
     "paper": dict(
@@ -286,7 +288,7 @@ PRESETS: dict[str, dict] = {
         seeds=(1314, 1315, 1316), epochs=25, batch_size=128, quality=QualitySpec(fid_samples=10_000),
         # fast cells get 8 x 128 = 1,024 calls; a slow one (batch 256 of a wide model on a CPU) 8 at least, so
         # that timing all 12 models behind 2 CPU backends stays near a minute or two
-        speed=SpeedSpec(backends=("eager", "onnxruntime", "cuda-graph"), rounds=8, calls_per_round=128,
+        speed=SpeedSpec(backends=("eager", "onnxruntime", "openvino", "cuda-graph"), rounds=8, calls_per_round=128,
                         min_calls_per_round=1, seconds_per_cell=1.0),
         # the original's grid is the width method alone; with --methods width,prune,quantize the teacher is pruned
         # to every student's size by both importances, fine-tuned 5 epochs with and without distillation, and every

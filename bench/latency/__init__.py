@@ -39,6 +39,7 @@ class Backend:
     description: str = ""
     cleanup: Callable[[], None] | None = None
     quantized: bool = False  # runs post-training quantized generators (compress/quantize.py); else they skip it
+    modes: tuple[str, ...] | None = None  # with quantized: the quantization modes it runs (None: every one)
 
     def __post_init__(self) -> None:
         unknown = set(self.devices) - set(DEVICE_TYPES)
@@ -63,7 +64,7 @@ def backends() -> list[str]:
 
 
 # the backends register themselves on import, in the order the tables show them
-from bench.latency import eager, compiled, onnxruntime, cuda_graph  # noqa: E402,F401  isort: skip
+from bench.latency import eager, compiled, onnxruntime, openvino, cuda_graph  # noqa: E402,F401  isort: skip
 from bench.latency.rounds import (  # noqa: E402
     LATENCY_CSV,
     LatencyRow,

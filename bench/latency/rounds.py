@@ -209,8 +209,12 @@ def _skip_reason(backend: Backend, generator: nn.Module, device: str, supported:
         return f"{backend.name} runs on {', '.join(backend.devices)} only"
     if device not in getattr(generator, "devices", (device,)):
         return f"this {generator.quantized} generator runs on {', '.join(generator.devices)} only"
-    if getattr(generator, "quantized", None) and not backend.quantized:
-        return f"{backend.name} does not run post-training quantized ({generator.quantized}) generators"
+    mode = getattr(generator, "quantized", None)
+    if mode and (not backend.quantized or (backend.modes is not None and mode not in backend.modes)):
+        return f"{backend.name} does not run post-training quantized ({mode}) generators"
+    only = getattr(generator, "timed_by", None)
+    if only and backend.name not in only:
+        return f"this {mode} generator is timed by {', '.join(only)} only"
     return None
 
 
