@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--latency-seconds",
         type=float,
-        help="timed seconds each (model, backend, batch) aims at (quick: 0.15, paper: 1): more is steadier",
+        help="timed seconds each (model, backend, batch) aims at (quick: 0.1, paper: 1): more is steadier",
     )
     p.add_argument("--log-every", type=int, help="log losses every N steps (default 10)")
     p.add_argument(

@@ -356,7 +356,7 @@ def test_the_cli_re_times_a_results_directory_into_latency_csv(tiny_results, tmp
         (["{results}", "--noise-threshold", "nan"], "noise threshold must be a positive number"),
         (["{results}", "--noise-threshold", "-1"], "noise threshold must be a positive number"),
         (["{results}", "--seconds-per-cell", "0"], "seconds per cell must be a positive number"),
-        (["{results}", "--threads", "0"], "--threads must be 1 or more"),
+        (["{results}", "--threads", "0"], "--threads must be between 1 and the"),
         (["{results}", "--device", "tpu"], "invalid choice"),
     ],
 )

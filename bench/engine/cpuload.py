@@ -86,6 +86,11 @@ class OtherLoad:
         self.seconds += time.monotonic() - began
         self._mark = None
 
+    def add(self, other: OtherLoad) -> None:
+        """Count ``other``'s windows as this meter's too."""
+        self.ticks += other.ticks
+        self.seconds += other.seconds
+
     @property
     def cores(self) -> float:
         """Average cores busy with other work (NaN when nothing was measured)."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -289,16 +290,22 @@ def _time_rounds(cells: list[_Cell], settings: SpeedSpec) -> None:
     for cell in live:
         cell.times, cell.load = [], OtherLoad()
     with torch.inference_mode():
-        for _, cell in interleave(live, settings.rounds):
-            preempt.check("while timing")
-            if cell.fn is None:  # failed in an earlier round
-                continue
-            try:
-                cell.load.start()
-                cell.times.append(_timed_calls(cell, cell.calls_per_round))
-                cell.load.stop()
-            except Exception as err:
-                cell.fail(STATUS_FAILED, f"call: {_describe(err)}")
+        for _, timing_round in itertools.groupby(interleave(live, settings.rounds), key=lambda pair: pair[0]):
+            # the machine's load is read over a whole round (seconds: /proc counts in 10 ms ticks) and given to
+            # every cell timed in it
+            meter = OtherLoad()
+            meter.start()
+            for _, cell in timing_round:
+                preempt.check("while timing")
+                if cell.fn is None:  # failed in an earlier round
+                    continue
+                try:
+                    cell.times.append(_timed_calls(cell, cell.calls_per_round))
+                except Exception as err:
+                    cell.fail(STATUS_FAILED, f"call: {_describe(err)}")
+            meter.stop()
+            for cell in live:
+                cell.load.add(meter)
 
 
 def _measure(cells: list[_Cell], settings: SpeedSpec, say: Callable[[str], None]) -> None:
