@@ -206,7 +206,7 @@ def test_every_model_is_timed_and_reloads_from_its_files(grid_run):
     "extra, expected",
     [
         (("--methods", "width,shrink"), "--methods: unknown shrink"),
-        (("--methods", "width,width"), "--methods needs distinct values"),
+        (("--methods", "width,width"), "--methods: width given more than once"),
         (("--methods", "width,prune", "--prune-importance", "taylor"), "--prune-importance: unknown taylor"),
         (("--methods", "width,prune", "--finetune-epochs", "0"), "--finetune-epochs must be an integer"),
         (("--methods", "width,prune", "--prune-widths", "64,128"), "none is below the teacher's width (64)"),
