@@ -14,7 +14,16 @@ import pandas as pd
 
 from bench.metrics.registry import BACKBONE_NAMES
 from reports.load import Results, several_methods
-from reports.metrics import BY_COLUMN, QUALITY, Metric, format_value, has_values, summary_texts
+from reports.metrics import (
+    BY_COLUMN,
+    MIN_SEEDS_FOR_INTERVAL,
+    QUALITY,
+    Metric,
+    format_value,
+    has_values,
+    summary_texts,
+)
+from reports.stats import STATS
 from reports.tables import ABSENT, Table, gain_table, key_columns, per_model
 
 PRIMARY = "fid_lenet"  # the verdicts' metric: FID on the suite's own backbone, measured for every grid
@@ -27,15 +36,20 @@ def fid_metrics(runs: pd.DataFrame) -> list[Metric]:
             and has_values(m, runs)]  # fmt: skip
 
 
-def _verdict(mean: float, ci: float, n: float, metric: Metric) -> str:
-    """What the paired differences of one model say, in words a reader can act on."""
+def _verdict(mean: float, ci: float, n: float, low: float, high: float, metric: Metric) -> str:
+    """What the paired differences of one model say, in words a reader can act on, on the same basis as the number
+    beside it: the 95% interval from three pairs or more, the range of the two pairs from two."""
     if not math.isfinite(mean):
         return ABSENT
-    if not math.isfinite(ci) or n < 2:
+    if not math.isfinite(n) or n < 2:
         return "one seed pair: no interval"
-    if abs(mean) <= ci:
-        return "no difference the seeds resolve (the interval includes 0)"
     better = (mean < 0) == (metric.better == "lower")
+    if n < MIN_SEEDS_FOR_INTERVAL:
+        if low <= 0 <= high:
+            return "the two seed pairs differ in sign: no verdict"
+        return f"both seed pairs: distillation {'helps' if better else 'hurts'} (two pairs: no interval)"
+    if not math.isfinite(ci) or abs(mean) <= ci:
+        return "no difference the seeds resolve (the interval includes 0)"
     return "distillation helps" if better else "distillation hurts"
 
 
@@ -59,8 +73,7 @@ def distillation_table(results: Results) -> Table:
     stem = f"{primary.report_name}_gain"
     data = gain.copy()
     data["verdict"] = [
-        _verdict(*(row.get(f"{stem}_{stat}", math.nan) for stat in ("mean", "ci95", "n")), primary)
-        for _, row in data.iterrows()
+        _verdict(*(row.get(f"{stem}_{stat}", math.nan) for stat in STATS), primary) for _, row in data.iterrows()
     ]
     data["backbones_agree"] = [_agreement(row, metrics) for _, row in data.iterrows()]
     names = {"dataset": "dataset", "method_label": "method", "width": "width", "objective": "objective",
@@ -77,7 +90,9 @@ def distillation_table(results: Results) -> Table:
         f"Each distilled model against the model trained the same way without distillation{methods}, paired by "
         "seed (same batches and noise): FID with minus FID without, mean over seed pairs with its 95% Student-t "
         "interval from three pairs, the range of the two from two, the value from one. Negative: distillation "
-        "lowers FID (better). Verdict: where the interval of the LeNet FID difference excludes 0; backbones agree "
+        "lowers FID (better). Verdict: from three pairs or more, where the 95% interval of the LeNet FID difference "
+        "excludes 0; from two, where both pairs have the same sign (said as such: two pairs give no interval); "
+        "backbones agree "
         "when every backbone's mean difference has the same sign."
     )
     return Table("distillation", "What distillation buys", caption, data, display)

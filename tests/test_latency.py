@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -331,12 +332,18 @@ def test_the_cli_re_times_a_results_directory_into_latency_csv(tiny_results, tmp
         reader = csv.DictReader(handle)
         table = list(reader)
     assert tuple(reader.fieldnames) == LATENCY_COLUMNS
-    assert len(table) == 5 * 2  # 5 generators x eager x 2 batch sizes
-    assert {(row["backend"], row["device"], row["status"], row["threads"]) for row in table} == {
+    # the re-timing adds or replaces the cells it measures and keeps the others: 5 generators x eager x batches
+    # 1 and 2 measured now, the grid's eager batch-4 cells kept as they were
+    before = pd.read_csv(tiny_results / LATENCY_CSV)
+    assert len(table) == 5 * 3 and sorted({int(row["batch"]) for row in table}) == [1, 2, 4]
+    measured = [row for row in table if row["batch"] != "4"]
+    assert {(row["backend"], row["device"], row["status"], row["threads"]) for row in measured} == {
         ("eager", "cpu", "ok", "1")
     }
-    assert sorted({int(row["batch"]) for row in table}) == [1, 2]
-    assert all(float(row["p50_ms"]) <= float(row["p99_ms"]) for row in table)
+    kept = pd.DataFrame([row for row in table if row["batch"] == "4"])
+    expected = before[before["batch"] == 4]
+    assert sorted(kept["p50_ms"].astype(float)) == pytest.approx(sorted(expected["p50_ms"]))
+    assert all(float(row["p50_ms"]) <= float(row["p99_ms"]) for row in measured)
 
 
 @pytest.mark.parametrize(

@@ -128,3 +128,18 @@ def test_the_teacher_is_named_as_such_in_flipped_pairs(tmp_path):
     table = agreement_table(load(tmp_path))
     assert table.data.loc[0, "flips"] == 6  # the teacher against each of the 6 students
     assert table.data.loc[0, "flipped_pairs"].count("teacher, width 256 / ") == 6
+
+
+def test_with_two_seed_pairs_the_verdict_rests_on_the_range_shown_beside_it(tmp_path):
+    """Two pairs show their range, not a Student-t interval (t = 12.7): a range that excludes 0 is reported as
+    both pairs agreeing, never as 'the interval includes 0' beside numbers that exclude it."""
+    rows = [row for row in _rows(False, False) if row["seed"] in (1, 2)]
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    table = distillation_table(load(tmp_path))
+    by_width = table.data.set_index("width")
+    assert by_width.loc[128, "verdict"] == "both seed pairs: distillation helps (two pairs: no interval)"
+    assert by_width.loc[64, "verdict"] == "both seed pairs: distillation helps (two pairs: no interval)"
+    assert by_width.loc[32, "verdict"] == "the two seed pairs differ in sign: no verdict"  # +4 and -5
+    shown = table.display["FID (LeNet): distilled − scratch"][(table.data["width"] == 128).to_numpy()]
+    assert list(shown) == ["-0.900 (-1.000..-0.800)"]  # the range beside the verdict excludes 0
+    assert not distillation_sentences(table)  # a sentence states a 95% interval: none from two pairs

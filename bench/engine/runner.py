@@ -741,11 +741,11 @@ def latency_is_current(results_dir: Path, finished: dict[str, tuple[RunSpec, Pat
         if timed.empty or not {"run_id", "backend", "device", "batch", "p50_ms", "status"} <= set(timed.columns):
             raise ValueError("not the rows of a timing")
         newest_model = max(checkpoint.stat().st_mtime for _, checkpoint in finished.values())
-        return (
+        return (  # every cell the grid times is there (others, added by python -m bench.latency, may be too)
             set(timed["run_id"].astype(str)) == set(finished)
-            and (settings.backends is None or set(timed["backend"]) == set(settings.backends))
-            and set(timed["device"]) == set(settings.devices)
-            and set(timed["batch"].astype(int)) == set(settings.batches)
+            and (settings.backends is None or set(settings.backends) <= set(timed["backend"]))
+            and set(settings.devices) <= set(timed["device"])
+            and set(settings.batches) <= set(timed["batch"].astype(int))
             and path.stat().st_mtime >= newest_model
         )
     except FileNotFoundError:
@@ -767,4 +767,4 @@ def time_latency(ctx: GridContext) -> None:
     models = load_checkpoints(finished, ctx.dataset)
     say(ctx.progress, f"timing {len(models)} models together on {', '.join(devices)} (latency.csv)")
     rows = time_models(models, settings, progress=lambda message: say(ctx.progress, f"  {message}"))
-    write_latency_csv(rows, ctx.results_dir)
+    write_latency_csv(rows, ctx.results_dir, keep_runs=models)  # cells re-timed by python -m bench.latency stay

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     say(f"{len(models)} generator(s) from {args.run_dir}, {torch.get_num_threads()} thread(s)")
     rows = time_models(models, settings, progress=say)
-    path = write_latency_csv(rows, out.parent, out.name)
+    path = write_latency_csv(rows, out.parent, out.name, keep_runs=models)  # other backends' rows stay
     if not args.quiet:
         print(summary_table(rows))
         print()

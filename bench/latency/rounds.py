@@ -402,8 +402,36 @@ def latency_csv_text(rows: Iterable[LatencyRow]) -> str:
     return buffer.getvalue()
 
 
-def write_latency_csv(rows: Iterable[LatencyRow], results_dir: Path, filename: str = LATENCY_CSV) -> Path:
-    """Write ``rows`` to ``results_dir/filename`` atomically; return the path."""
+def write_latency_csv(
+    rows: Iterable[LatencyRow], results_dir: Path, filename: str = LATENCY_CSV, keep_runs: Iterable[str] = ()
+) -> Path:
+    """Write ``rows`` to ``results_dir/filename`` atomically; return the path.
+
+    The file's earlier rows of the runs in ``keep_runs`` that ``rows`` does not measure again (another backend,
+    device or batch size) are kept after them: a re-timing adds or replaces cells, it never loses the others."""
+    rows = list(rows)
     path = Path(results_dir) / filename
-    atomic_write_text(path, latency_csv_text(rows))
+    text = latency_csv_text(rows)
+    kept = _kept_rows(path, {_key(asdict(row)) for row in rows}, set(keep_runs))
+    atomic_write_text(path, text + "".join(kept))
     return path
+
+
+def _key(row: dict) -> tuple[str, str, str, str]:
+    return str(row["run_id"]), str(row["backend"]), str(row["device"]), str(int(float(row["batch"])))
+
+
+def _kept_rows(path: Path, measured: set[tuple], keep_runs: set[str]) -> list[str]:
+    """The lines of ``path`` (in today's columns) of runs in ``keep_runs`` whose cell is not in ``measured``."""
+    if not keep_runs or not path.is_file():
+        return []
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            old = [row for row in csv.DictReader(handle) if str(row.get("run_id")) in keep_runs]
+        keep = [row for row in old if _key(row) not in measured]
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):
+        return []  # a damaged file is the grid's to move aside; a re-timing then writes its own rows
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LATENCY_COLUMNS, lineterminator="\n", restval="", extrasaction="ignore")
+    writer.writerows(keep)
+    return [buffer.getvalue()]
