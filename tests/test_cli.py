@@ -271,3 +271,18 @@ def test_the_dry_run_and_the_run_refuse_the_same_values_in_one_line(capsys, tmp_
         line = fails_cleanly(capsys, ["--out", str(out), *args, *mode], expected)
         assert "\n" not in line.strip()
     assert not out.exists()
+
+
+def test_output_to_a_log_file_is_one_line_per_phase_without_escape_codes(tmp_path):
+    """With stderr not a terminal (a log file, a pipe), no bar is drawn: no carriage return, no ESC[A."""
+    import subprocess
+    import sys
+
+    args = [arg for arg in tiny_grid_args(tmp_path / "out", "--widths", "16", "--kd", "none") if arg != "--quiet"]
+    done = subprocess.run([sys.executable, "run_bench.py", *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stderr and "\r" not in done.stderr
+    lines = done.stderr.splitlines()
+    for phase in ("preparing:", "training ", "measuring ", "timing ", "  preparing "):
+        assert sum(line.startswith(phase) for line in lines) >= 1, (phase, lines)
+    assert sum("preparing" in line for line in lines) == 2  # the grid's, and one for every latency model

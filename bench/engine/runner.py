@@ -68,6 +68,7 @@ from bench.engine.records import (
 )
 from bench.engine.spec import SCHEMA_VERSION, GridSpec, RunSpec, SpeedSpec
 from bench.engine.stopwatch import timed
+from bench.engine.terminal import bars
 from bench.engine.train import (
     LoopOptions,
     Member,
@@ -164,7 +165,8 @@ class GridContext:
 
     def loop_options(self) -> LoopOptions:
         return LoopOptions(
-            log_every=self.grid.log_every, samples_every_epoch=self.grid.samples_every_epoch, progress=self.progress,
+            log_every=self.grid.log_every, samples_every_epoch=self.grid.samples_every_epoch,
+            progress=bars(self.progress),
             cuda_graphs=self.grid.cuda_graphs, concurrent=self.grid.concurrent,
         )  # fmt: skip
 

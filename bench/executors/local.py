@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from bench.engine.runner import finish_grid, prepare_grid, run_cohorts, schedule
 from bench.engine.spec import GridSpec
+from bench.engine.terminal import bars
 from bench.errors import UserError
 from bench.executors import Executor, ExecutorOptions, register_executor
 
@@ -16,7 +17,7 @@ def run_local(grid: GridSpec, progress: bool = True) -> Path:
     """Run the whole grid in this process, cohort by cohort (on CUDA with graphs, every seed's cohort of a phase
     in one loop); returns the results directory."""
     ctx, specs, cohorts = prepare_grid(grid, progress)
-    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="loop", disable=not progress):
+    for batch in tqdm(schedule(cohorts, ctx.trains_together), desc="grid", unit="loop", disable=not bars(progress)):
         run_cohorts(ctx, batch)
     return finish_grid(ctx, specs, cohorts)
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from bench.engine.runner import PHASES, Cohort, GridContext, depends_on, finish_grid, prepare_grid, run_cohort
 from bench.engine.spec import GridSpec
+from bench.engine.terminal import bars
 from bench.errors import DataUnavailableError, UserError
 from bench.executors import Executor, ExecutorOptions, register_executor
 
@@ -133,7 +134,7 @@ def wait_all(refs: dict, progress: bool) -> None:
     pending = dict(refs)
     failures: dict[object, BaseException] = {}
     try:
-        with tqdm(total=len(refs), desc="grid", unit="task", disable=not progress) as bar:
+        with tqdm(total=len(refs), desc="grid", unit="task", disable=not bars(progress)) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:

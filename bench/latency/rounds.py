@@ -225,6 +225,7 @@ def _prepare_cells(
     """Every cell, prepared and verified (or marked failed/skipped/mismatch), in the rows' order."""
     cells: list[_Cell] = []
     used: dict[str, Backend] = {}
+    say(f"preparing {len(models)} model(s) behind each backend, checked against eager PyTorch")
     for m, (run_id, generator) in enumerate(models.items()):
         for d, dev in enumerate(settings.devices):
             preempt.check("while timing")  # nothing timed yet is written: the next run times every model
@@ -247,7 +248,6 @@ def _prepare_cells(
                         cell.fail(STATUS_SKIPPED, skip)
                     continue
                 used[backend.name] = backend
-                say(f"preparing {run_id} / {backend.name} / {dev}")
                 try:
                     fn = backend.prepare(model, inputs)
                 except Exception as err:  # a backend that cannot run this model: recorded, never fatal
