@@ -299,6 +299,7 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
             if not mine:
                 continue
             if cohort.phase not in TRAINED:
+                say(ctx.progress, f"deriving and measuring {len(mine)} models: {cohort.name}")
                 for spec, _ in mine:
                     records += [record] if (record := derive_run(ctx, spec)) is not None else []
                     preempt.check()  # a stop asked for: the models made so far are recorded, the rest wait
