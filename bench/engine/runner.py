@@ -743,7 +743,7 @@ def latency_is_current(results_dir: Path, finished: dict[str, tuple[RunSpec, Pat
         timed = pd.read_csv(path)
         if timed.empty or not {"run_id", "backend", "device", "batch", "p50_ms", "status"} <= set(timed.columns):
             raise ValueError("not the rows of a timing")
-        newest_model = max(checkpoint.stat().st_mtime for _, checkpoint in finished.values())
+        newest_model = max(_saved_at(results_dir, spec, checkpoint) for spec, checkpoint in finished.values())
         return (  # every cell the grid times is there (others, added by python -m bench.latency, may be too)
             set(timed["run_id"].astype(str)) == set(finished)
             and (settings.backends is None or set(settings.backends) <= set(timed["backend"]))
@@ -757,6 +757,14 @@ def latency_is_current(results_dir: Path, finished: dict[str, tuple[RunSpec, Pat
         if path.is_file():
             quarantine(path, f"{type(err).__name__}: {first_line(err)}")
         return False
+
+
+def _saved_at(results_dir: Path, spec: RunSpec, checkpoint: Path) -> float:
+    """When a finished model was last written: a given checkpoint's time, else that of the newest file its method
+    rebuilds it from (an openvino-int8 model has no generator.pt: its IR files)."""
+    if checkpoint.parent != run_dir(results_dir, spec):
+        return checkpoint.stat().st_mtime
+    return max((checkpoint.parent / name).stat().st_mtime for name in method_of(spec).files(spec))
 
 
 def time_latency(ctx: GridContext) -> None:
