@@ -129,15 +129,10 @@ def read_json(path: Path) -> Any:
 def quarantine(path: Path, why: str) -> Path | None:
     """Move an unreadable file aside (``NAME.unreadable-<UTC time>``) with one warning line; returns where
     (None when another process moved it first)."""
-    path = Path(path)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    target = path.with_name(f"{path.name}.unreadable-{stamp}")
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:
-        return None
-    warnings.warn(f"{path} is unreadable ({why}): moved to {target.name} and recomputed", RuntimeWarning,
-                  stacklevel=2)  # fmt: skip
+    target = move_aside(path, "unreadable")
+    if target is not None:
+        warnings.warn(f"{path} is unreadable ({why}): moved to {target.name} and recomputed", RuntimeWarning,
+                      stacklevel=2)  # fmt: skip
     return target
 
 
