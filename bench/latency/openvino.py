@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-import torch
 from torch import nn
 
 from bench.latency import Backend, register_backend
@@ -18,17 +16,11 @@ from bench.metrics.measure import Inputs
 
 
 def prepare(model: nn.Module, inputs: Inputs) -> Callable:
-    from compress.openvino_int8 import MODE, compile_cpu, convert
+    from compress.openvino_int8 import MODE, OpenVinoModule, convert
 
     if getattr(model, "quantized", None) == MODE:  # already an OpenVINO model: its compiled form is timed
-        compiled = model.model.compiled
-    else:
-        compiled = compile_cpu(convert(model, next(iter(inputs.values()))))
-
-    def run(z: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-        return compiled([z.numpy(), labels.numpy().astype(np.int64)])[0]
-
-    return run
+        return model.model
+    return OpenVinoModule(convert(model, next(iter(inputs.values()))))
 
 
 register_backend(
