@@ -13,10 +13,11 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from bench.base.errors import OneLineParser, UserError, one_line_warnings, report
+from bench.base.io import is_file
+from bench.base.layout import PRUNE
 from bench.engine.cpuload import checked_threads, set_thread_budget
 from bench.engine.device import DEVICE_CHOICES
-from bench.engine.io import is_file
-from bench.engine.layout import PRUNE
 from bench.engine.preempt import EXIT_PREEMPTED, Preempted, stop_on_sigterm
 from bench.engine.spec import (
     PRECISIONS,
@@ -29,7 +30,6 @@ from bench.engine.spec import (
     make_grid,
     preset_values,
 )
-from bench.errors import OneLineParser, UserError, one_line_warnings, report
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.engine.layout import SOURCE_CHECKED
+from bench.base.layout import SOURCE_CHECKED
 
 CHECK_SEED = 20_261_207  # fixed: every derived model of every grid is checked on the same inputs
 CHECK_SAMPLES = 256

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base.errors import UserError
 
 # a correct int8 layer is off by a few per cent of its output's magnitude (per-tensor weights, 8-bit activations);
 # a wrong kernel by the magnitude itself (oneDNN's transposed convolution on VNNI CPUs: 1.41)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from torch import nn
 
-from bench.engine.layout import GENERATOR_FILE
+from bench.base.layout import GENERATOR_FILE
+from bench.base.registry import Registry
 from bench.engine.spec import RunSpec
-from bench.registry import Registry
 from compress.fidelity import Tolerance
 from data import DataShape
 

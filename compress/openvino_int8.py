@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.base.errors import CheckpointError
+from bench.base.io import atomic_write_bytes
 from bench.engine.cpuload import thread_budget
-from bench.engine.io import atomic_write_bytes
-from bench.errors import CheckpointError
 
 MODE = "openvino-int8"
 IR_FILES = ("generator.xml", "generator.bin")

@@ -41,11 +41,12 @@ import torch_pruning as tp
 from torch import nn
 
 import gans
-from bench.engine.io import atomic_torch_save, quarantine, safe_torch_load
-from bench.engine.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, PRUNED_FILE
+from bench.base.errors import CheckpointError, UserError, first_line
+from bench.base.io import quarantine
+from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, PRUNED_FILE
+from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
-from bench.errors import CheckpointError, UserError, first_line
 from compress.layers import conditional_batch_norms
 from compress.methods import Method, Pair, Sources, register_method
 from compress.width import load_state

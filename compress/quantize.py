@@ -43,10 +43,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.engine.io import atomic_write_bytes, atomic_write_json, safe_torch_load
-from bench.engine.layout import GENERATOR_FILE, LAYERS_FILE
+from bench.base.errors import CheckpointError, UserError
+from bench.base.io import atomic_write_bytes, atomic_write_json
+from bench.base.layout import GENERATOR_FILE, LAYERS_FILE
+from bench.engine.checkpoints import safe_torch_load
 from bench.engine.spec import RunSpec
-from bench.errors import CheckpointError, UserError
 from compress.fidelity import Tolerance
 from compress.int8_kernels import check_engine, default_engine, engine_in_force, pack
 from compress.layers import conditional_batch_norms

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from torch import nn
 
-from bench.engine.io import safe_torch_load
+from bench.base.errors import CheckpointError
+from bench.engine.checkpoints import safe_torch_load
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
-from bench.errors import CheckpointError
 from compress.methods import Method, Pair, Sources, register_method
 from data import DataShape
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 
 @dataclass(frozen=True)

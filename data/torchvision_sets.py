@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import DataUnavailableError
+from bench.base.errors import DataUnavailableError
 from data import ImageDataset, from_uint8, register_dataset
 
 

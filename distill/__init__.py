@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 Factory = Callable[[Sequence[int], Sequence[int]], nn.Module | None]
 OBJECTIVES: Registry[Factory] = Registry("distillation objective")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.errors import CheckpointError, UserError, first_line
-from bench.registry import Registry
+from bench.base.errors import CheckpointError, UserError, first_line
+from bench.base.registry import Registry
 
 MIN_WIDTH, MAX_WIDTH, WIDTH_STEP = 16, 512, 8
 IMAGE_SIZES = (28, 32)  # MNIST-like 28x28 and CIFAR-like 32x32

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.errors import OneLineParser, UserError, report
+from bench.base.errors import OneLineParser, UserError, report
 from reports import ReportInputError, build_report
 
 

@@ -12,7 +12,7 @@ import itertools
 
 import pandas as pd
 
-from bench.metrics.registry import BACKBONE_NAMES
+from bench.base.metric_registry import BACKBONE_NAMES
 from reports.load import Results
 from reports.metrics import QUALITY, Metric, has_values
 from reports.tables import Table, per_model

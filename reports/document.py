@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.engine.layout import STATUS_MISMATCH
+from bench.base.layout import STATUS_MISMATCH
 from reports.agreement import agreement_table
 from reports.deployment import deployment_table
 from reports.load import Results, method_labels

@@ -1,6 +1,6 @@
 """Read a results directory: ``results.csv``, ``references.csv``, ``grid.json`` and each run's files.
 
-This module is the report's only reader. The files' names come from ``bench.engine.layout``, which is
+This module is the report's only reader. The files' names come from ``bench.base.layout``, which is
 torch-free (the report never imports the training code); it returns plain pandas frames and paths.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.engine.layout import (
+from bench.base.layout import (
     GRID_FILE,
     LATENCY_CSV,
     LOSSES_FILE,

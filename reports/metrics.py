@@ -1,4 +1,4 @@
-"""The columns of ``results.csv`` the report shows (declared in ``bench.metrics.registry``) and how to print them."""
+"""The columns of ``results.csv`` the report shows (declared in ``bench.base.metric_registry``), and how shown."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 import pandas as pd
 
-from bench.metrics.registry import COST as COST_KIND
-from bench.metrics.registry import HIGHER, LOWER, Metric, shown
-from bench.metrics.registry import QUALITY as QUALITY_KIND
+from bench.base.metric_registry import COST as COST_KIND
+from bench.base.metric_registry import HIGHER, LOWER, Metric, shown
+from bench.base.metric_registry import QUALITY as QUALITY_KIND
 from reports.stats import STATS
 
 __all__ = [

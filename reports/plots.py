@@ -30,7 +30,7 @@ from matplotlib.image import imread  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
-from bench.engine.layout import PRUNE, SCRATCH, STATUS_DONE, WIDTH  # noqa: E402
+from bench.base.layout import PRUNE, SCRATCH, STATUS_DONE, WIDTH  # noqa: E402
 from reports.load import (  # noqa: E402
     METHOD_KEYS,
     Results,

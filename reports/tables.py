@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.engine.layout import SCRATCH, SOURCE_CHECKED, STATUS_DONE, TEACHER_WIDTH, WIDTH
-from bench.metrics.registry import BACKBONE_NAMES, PRIMARY_BACKBONE
+from bench.base.layout import SCRATCH, SOURCE_CHECKED, STATUS_DONE, TEACHER_WIDTH, WIDTH
+from bench.base.metric_registry import BACKBONE_NAMES, PRIMARY_BACKBONE
 from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
 from reports.metrics import (
     BY_COLUMN,

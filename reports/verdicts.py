@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from bench.metrics.registry import BACKBONE_NAMES
+from bench.base.metric_registry import BACKBONE_NAMES
 from reports.load import Results, several_methods
 from reports.metrics import (
     BY_COLUMN,

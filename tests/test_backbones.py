@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.base.errors import UserError
 from bench.cli import build_parser, grid_from_args, main
 from bench.engine.records import results_table
 from bench.engine.spec import PRESETS, QualitySpec
-from bench.errors import UserError
 from bench.metrics import classifier as clf
 from bench.metrics.backbones import BACKBONES, ResNet
 from tests import conftest

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.base.errors import UserError
 from bench.engine.spec import RunSpec
 from bench.engine.train import build_models, make_member, train_step
-from bench.errors import UserError
 from bench.harness import parity, perf
 from bench.harness.reference import ReferenceRun
 from tests.conftest import CACHE_DIR

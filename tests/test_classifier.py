@@ -9,8 +9,8 @@ import torch
 from torch_fidelity.utils import create_feature_extractor
 
 import data
-from bench.engine.io import atomic_torch_save
-from bench.errors import CheckpointError
+from bench.base.errors import CheckpointError
+from bench.engine.checkpoints import atomic_torch_save
 from bench.metrics import classifier as clf
 from bench.metrics.backbones import BACKBONES, FEATURE_DIM, Backbone
 

@@ -182,7 +182,7 @@ def test_a_full_disk_ends_the_run_with_one_line_naming_the_file(capsys, tmp_path
     import errno
     import os
 
-    from bench.engine import io as bench_io
+    from bench.base import io as bench_io
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

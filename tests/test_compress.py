@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import gans
-from bench.errors import CheckpointError, UserError
+from bench.base.errors import CheckpointError, UserError
 from compress.layers import conditional_batch_norms
 from compress.openvino_int8 import IR_FILES
 from compress.openvino_int8 import MODE as OPENVINO_INT8

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.errors import DataUnavailableError, UserError
+from bench.base.errors import DataUnavailableError, UserError
 from data import datasets, from_uint8, get_dataset, to_uint8
 
 

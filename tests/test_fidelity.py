@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.base.layout import GRID_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR, SOURCE_CHECKED, STATUS_MISMATCH
 from bench.cli import main
-from bench.engine.layout import GRID_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR, SOURCE_CHECKED, STATUS_MISMATCH
 from bench.engine.records import UnreadableRecordError, read_record, run_dir, write_record
 from compress import int8_kernels
 from compress import quantize as quantization

@@ -5,9 +5,9 @@ import torch
 from torch.nn.utils import parametrize
 
 import gans
+from bench.base.errors import CheckpointError, UserError
+from bench.base.registry import DuplicateNameError, Registry
 from bench.engine.cuda_graphs import StateSnapshot
-from bench.errors import CheckpointError, UserError
-from bench.registry import DuplicateNameError, Registry
 from gans import FAMILIES, Family, build, families, register_family
 from tests.conftest import same_state, state_of
 

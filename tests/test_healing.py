@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.base.layout import GENERATOR_FILE, LATENCY_CSV, PRUNED_FILE, RESULT_FILE, RESULTS_CSV
 from bench.cli import main
-from bench.engine.layout import GENERATOR_FILE, LATENCY_CSV, PRUNED_FILE, RESULT_FILE, RESULTS_CSV
 from bench.engine.records import results_table
 from bench.latency.cli import main as latency_main
 from reports.__main__ import main as report_main

@@ -9,9 +9,11 @@ import pickle
 import pytest
 import torch
 
-from bench.engine import io as bench_io
-from bench.engine.io import DiskFullError, atomic_torch_save, atomic_write_text, quarantine, safe_torch_load
-from bench.errors import CheckpointError, UserError
+from bench.base import io as bench_io
+from bench.base.errors import CheckpointError, UserError
+from bench.base.io import DiskFullError, atomic_write_text, quarantine
+from bench.engine import checkpoints
+from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 
 
 def fail_fsync_with(code: int):
@@ -73,7 +75,7 @@ def test_checkpoints_hold_cpu_tensors_only(tmp_path, monkeypatch):
         seen.append(obj)
         real_save(obj, buffer)
 
-    monkeypatch.setattr(bench_io.torch, "save", spy)
+    monkeypatch.setattr(checkpoints.torch, "save", spy)
     weight = torch.ones(2, requires_grad=True)
     atomic_torch_save(tmp_path / "s.pt", {"a": weight, "nested": [{"b": torch.zeros(1)}, (torch.ones(1), 3)]})
     stored = seen[0]

@@ -21,9 +21,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.engine.io import safe_torch_load
+from bench.base.errors import UserError
+from bench.engine.checkpoints import safe_torch_load
 from bench.engine.spec import SpeedSpec
-from bench.errors import UserError
 from bench.latency import (
     BACKENDS,
     LATENCY_CSV,

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 import bench.engine.train as train
+from bench.base.layout import LATENCY_CSV, PRUNED_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR
 from bench.cli import main
 from bench.engine import preempt
-from bench.engine.layout import LATENCY_CSV, PRUNED_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR
 from bench.engine.models import build_models
 from bench.engine.runner import PHASES, depends_on, plan
 from bench.engine.spec import make_grid

@@ -4,8 +4,17 @@ from dataclasses import fields
 
 import pytest
 
+from bench.base.metric_registry import (
+    COST,
+    HIGHER,
+    LOWER,
+    METRICS,
+    QUALITY,
+    all_metrics,
+    quality_columns,
+    ratio_columns,
+)
 from bench.metrics.measure import SizeMetrics
-from bench.metrics.registry import COST, HIGHER, LOWER, METRICS, QUALITY, all_metrics, quality_columns, ratio_columns
 from reports import metrics as report_metrics
 
 

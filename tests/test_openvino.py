@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import compress.openvino_int8 as openvino_int8
+from bench.base.layout import LATENCY_CSV, RESULTS_CSV
 from bench.cli import main
-from bench.engine.layout import LATENCY_CSV, RESULTS_CSV
 from bench.latency import time_models
 from bench.latency.saved import saved_generators
 from compress.openvino_int8 import IR_FILES

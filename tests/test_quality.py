@@ -17,13 +17,13 @@ from torch_fidelity.feature_extractor_clip import CLIPVisual
 
 import data
 import gans
+from bench.base.errors import UserError
+from bench.base.metric_registry import quality_columns
 from bench.engine.spec import QualitySpec
-from bench.errors import UserError
 from bench.metrics.backbones import BACKBONES
 from bench.metrics.dinov2 import DinoV2ViT
 from bench.metrics.pretrained import WeightsError
 from bench.metrics.quality import QualityError, QualityEvaluator, Uint8Images, contract_of
-from bench.metrics.registry import quality_columns
 
 CPU = torch.device("cpu")
 N = 360  # the size of the digits test split

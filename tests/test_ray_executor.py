@@ -12,11 +12,11 @@ import torch
 
 ray = pytest.importorskip("ray")
 
+from bench.base.errors import CheckpointError, DataUnavailableError, UserError  # noqa: E402
 from bench.cli import build_parser, grid_from_args  # noqa: E402
 from bench.engine.records import results_table  # noqa: E402
 from bench.engine.runner import Cohort, depends_on, plan  # noqa: E402
 from bench.engine.spec import make_grid  # noqa: E402
-from bench.errors import CheckpointError, DataUnavailableError, UserError  # noqa: E402
 from bench.executors.ray import (  # noqa: E402
     RAY_MISSING,
     RayRunError,

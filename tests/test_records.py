@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.engine.layout import LATENCY_CSV
+from bench.base.layout import LATENCY_CSV
 from bench.engine.records import latency_headlines
 
 

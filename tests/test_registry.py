@@ -8,10 +8,10 @@ import pytest
 import data
 import distill
 import gans
-from bench.errors import UserError
+from bench.base.errors import UserError
+from bench.base.metric_registry import METRICS
+from bench.base.registry import DuplicateNameError, Registry
 from bench.executors import EXECUTORS
-from bench.metrics.registry import METRICS
-from bench.registry import DuplicateNameError, Registry
 
 REGISTRIES = {
     "model family": gans.FAMILIES,
@@ -43,7 +43,7 @@ def test_registry_keeps_registration_order():
 
 def test_torch_free_modules_import_without_torch():
     """What ``reports/`` reads of the bench (layout, metric registry, errors) never drags torch in."""
-    code = "import sys, bench.engine.layout, bench.metrics.registry, reports; print('torch' in sys.modules)"
+    code = "import sys, bench.base.layout, bench.base.metric_registry, reports; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import bench.engine.train as train
+from bench.base.layout import LATENCY_CSV, RESULTS_CSV
 from bench.cli import main
-from bench.engine.layout import LATENCY_CSV, RESULTS_CSV
 from bench.engine.records import results_table
 from bench.engine.runner import GridContext, plan, schedule
 from bench.engine.spec import make_grid

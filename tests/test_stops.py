@@ -17,9 +17,9 @@ import bench.engine.train as train
 import bench.latency.rounds as rounds
 import compress.prune as prune
 import compress.quantize as quantization
+from bench.base.layout import LATENCY_CSV, RESULTS_CSV
 from bench.cli import main
 from bench.engine import preempt
-from bench.engine.layout import LATENCY_CSV, RESULTS_CSV
 from reports.plots import FIGURES
 from tests.conftest import tiny_grid_args
 

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from bench.errors import UserError
+from bench.base.errors import UserError
 
 LOADED_SHARE = 0.25  # timings taken while other processes keep more than this share of the cores busy are flagged
 _blas_limits: object | None = None  # threadpoolctl's limiter, kept alive while the budget holds

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from bench.errors import DeviceError, UserError
+from bench.base.errors import DeviceError, UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.engine.io import atomic_write_json, atomic_write_text, quarantine, read_json
-from bench.engine.layout import (
+from bench.base.errors import UserError
+from bench.base.io import atomic_write_json, atomic_write_text, quarantine, read_json
+from bench.base.layout import (
     LATENCY_CSV,
     RESULT_FILE,
     RESULTS_CSV,
@@ -24,9 +25,8 @@ from bench.engine.layout import (
     SOURCE_CHECKED,
     STATUS_DONE,
 )
+from bench.base.metric_registry import ratio_columns
 from bench.engine.spec import SCHEMA_VERSION, RunSpec
-from bench.errors import UserError
-from bench.metrics.registry import ratio_columns
 
 HEADLINE_BACKEND = "eager"  # the speed columns of results.csv: plain PyTorch, as a user runs it
 

@@ -22,9 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import gans
-from bench.engine import claims, preempt
-from bench.engine.device import device_name, resolve_device, tune_for
-from bench.engine.io import (
+from bench.base.errors import DataUnavailableError, UserError, first_line
+from bench.base.io import (
     atomic_write_json,
     atomic_write_text,
     check_creatable_dir,
@@ -34,9 +33,8 @@ from bench.engine.io import (
     move_aside,
     quarantine,
     read_json,
-    safe_torch_load,
 )
-from bench.engine.layout import (
+from bench.base.layout import (
     CACHE_DIR,
     GENERATOR_FILE,
     GRID_FILE,
@@ -54,6 +52,9 @@ from bench.engine.layout import (
     STATUS_SOURCE_DIVERGED,
     STATUS_TEACHER_DIVERGED,
 )
+from bench.engine import claims, preempt
+from bench.engine.checkpoints import safe_torch_load
+from bench.engine.device import device_name, resolve_device, tune_for
 from bench.engine.machine import cpu_profile, profile_from
 from bench.engine.records import (
     RunRecord,
@@ -77,7 +78,6 @@ from bench.engine.train import (
     make_member,
     train_cohorts,
 )
-from bench.errors import DataUnavailableError, UserError, first_line
 from bench.latency import BACKENDS, time_models, write_latency_csv
 from bench.metrics.assess import assess
 from bench.metrics.measure import measure_devices, size_metrics

@@ -14,9 +14,9 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from bench.engine.io import is_file
-from bench.engine.layout import DISCRIMINATOR_FILE, PRUNE, QUANTIZE, SCRATCH, TEACHER_WIDTH, WIDTH
-from bench.errors import UserError
+from bench.base.errors import UserError
+from bench.base.io import is_file
+from bench.base.layout import DISCRIMINATOR_FILE, PRUNE, QUANTIZE, SCRATCH, TEACHER_WIDTH, WIDTH
 from gans import check_width
 
 SCHEMA_VERSION = 1

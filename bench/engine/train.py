@@ -24,13 +24,14 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 import gans
+from bench.base.errors import CheckpointError, first_line
+from bench.base.io import atomic_write_bytes, atomic_write_text, quarantine
+from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, SAMPLES_FILE, STATE_FILE
 from bench.engine import cuda_graphs, preempt
+from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.engine.cuda_graphs import Batch, Branches, StateSnapshot
-from bench.engine.io import atomic_torch_save, atomic_write_bytes, atomic_write_text, quarantine, safe_torch_load
-from bench.engine.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, SAMPLES_FILE, STATE_FILE
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
-from bench.errors import CheckpointError, first_line
 from data import ImageDataset
 from distill import build_objective
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 
 @dataclass(frozen=True)

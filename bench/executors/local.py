@@ -6,10 +6,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from bench.base.errors import UserError
 from bench.engine.runner import finish_grid, prepare_grid, run_cohorts, schedule
 from bench.engine.spec import GridSpec
 from bench.engine.terminal import bars
-from bench.errors import UserError
 from bench.executors import Executor, ExecutorOptions, register_executor
 
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from bench.base.errors import DataUnavailableError, UserError
 from bench.engine.runner import PHASES, Cohort, GridContext, depends_on, finish_grid, prepare_grid, run_cohort
 from bench.engine.spec import GridSpec
 from bench.engine.terminal import bars
-from bench.errors import DataUnavailableError, UserError
 from bench.executors import Executor, ExecutorOptions, register_executor
 
 RAY_MISSING = "--executor ray needs Ray: pip install '.[ray]'"

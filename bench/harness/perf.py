@@ -37,8 +37,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bench.base.errors import UserError
+from bench.base.io import atomic_write_text
 from bench.engine.device import device_name, resolve_device, tune_for
-from bench.engine.io import atomic_write_text
 from bench.engine.spec import SCRATCH, RunSpec
 from bench.engine.train import (
     BatchStream,
@@ -50,7 +51,6 @@ from bench.engine.train import (
     train_cohorts,
     train_step,
 )  # fmt: skip
-from bench.errors import UserError
 from bench.harness.reference import ReferenceRun
 from data import ImageDataset, get_dataset
 

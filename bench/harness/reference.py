@@ -19,9 +19,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from bench.base.errors import UserError
 from bench.engine.spec import SCRATCH, RunSpec
 from bench.engine.train import build_models
-from bench.errors import UserError
 from data import ImageDataset, to_uint8
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 DEVICE_TYPES = ("cpu", "cuda")
 

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.errors import OneLineParser, UserError, one_line_warnings, report
+from bench.base.errors import OneLineParser, UserError, one_line_warnings, report
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.base.errors import UserError, first_line
+from bench.base.io import atomic_write_text
+from bench.base.layout import LATENCY_CSV
 from bench.engine import preempt
 from bench.engine.cpuload import OtherLoad
 from bench.engine.device import device_name
-from bench.engine.io import atomic_write_text
-from bench.engine.layout import LATENCY_CSV
 from bench.engine.spec import SpeedSpec
-from bench.errors import UserError, first_line
 from bench.latency import BACKENDS, Backend
 from bench.metrics.measure import Inputs, generator_inputs
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from torch import nn
 
-from bench.engine.io import read_json
-from bench.engine.layout import GRID_FILE, RESULT_FILE, RUNS_DIR
+from bench.base.errors import UserError
+from bench.base.io import read_json
+from bench.base.layout import GRID_FILE, RESULT_FILE, RUNS_DIR
 from bench.engine.runner import finished_generators
-from bench.errors import UserError
 from data import DataShape
 
 

@@ -5,7 +5,7 @@ caches and serves it to torch-fidelity); its 128-d embedding is what FID, KID an
 its logits are what the Inception Score reads. Two backbones of different architecture and training let the
 report ask whether a ranking of generators is a property of the generators or of one feature network.
 Adding a backbone is one ``register_backbone`` call below, plus its ``*_{name}`` metrics in
-``bench/metrics/registry.py``.
+``bench/base/metric_registry.py``.
 
 - ``lenet`` (``LeNet``): two strided 5x5 convolutions and two linear layers; Adam with a one-cycle learning rate
   (peak 3e-3), batch 128, at least 3 epochs and 150 steps (MNIST: 3 epochs, ~1,400 steps; digits: 14 epochs),
@@ -30,8 +30,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
-from bench.metrics.registry import PRIMARY_BACKBONE
-from bench.registry import Registry
+from bench.base.metric_registry import PRIMARY_BACKBONE
+from bench.base.registry import Registry
 
 FEATURE_DIM = 128
 PRIMARY = PRIMARY_BACKBONE  # class consistency, density/coverage and per-class FID rest on it: every evaluator has it

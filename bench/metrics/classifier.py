@@ -22,8 +22,9 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from bench.engine.io import atomic_torch_save, quarantine, safe_torch_load
-from bench.errors import CheckpointError, first_line
+from bench.base.errors import CheckpointError, first_line
+from bench.base.io import quarantine
+from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.metrics.backbones import BACKBONES, Backbone, DomainClassifier
 from data import ImageDataset, from_uint8
 

@@ -18,7 +18,7 @@ from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP, build_mo
 from torch_fidelity.helpers import text_to_dtype, vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from bench.engine.io import safe_torch_load
+from bench.engine.checkpoints import safe_torch_load
 
 CLIP_EXTRACTOR = "clip-state-dict"
 

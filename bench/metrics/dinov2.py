@@ -26,7 +26,7 @@ from torch_fidelity.feature_extractor_dinov2 import FeatureExtractorDinoV2
 from torch_fidelity.helpers import text_to_dtype, vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from bench.engine.io import safe_torch_load
+from bench.engine.checkpoints import safe_torch_load
 
 DINOV2_EXTRACTOR = "dinov2-state-dict"
 HEAD_DIM = 64  # every released DINOv2 ViT: S/14 has 6 heads, B/14 12, L/14 16

@@ -15,9 +15,10 @@ from pathlib import Path
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from bench.engine.io import file_sha256, is_file, safe_torch_load
+from bench.base.errors import CheckpointError, UserError
+from bench.base.io import file_sha256, is_file
+from bench.engine.checkpoints import safe_torch_load
 from bench.engine.spec import QualitySpec
-from bench.errors import CheckpointError, UserError
 from bench.metrics.clip import CLIP_EXTRACTOR
 from bench.metrics.dinov2 import DINOV2_EXTRACTOR
 

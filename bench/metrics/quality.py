@@ -87,22 +87,23 @@ from torch_fidelity.utils import (
     resolve_feature_layer_for_metric,
 )
 
+from bench.base.errors import CheckpointError, UserError
+from bench.base.io import quarantine
+from bench.base.metric_registry import quality_columns
+from bench.engine.checkpoints import safe_torch_load
 from bench.engine.cpuload import thread_budget
-from bench.engine.io import quarantine, safe_torch_load
 from bench.engine.spec import QualitySpec
 from bench.engine.stopwatch import timed
-from bench.errors import CheckpointError, UserError
 from bench.metrics.backbones import BACKBONES, PRIMARY
 from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
 from bench.metrics.pretrained import asked_networks, resolve_pretrained
-from bench.metrics.registry import quality_columns
 from data import ImageDataset, from_uint8, to_uint8
 
 KID_MAX_SUBSET = 1000
 PRDC_K = 5  # density and coverage: the k Naeem et al. 2020 use throughout and recommend
 MIN_CLASS_SAMPLES = 2  # a class's FID needs a covariance
-# what the scores rest on, written after the metrics' own columns (bench/metrics/registry.py)
+# what the scores rest on, written after the metrics' own columns (bench/base/metric_registry.py)
 BOOKKEEPING_KEYS = ("quality_n_fake", "quality_n_real", "classifier_test_acc")
 
 # torch-fidelity result key -> our column name, formatted with the backbone

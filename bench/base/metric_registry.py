@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 LOWER, HIGHER = "lower", "higher"
 COST, QUALITY = "cost", "quality"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from bench.errors import UserError
+from bench.base.errors import UserError
 
 T = TypeVar("T")
 
