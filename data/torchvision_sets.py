@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.base.errors import DataUnavailableError
+from bench.base.errors import DataUnavailableError, first_line
 from data import ImageDataset, from_uint8, register_dataset
+
+# what torchvision raises on files it found but cannot parse (a truncated or empty idx file, a gzip file under the
+# uncompressed name, a cut pickle): its own RuntimeErrors only ever say "not found" or that a download failed
+_UNREADABLE = (AssertionError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError)
 
 
 def _dataset_class(name: str) -> type:
@@ -18,14 +23,27 @@ def _dataset_class(name: str) -> type:
     return getattr(datasets, name)
 
 
+def _unreadable(name: str, root: Path, why: str) -> DataUnavailableError:
+    # torchvision downloads nothing over files that exist (MNIST checks only that they do): they must go first
+    return DataUnavailableError(
+        f"dataset {name!r} under --data-root {root} cannot be read ({why}): remove its files and pass --download "
+        "to fetch it again"
+    )
+
+
 def _open(cls: type, name: str, root: Path, train: bool, download: bool):
     try:
         return cls(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision's "Dataset not found" when files are missing
+    except RuntimeError as err:
+        if "not found" not in str(err) and not str(err).startswith("Error downloading"):
+            raise _unreadable(name, root, first_line(err)) from None  # torch could not shape the bytes it read
+        # torchvision's "Dataset not found" when files are missing (CIFAR-10's also when a checksum differs)
         hint = "pass --download to fetch it" if not download else f"download failed: {err}"
         raise DataUnavailableError(f"dataset {name!r} not found under --data-root {root}: {hint}") from None
     except OSError as err:  # network failure during download
         raise DataUnavailableError(f"dataset {name!r} could not be downloaded to {root}: {err}") from None
+    except _UNREADABLE as err:
+        raise _unreadable(name, root, first_line(err)) from None
 
 
 def _as_nchw(images) -> torch.Tensor:
@@ -37,14 +55,18 @@ def _as_nchw(images) -> torch.Tensor:
 def _load(class_name: str, name: str, root: Path, download: bool) -> ImageDataset:
     cls = _dataset_class(class_name)
     train, test = (_open(cls, name, root, split, download) for split in (True, False))
-    return ImageDataset(
-        name,
-        _as_nchw(train.data),
-        torch.as_tensor(np.asarray(train.targets), dtype=torch.long),
-        _as_nchw(test.data),
-        torch.as_tensor(np.asarray(test.targets), dtype=torch.long),
-        len(train.classes),
-    )
+    num_classes = len(train.classes)
+    splits = []
+    for split, found in (("train", train), ("test", test)):
+        images, labels = _as_nchw(found.data), torch.as_tensor(np.asarray(found.targets), dtype=torch.long)
+        # torchvision reads an image file and a label file of different lengths, or labels past the class list,
+        # without a word: a conditional GAN would fail on them mid-training, or learn from misaligned pairs
+        if len(images) != len(labels):
+            raise _unreadable(name, root, f"its {split} split has {len(images)} images but {len(labels)} labels")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+            raise _unreadable(name, root, f"its {split} labels are not all in 0..{num_classes - 1}")
+        splits += [images, labels]
+    return ImageDataset(name, *splits, num_classes)
 
 
 @register_dataset("mnist")
