@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.engine.claims import CLAIM_FILE
 from bench.engine.records import results_table
 from tests.conftest import ROOT, comparable, tiny_grid_args
 
@@ -57,6 +58,10 @@ def test_kill_9_mid_grid_then_resume_matches_an_uninterrupted_run(tiny_results, 
 
 
 def test_two_processes_on_one_results_directory(tiny_results, tmp_path):
+    """Two processes started together share the grid's runs and give what one process gives, and they did run at
+    once: each run's claim file names the process that trained it, a process claims only runs that have no record
+    yet, and one that finishes leaves every run recorded; so both being named means each took runs while the other
+    was still at work (one trains the teacher's cohort while the other claims the distilled one and waits)."""
     out = tmp_path / "shared"
     first, second = start(out), start(out)
     assert first.wait(timeout=300) == 0, first.communicate()
@@ -65,6 +70,15 @@ def test_two_processes_on_one_results_directory(tiny_results, tmp_path):
     assert len(table) == 5 and table["run_id"].is_unique
     pd.testing.assert_frame_equal(comparable(results_table(tiny_results)), comparable(table))
     assert pd.read_csv(out / "results.csv")["run_id"].tolist() == table["run_id"].tolist()
+
+    trained_by = {run: int((out / "runs" / run / CLAIM_FILE).read_text()) for run in table["run_id"]}
+    assert set(trained_by.values()) == {first.pid, second.pid}, f"one process did every run: {trained_by}"
+    # the distilled students, trained by whichever process claimed them, started once the teacher had finished
+    windows = table.set_index("run_id")[["kd", "width", "train_started_at", "train_finished_at"]]
+    teacher = windows[windows["width"] == 64].iloc[0]
+    distilled = windows[windows["kd"] != "none"]
+    started = pd.to_datetime(distilled["train_started_at"])
+    assert len(distilled) == 2 and (started >= pd.Timestamp(teacher["train_finished_at"])).all()
 
 
 def test_sigterm_mid_training_saves_and_resume_matches_an_uninterrupted_run(tiny_results, tmp_path):
