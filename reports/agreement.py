@@ -15,7 +15,7 @@ import pandas as pd
 from bench.base.metric_registry import BACKBONE_NAMES
 from reports.load import Results
 from reports.metrics import QUALITY, Metric, has_values
-from reports.tables import Table, per_model
+from reports.tables import Table, per_model, register_table
 
 MAX_FLIPS_LISTED = 8
 
@@ -47,6 +47,7 @@ def flipped_pairs(names: pd.Series, a: pd.Series, b: pd.Series) -> list[tuple[st
     return [(names.iloc[i], names.iloc[j]) for _, i, j in flips]
 
 
+@register_table("agreement")
 def agreement_table(results: Results) -> Table | None:
     """Per metric and pair of backbones: Kendall's tau over the models scored by both, and the flipped pairs;
     None when every metric was scored on one backbone."""
@@ -71,7 +72,7 @@ def agreement_table(results: Results) -> Table | None:
     display = pd.DataFrame({
         "metric": table["metric"], "backbones": table["backbones"], "models": table["models"].astype(str),
         "Kendall's tau": [f"{tau:.2f}" for tau in table["kendall_tau"]], "pairs flipped": table["flips"].astype(str),
-        "which (model / model)": [first_flips(pairs) for pairs in table["flipped_pairs"]],
+        "which (model / model)": [first_flips(pairs).replace("; ", ";\n") for pairs in table["flipped_pairs"]],
     })  # fmt: skip
     caption = (
         "For each metric scored on several feature networks: Kendall's tau-b of the order of the models' means "

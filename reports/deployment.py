@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.load import Results, in_report_order
-from reports.tables import ABSENT, GROUP, Table, key_columns
+from reports.tables import ABSENT, GROUP, Table, key_columns, register_table
 
 FASTER = 1.1  # a quantized model is "faster" when its best p50 beats its float source's best by 10% or more
 
@@ -51,6 +51,7 @@ def _verdict(row: pd.Series) -> str:
     return f"faster ({best:.2f}x)" if best >= FASTER else f"only smaller ({best:.2f}x)"
 
 
+@register_table("deployment")
 def deployment_table(results: Results) -> Table | None:
     """Per model: its fastest backend and precision on the CPU at the smallest and the largest batch, and for a
     quantized model whether it is faster than its float source behind its own fastest backend."""

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.base.layout import STATUS_MISMATCH
-from reports.agreement import agreement_table
-from reports.deployment import deployment_table
-from reports.load import Results, method_labels
-from reports.plots import FIGURES, save
+from bench.base.layout import STATUS_DONE, STATUS_MISMATCH
+from reports import agreement, deployment, verdicts  # noqa: F401  imported for the tables they register
+from reports.load import Results, method_labels, several_methods
+from reports.plots import FIGURES, quality_panels, save
+from reports.summary import grid_summary
 from reports.tables import Table, all_tables, write_table
-from reports.verdicts import distillation_sentences, distillation_table, iso_quality_table
+from reports.timing import batch_text, headline_basis
+from reports.verdicts import unresolved_text, verdict_sentences
 
 TABLES_DIR = "tables"
 FIGURES_DIR = "figures"
@@ -144,48 +145,73 @@ def mismatch_text(results: Results) -> str:
     )
 
 
-CAPTIONS = {
-    "quality_vs_compression": (
-        "FID and IS on the LeNet feature network (and Inception-v3 when measured) against compression by "
-        "parameters (by stored bytes where some models are quantized), log scale; the top axis names the width "
-        "of the generators trained at that width. Lines: mean over seeds; dots: each seed (no band: with a few seeds "
-        "an interval drawn as a band would mislead). Dashed: the teacher; dotted: the real test split, the floor a "
-        "perfect generator reaches; FID on a log scale where it spans more than a decade. "
-        "Diverged runs are left out."
-    ),
-    "pareto": (
-        "FID (log scale) against the generator's size as stored (a quantized model's payload) and its latency at "
-        "batch 1, one point per model (the median over seeds), every method on one chart. The black step line "
-        "joins the Pareto front over all models: those no other model beats on both cost and FID (lower is "
-        "better for both); each is labelled with its method's initial (w: trained at that width, p: pruned to "
-        "that width's parameter count), its width and any quantization. A model's latency is the lowest p50 over "
-        "the backends that timed it (torch.ao quantized models are timed in eager PyTorch only, openvino-int8 ones "
-        "behind OpenVINO)."
-    ),
+def _quality_caption(results: Results) -> str:
+    panels = quality_panels(results.runs[results.runs["status"] == STATUS_DONE])
+    names = ", ".join(metric.label for metric in panels) or "FID and IS"
+    return (
+        f"{names}: a panel each, for every feature network that scored the grid, against compression by parameters "
+        "(by stored bytes where some models are quantized), log scale; the top axis names the width of the "
+        "generators trained at that width. Lines: mean over seeds; dots: each seed (no band: with a few seeds an "
+        "interval drawn as a band would mislead). Dashed: the teacher; dotted: the real test split, the floor a "
+        "perfect generator reaches; a log scale wherever the values drawn span more than a decade. Diverged runs "
+        "are left out."
+    )
+
+
+def _pareto_caption(results: Results) -> str:
+    latency = results.latency
+    if latency.empty:
+        basis = headline_basis(results)
+        timed = f"{basis.backend} PyTorch's latency at {batch_text(basis.latency_batch)} (results.csv)"
+    else:
+        first = latency[latency["batch"] == latency["batch"].min()]
+        backends = ", ".join(sorted(first["backend"].unique()))
+        timed = (
+            f"its latency at {batch_text(int(first['batch'].iloc[0]))} behind the fastest of the backends that timed "
+            f"it ({backends}; torch.ao quantized models are timed in eager PyTorch only, openvino-int8 ones behind "
+            "OpenVINO)"
+        )
+    return (
+        f"FID (log scale) against the generator's size as stored (a quantized model's payload) and {timed}, one "
+        "point per model (the median over seeds), every method on one chart. The black step line joins the Pareto "
+        "front over all models: those no other model beats on both cost and FID (lower is better for both); each is "
+        "labelled with its method's initial (w: trained at that width, p: pruned to that width's parameter count), "
+        "its width and any quantization, a grey line joining a label pushed away from its point to make room."
+    )
+
+
+CAPTIONS: dict[str, str | Callable[[Results], str]] = {
+    "quality_vs_compression": _quality_caption,
+    "pareto": _pareto_caption,
     "speedup_vs_macs": (
         "Each student's measured speed-up over its seed's teacher (the same backend, device and batch size; "
-        "median over seeds) against its MAC reduction, log scales. Dashed: y = x, what fewer MACs promise; "
-        "dotted: no speed-up. Points below the dashed line are slower than their MACs say: at small batches "
-        "launch and memory overheads, not arithmetic, set the time."
+        "median over seeds) against its MAC reduction, log scales: a panel per device, backend and batch size, "
+        "colours and markers as in the other figures. Dashed: y = x, what fewer MACs promise; dotted: no speed-up. "
+        "Points below the dashed line are slower than their MACs say: at small batches launch and memory overheads, "
+        "not arithmetic, set the time."
     ),
     "samples": (
         "Each model's samples for the same noise and labels: one row per width, widest first (the teacher), and "
         "per method at that width; one column per objective, scratch first."
     ),
     "training_curves": (
-        "Generator (adversarial part), discriminator and distillation losses per logged step; one row per "
-        "width, colours objectives; lines are means over seeds and bands their range. A diverged run is "
-        "drawn dashed, up to the step where it stopped."
+        "Generator (adversarial part), discriminator and distillation losses per logged step of every trained "
+        "model (quantized models are not trained); one row per width; colours tell objectives apart (with several "
+        "methods, methods), line styles objectives; lines are means over seeds and bands their range; a log scale "
+        "where a loss spans more than a decade. A diverged run stops at the step where it diverged."
     ),
 }
 
 
+def figure_caption(name: str, results: Results) -> str:
+    """The caption of figure ``name``: its text, or what its function writes from the results."""
+    caption = CAPTIONS[name]
+    return caption if isinstance(caption, str) else caption(results)
+
+
 def report_tables(results: Results) -> list[Table]:
-    """Every table of the report: the verdicts first, then the per-model tables, then backbone agreement where
-    several backbones scored the grid."""
-    optional = [agreement_table(results), deployment_table(results)]
-    tables = [distillation_table(results), iso_quality_table(results), *all_tables(results)]
-    return tables + [table for table in optional if table is not None]
+    """Every registered table the results give (``reports.tables.TABLES``): those of this module's imports."""
+    return all_tables(results)
 
 
 def _verdict_blocks(tables: dict[str, Table]) -> list[Block]:
@@ -196,15 +222,7 @@ def _verdict_blocks(tables: dict[str, Table]) -> list[Block]:
     if distillation.data.empty:
         blocks.append(Paragraph("No model of this grid was distilled (--kd none only): nothing to compare."))
     else:
-        sentences = distillation_sentences(distillation)
-        pairs = distillation.data["pairs"].max()
-        if sentences:
-            summary = " ".join(sentences)
-        elif pairs < 2:
-            summary = ("One seed: the differences below are single runs, with no interval; run --seeds with three "
-                       "or more seeds before concluding.")  # fmt: skip
-        else:
-            summary = "No difference the seeds resolve: every 95% interval of the LeNet FID difference includes 0."
+        summary = " ".join(verdict_sentences(distillation)) or unresolved_text(distillation)
         blocks += [Paragraph(summary), TableBlock(distillation)]
     if not tables["iso-quality"].data.empty:
         blocks.append(TableBlock(tables["iso-quality"]))
@@ -219,49 +237,59 @@ def _verdict_blocks(tables: dict[str, Table]) -> list[Block]:
     return blocks
 
 
+def _summary_blocks(results: Results, tables: dict[str, Table]) -> list[Block]:
+    sentences = grid_summary(results, tables, several_methods(results.runs))
+    return [Heading("What this grid shows"), Paragraph(" ".join(sentences))] if sentences else []
+
+
 def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path | None]) -> list[Block]:
-    """The report's content in reading order."""
+    """The report's content in reading order; a registered table placed nowhere below comes under "More tables"."""
 
     def figure(name: str, alt: str) -> FigureBlock:
-        return FigureBlock(figures.get(name), alt, CAPTIONS[name])
+        return FigureBlock(figures.get(name), alt, figure_caption(name, results))
+
+    def table(name: str) -> list[Block]:
+        return [TableBlock(tables[name])] if name in tables else []
 
     blocks: list[Block] = [
         Paragraph(grid_line(results)),
         Paragraph(_run_counts(results)),
         *([Paragraph(text)] if (text := mismatch_text(results)) else []),
         *([Paragraph(text)] if (text := load_text(results)) else []),
+        *_summary_blocks(results, tables),
         *_verdict_blocks(tables),
         Heading("Quality against cost"),
         figure("pareto", "Pareto fronts of stored size and latency against FID"),
         Heading("Best model at each size"),
-        TableBlock(tables["best-by-size"]),
+        *table("best-by-size"),
         Heading("Main results"),
-        TableBlock(tables["cost"]),
-        TableBlock(tables["quality"]),
-        *(TableBlock(table) for name, table in tables.items() if name.startswith("quality-")),
+        *table("cost"),
+        *table("quality"),
+        *(TableBlock(other) for name, other in tables.items() if name.startswith("quality-")),
         Heading("Quality against compression"),
         figure("quality_vs_compression", "FID and IS against compression ratio"),
         Heading("Distillation gain on every metric"),
-        TableBlock(tables["gain"]),
+        *table("gain"),
         Heading("Speed against MACs"),
         figure("speedup_vs_macs", "Measured speed-up against MAC reduction, per backend and device"),
-        *([Heading("Deployment"), TableBlock(tables["deployment"])] if "deployment" in tables else []),
+        *([Heading("Deployment"), *table("deployment")] if "deployment" in tables else []),
         Heading("Sizes against the original project"),
-        TableBlock(tables["sizes"]),
+        *table("sizes"),
         Heading("Samples"),
         figure("samples", "Sample grids of every model"),
         Heading("Training curves"),
         figure("training_curves", "Training losses against step"),
     ]
-    blocks += [
-        Heading("Every run"),
-        TableBlock(tables["runs"]),
-        Paragraph(
-            f"Every table is also in {TABLES_DIR}/ as CSV (full precision), Markdown and LaTeX (booktabs, graphicx); "
-            f"every figure in {FIGURES_DIR}/ as PNG and SVG."
-        ),
-    ]
-    return blocks
+    placed = {block.table.name for block in blocks if isinstance(block, TableBlock)} | {"runs"}
+    more = [TableBlock(other) for name, other in tables.items() if name not in placed]
+    more = [Heading("More tables"), *more] if more else []
+    return [*blocks, *more, Heading("Every run"), *table("runs"), Paragraph(FILES_NOTE)]
+
+
+FILES_NOTE = (
+    f"Every table is also in {TABLES_DIR}/ as CSV (full precision), Markdown and LaTeX (booktabs, graphicx); every "
+    f"figure in {FIGURES_DIR}/ as PNG and SVG."
+)
 
 
 def to_markdown(blocks: list[Block], report_dir: Path) -> str:

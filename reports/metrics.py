@@ -90,3 +90,9 @@ def summary_texts(metric: Metric, data: pd.DataFrame, stem: str) -> list[str]:
     it lacks reads as unknown)."""
     columns = [data.get(f"{stem}_{stat}", pd.Series(math.nan, index=data.index)) for stat in STATS]
     return [format_summary(metric, *(float(v) for v in row)) for row in zip(*columns, strict=True)]
+
+
+def on_every_backbone(score: str, frame: pd.DataFrame) -> list[Metric]:
+    """The quality metrics that compute ``score`` ("fid", "is", ...) on a backbone, one per backbone that scored the
+    runs of ``frame``, in the registry's order (the primary backbone first): ``fid_lenet``, ``fid_resnet``, ..."""
+    return [m for m in QUALITY if m.backbone and m.column == f"{score}_{m.backbone}" and has_values(m, frame)]

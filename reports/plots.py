@@ -29,8 +29,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from bench.base.layout import PRUNE, SCRATCH, STATUS_DONE, WIDTH  # noqa: E402
+from bench.base.metric_registry import PRIMARY_BACKBONE  # noqa: E402
 from reports.load import (  # noqa: E402
     METHOD_KEYS,
     Results,
@@ -42,7 +44,8 @@ from reports.load import (  # noqa: E402
     samples,
     several_methods,
 )
-from reports.metrics import BY_COLUMN, LOWER  # noqa: E402
+from reports.metrics import BY_COLUMN, LOWER, Metric, on_every_backbone  # noqa: E402
+from reports.timing import DEVICE_NAMES, batch_text, headline_basis  # noqa: E402
 
 RATIO_LABEL = "compression by parameters (teacher / student params, ×, log scale)"
 STORED_RATIO_LABEL = "compression by stored bytes (teacher / model bytes as stored, ×, log scale)"
@@ -112,8 +115,16 @@ def _plot_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={"method_label": METHOD})
 
 
-def _palette(order: list[str]) -> dict[str, tuple]:
-    colours = sns.color_palette("colorblind", n_colors=max(len(order), 3))
+# colours no two of which are closer than 34 in CIELAB (Delta E 1976), the first ones the farthest apart: seaborn's
+# "colorblind" palette drew the two int8 modes in an orange and a vermillion 26 apart, as one colour to a reader
+DISTINCT_COLOURS = (
+    "#0072B2", "#D55E00", "#117733", "#AA3377", "#000000", "#BCBD22", "#332288", "#17BECF", "#8C564B", "#EE6677",
+)  # fmt: skip
+
+
+def _palette(order: list[str]) -> dict[str, str | tuple]:
+    """A colour per label of ``order``, every one distinct (beyond ten labels, evenly spaced hues)."""
+    colours = DISTINCT_COLOURS if len(order) <= len(DISTINCT_COLOURS) else sns.color_palette("husl", len(order))
     return dict(zip(order, colours, strict=False))
 
 
@@ -129,9 +140,9 @@ def _finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _wide_range(values: pd.Series) -> bool:
-    """Whether positive values span more than a decade and a half: then a log axis reads better."""
+    """Whether positive values span more than a decade: then a log axis reads better."""
     values = values[np.isfinite(values)]
-    return bool(len(values) and (values > 0).all() and values.max() / values.min() > 30)
+    return bool(len(values) and (values > 0).all() and values.max() / values.min() > 10)
 
 
 def _reference_line(ax, y: float, label: str, colour: str, style: str) -> None:
@@ -180,71 +191,83 @@ def _legend_right(grid: sns.FacetGrid, title: str) -> None:
     grid.figure.subplots_adjust(right=0.98)  # reclaim the margin FacetGrid kept for its own legend
 
 
+QUALITY_SCORES = ("fid", "is")  # drawn against compression on every backbone that scored the grid, a panel each
+
+
+def quality_panels(runs: pd.DataFrame) -> list[Metric]:
+    """The metrics ``quality_vs_compression`` draws, a panel each: every backbone's FID, then every backbone's IS,
+    for the backbones the metric registry declares and these runs were scored with."""
+    return [metric for score in QUALITY_SCORES for metric in on_every_backbone(score, runs)]
+
+
+COMPRESSION_LABELS = {"ratio_params": RATIO_LABEL, "ratio_stored": STORED_RATIO_LABEL}
+
+
+def _compression_axis(runs: pd.DataFrame) -> str:
+    """Compression by parameters, or by stored bytes where some models are quantized (they keep their source's
+    parameters)."""
+    return "ratio_stored" if (runs["quantize"] != "").any() else "ratio_params"
+
+
+def _quality_panel(ax, rows: pd.DataFrame, metric: Metric, results: Results, semantics: dict, x: str) -> None:
+    """One metric's panel: every seed faint where there are several, its axis labels, the teacher and real-data
+    lines, a log scale where the values span more than a decade, and the widths along the top."""
+    if rows["seed"].nunique() > 1:  # every run, small and faint, around its model's mean
+        colours = [semantics["palette"][key] for key in rows[semantics["hue"]]]
+        ax.scatter(rows[x], rows["value"], s=12, alpha=0.45, color=colours, zorder=1, linewidths=0)
+    ax.set_xlabel(COMPRESSION_LABELS[x])
+    ax.set_ylabel(f"{metric.label}{_better(metric.column)}")
+    lines = []
+    teacher = rows[rows["role"] == "teacher"]
+    if len(teacher):
+        label = f"teacher (width {int(teacher['width'].iloc[0])}): {teacher['value'].mean():.3g}"
+        lines.append((teacher["value"].mean(), label, "0.25", "--"))
+    references = results.references
+    if not references.empty and metric.column in references and "reference" in references:
+        real = references.loc[references["reference"] == REAL_REFERENCE, metric.column].dropna()
+        if len(real):
+            lines.append((real.mean(), f"real test data: {real.mean():.3g}", "tab:green", ":"))
+    for line in lines:
+        _reference_line(ax, *line)
+    if _wide_range(pd.concat([rows["value"], pd.Series([line[0] for line in lines], dtype=float)])):
+        ax.set_yscale("log")
+        _plain_log_ticks(ax, "y")
+    _width_axis(ax, rows[rows[METHOD] == method_label(WIDTH)], x)
+    _plain_log_ticks(ax)
+
+
 def quality_vs_compression(results: Results) -> Figure | None:
-    """FID and IS (LeNet, and Inception when measured) against compression, a line per objective (and method):
-    by parameters, or by stored bytes where some models are quantized (they keep their source's parameters)."""
+    """The FID and IS of every backbone that scored the grid against compression, a panel each, a line per
+    objective (and method): by parameters, or by stored bytes where some models are quantized."""
     runs = _finished(results.runs)
-    columns = [c for c in ("fid_lenet", "is_lenet", "fid_inception", "is_inception") if c in runs]
-    columns = [c for c in columns if runs[c].notna().any()]
-    quantized = (runs["quantize"] != "").any()
-    x, x_label = ("ratio_stored", STORED_RATIO_LABEL) if quantized else ("ratio_params", RATIO_LABEL)
-    if not columns or x not in runs or runs[x].isna().all():
+    metrics = quality_panels(runs)
+    x = _compression_axis(runs)
+    if not metrics or x not in runs or runs[x].isna().all():
         return None
-    labels = {c: BY_COLUMN[c].label for c in columns}
     tidy = runs.melt(
         id_vars=["run_id", "dataset", "width", "method_label", "objective", "seed", "role", x],
-        value_vars=columns,
+        value_vars=[metric.column for metric in metrics],
         var_name="column",
         value_name="value",
     ).dropna(subset=["value", x])
-    tidy = _plot_frame(tidy.assign(metric=tidy["column"].map(labels)))
+    tidy = _plot_frame(tidy.assign(metric=tidy["column"].map({metric.column: metric.label for metric in metrics})))
     semantics = _semantics(results, runs)
+    backbones = len({metric.backbone for metric in metrics})
     with _style():
         grid = sns.relplot(
-            data=tidy,
-            kind="line",
-            x=x,
-            y="value",
-            **semantics,
-            markers=True,
-            dashes=False,
+            data=tidy, kind="line", x=x, y="value", **semantics, markers=True, dashes=False,
             errorbar=None,  # with a few seeds a bootstrap band means nothing: each seed is drawn instead
-            col="metric",
-            col_order=[labels[c] for c in columns],
-            col_wrap=2 if len(columns) > 2 else None,
-            height=3.6,
-            aspect=1.3,
+            col="metric", col_order=[metric.label for metric in metrics],
+            col_wrap=min(max(backbones, 2), 3) if len(metrics) > 2 else None, height=3.6, aspect=1.3,
             facet_kws={"sharey": False},
-        )
+        )  # fmt: skip
         grid.set(xscale="log")
         grid.set_titles("")  # the y label names the metric; the top axis needs the room
-        references = results.references
-        several_seeds = tidy["seed"].nunique() > 1
-        for column in columns:
-            ax = grid.axes_dict[labels[column]]
-            if several_seeds:  # every run, small and faint, around its model's mean
-                runs_of = tidy[tidy["column"] == column]
-                colours = [semantics["palette"][key] for key in runs_of[semantics["hue"]]]
-                ax.scatter(runs_of[x], runs_of["value"], s=12, alpha=0.45, color=colours, zorder=1, linewidths=0)
-            ax.set_xlabel(x_label)
-            ax.set_ylabel(f"{labels[column]}{_better(column)}")
-            teacher_rows = tidy[(tidy["column"] == column) & (tidy["role"] == "teacher")]
-            teacher = teacher_rows["value"]
-            if len(teacher):
-                label = f"teacher (width {int(teacher_rows['width'].iloc[0])}): {teacher.mean():.3g}"
-                _reference_line(ax, teacher.mean(), label, "0.25", "--")
-            if not references.empty and column in references and "reference" in references:
-                real = references.loc[references["reference"] == REAL_REFERENCE, column].dropna()
-                if len(real):
-                    _reference_line(ax, real.mean(), f"real test data: {real.mean():.3g}", "tab:green", ":")
-            shown = pd.concat([tidy.loc[tidy["column"] == column, "value"], pd.Series([ax.get_ylim()[0]])])
-            if _wide_range(shown.iloc[:-1]):
-                ax.set_yscale("log")
-            trained_at_width = tidy[(tidy["column"] == column) & (tidy[METHOD] == method_label(WIDTH))]
-            _width_axis(ax, trained_at_width, x)
-            _plain_log_ticks(ax)
+        for metric in metrics:
+            _quality_panel(grid.axes_dict[metric.label], tidy[tidy["column"] == metric.column], metric, results,
+                           semantics, x)  # fmt: skip
         _legend_right(grid, _legend_title(semantics))
-        seeds = "lines: mean over seeds; dots: each seed" if several_seeds else "one seed"
+        seeds = "lines: mean over seeds; dots: each seed" if tidy["seed"].nunique() > 1 else "one seed"
         grid.figure.suptitle(f"Sample quality against compression ({seeds})", y=1.06)
     return grid.figure
 
@@ -257,23 +280,26 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return ordered[keep.to_numpy()]
 
 
-DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU"}
-
-
 def fastest_latency(results: Results, runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """``runs`` with a ``latency_{device}_fastest`` column per device (batch 1: the lowest p50 over the backends
-    that timed the run, so that a model one backend cannot run, such as a quantized one, keeps its point) and the
-    axis labels that say so; without latency.csv, the eager columns of results.csv."""
+    """``runs`` with a ``latency_{device}_fastest`` column per device (at the smallest batch timed: the lowest p50
+    over the backends that timed the run, so that a model one backend cannot run, such as a quantized one, keeps its
+    point) and the axis labels that name that batch and those backends; without latency.csv, the eager columns of
+    results.csv, labelled with their backend and batch."""
     if results.latency.empty:
-        eager = {f"latency_ms_{dev}": f"{name} latency, batch 1 (ms, log scale)" for dev, name in DEVICE_NAMES.items()}
+        basis = headline_basis(results)
+        eager = {f"latency_ms_{dev}": f"{name} latency, {basis.backend}, {batch_text(basis.latency_batch)} (ms, log "
+                 "scale)" for dev, name in DEVICE_NAMES.items()}  # fmt: skip
         return runs, eager
     labels = {}
     for device, rows in results.latency.groupby("device"):
-        fastest = rows[rows["batch"] == rows["batch"].min()].groupby("run_id")["p50_ms"].min()
+        rows = rows[rows["batch"] == rows["batch"].min()]
         column = f"latency_{device}_fastest"
-        runs = runs.assign(**{column: runs["run_id"].map(fastest)})
-        name = DEVICE_NAMES.get(device, device)
-        labels[column] = f"{name} latency, batch 1 (ms, log scale; each model's fastest backend)"
+        runs = runs.assign(**{column: runs["run_id"].map(rows.groupby("run_id")["p50_ms"].min())})
+        backends = ", ".join(sorted(rows["backend"].unique()))
+        labels[column] = (
+            f"{DEVICE_NAMES.get(device, device)} latency, {batch_text(int(rows['batch'].min()))}, each model's "
+            f"fastest backend\n(of {backends}; ms, log scale)"
+        )
     return runs, labels
 
 
@@ -284,82 +310,129 @@ def short_label(method: str, width: int, quantize: str) -> str:
 
 STORED_LABEL = "generator size as stored (KiB, log scale)"
 FRONT_INITIALS = {WIDTH: "width", PRUNE: "pruned to width"}  # what the initial of a front label stands for
+PARETO_QUALITY = f"fid_{PRIMARY_BACKBONE}"  # the Pareto charts' quality: FID on the backbone every grid scores
+MODEL = ["width", METHOD, "objective", "series", "short"]  # one point of the Pareto charts
 
 
-def pareto(results: Results) -> Figure | None:
-    """FID (log scale) against stored size and CPU latency (and GPU latency; each model's fastest backend, batch
-    1): one point per model (method x width x objective, the median over seeds; each run faint behind it), the
-    Pareto front over every model outlined and every model on it labelled with its method and width."""
+def _pareto_frames(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]] | None:
+    """The Pareto charts' data: every finished run (a row per run and cost), every model (the median over its
+    seeds) and {cost column: axis label}; None where there is no FID or no cost to draw."""
     runs, latency_labels = fastest_latency(results, _finished(results.runs))
-    quality = "fid_lenet" if "fid_lenet" in runs and runs["fid_lenet"].notna().any() else None
     if "g_bytes_stored" in runs:
         runs = runs.assign(g_stored_kib=runs["g_bytes_stored"] / 1024)
     costs = {"g_stored_kib": STORED_LABEL, **latency_labels}
     costs = {c: label for c, label in costs.items() if c in runs and runs[c].notna().any()}
-    if quality is None or not costs:
+    if PARETO_QUALITY not in runs or runs[PARETO_QUALITY].isna().all() or not costs:
         return None
     runs = runs.assign(short=[short_label(*key) for key in zip(runs["method"], runs["width"], runs["quantize"])])
     tidy = runs.melt(
-        id_vars=["run_id", "width", "method_label", "objective", "series", "short", "seed", quality],
+        id_vars=["run_id", "width", "method_label", "objective", "series", "short", "seed", PARETO_QUALITY],
         value_vars=list(costs),
         var_name="cost",
         value_name="x",
-    ).dropna(subset=["x", quality])
+    ).dropna(subset=["x", PARETO_QUALITY])
     tidy = _plot_frame(tidy.assign(cost=tidy["cost"].map(costs)))
-    model = ["width", METHOD, "objective", "series", "short"]
-    models = tidy.groupby(["cost", *model], as_index=False)[["x", quality]].median()
-    semantics = _semantics(results, runs)
-    palette = semantics["palette"]
-    several_seeds = tidy.groupby(["cost", *model]).size().max() > 1
+    models = tidy.groupby(["cost", *MODEL], as_index=False)[["x", PARETO_QUALITY]].median()
+    return tidy, models, costs
+
+
+def _pareto_panel(ax, label: str, tidy: pd.DataFrame, models: pd.DataFrame, semantics: dict) -> pd.DataFrame:
+    """One cost's panel: each run faint behind its model where there are several seeds, the front's step line and
+    rings, axis labels and title; returns the front."""
+    if tidy.groupby(["cost", *MODEL]).size().max() > 1:  # every run, faint, behind its model's median
+        each = tidy[tidy["cost"] == label]
+        ax.scatter(each["x"], each[PARETO_QUALITY], s=14, alpha=0.35, zorder=2,
+                   color=[semantics["palette"][value] for value in each[semantics["hue"]]])  # fmt: skip
+    front = pareto_front(models[models["cost"] == label], "x", PARETO_QUALITY)
+    ax.step(front["x"], front[PARETO_QUALITY], where="post", color="black", linewidth=1.2, zorder=1)
+    ax.scatter(front["x"], front[PARETO_QUALITY], s=FRONT_RING, facecolors="none", edgecolors="black", linewidths=1.2)
+    ax.set_xlabel(label)
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
+    ax.set_ylabel(f"{BY_COLUMN[PARETO_QUALITY].label}{_better(PARETO_QUALITY)}, log scale")
+    ax.set_title(f"FID against {label.split(',')[0].split(' (')[0]}")
+    return front
+
+
+FRONT_RING, MODEL_POINT = 190, 70  # marker areas (points squared) of a front ring and a model's point
+
+
+def pareto(results: Results) -> Figure | None:
+    """FID (log scale) against stored size and latency (each model's fastest backend at the smallest batch, per
+    device): one point per model (method x width x objective, the median over seeds; each run faint behind it), the
+    Pareto front over every model outlined and every model on it labelled with its method and width, the labels
+    placed where they overlap no other label and no point."""
+    frames = _pareto_frames(results)
+    if frames is None:
+        return None
+    tidy, models, costs = frames
+    semantics = _semantics(results, _finished(results.runs))
     with _style():
         grid = sns.relplot(
-            data=models,
-            kind="scatter",
-            x="x",
-            y=quality,
-            **semantics,
-            col="cost",
-            col_order=list(costs.values()),
-            col_wrap=2 if len(costs) > 2 else None,
-            s=70,
-            alpha=0.9,
-            height=3.6,
-            aspect=1.2,
-            facet_kws={"sharex": False},
-            zorder=3,
-        )
+            data=models, kind="scatter", x="x", y=PARETO_QUALITY, **semantics, col="cost",
+            col_order=list(costs.values()), col_wrap=2 if len(costs) > 2 else None, s=MODEL_POINT, alpha=0.9,
+            height=3.6, aspect=1.2, facet_kws={"sharex": False}, zorder=3,
+        )  # fmt: skip
         grid.set(xscale="log", yscale="log")
-        for label, ax in grid.axes_dict.items():
-            if several_seeds:  # every run, faint, behind its model's median
-                each = tidy[tidy["cost"] == label]
-                ax.scatter(each["x"], each[quality], s=14, alpha=0.35, zorder=2,
-                           color=[palette[value] for value in each[semantics["hue"]]])  # fmt: skip
-            front = pareto_front(models[models["cost"] == label], "x", quality)
-            ax.step(front["x"], front[quality], where="post", color="black", linewidth=1.2, zorder=1)
-            ax.scatter(front["x"], front[quality], s=190, facecolors="none", edgecolors="black", linewidths=1.2)
-            for index, row in enumerate(front.itertuples()):  # every front model, labels alternating sides
-                ax.annotate(
-                    row.short,
-                    (row.x, getattr(row, quality)),
-                    xytext=(8, 6) if index % 2 == 0 else (-8, -12),
-                    ha="left" if index % 2 == 0 else "right",
-                    textcoords="offset points",
-                    fontsize=8,
-                )
-            ax.set_xlabel(label)
-            _plain_log_ticks(ax, "x")
-            _plain_log_ticks(ax, "y")
-            ax.set_ylabel(f"{BY_COLUMN[quality].label}{_better(quality)}, log scale")
-            ax.set_title(f"FID against {label.split(',')[0].split(' (')[0]}")
+        fronts = {label: _pareto_panel(ax, label, tidy, models, semantics) for label, ax in grid.axes_dict.items()}
+        several_seeds = tidy.groupby(["cost", *MODEL]).size().max() > 1
         _legend_right(
             grid, _legend_title(semantics, "median over seeds" + ("; faint: each run" if several_seeds else ""))
         )
-        initials = ",\n".join(f"{m[0]} = {FRONT_INITIALS.get(m, m)}" for m in in_report_order(runs)["method"].unique())
+        methods = in_report_order(_finished(results.runs))["method"].unique()
+        initials = ",\n".join(f"{m[0]} = {FRONT_INITIALS.get(m, m)}" for m in methods)
         front_handle = Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10,
                               label=f"Pareto front\n({initials})")  # fmt: skip
         grid.figure.legend(handles=[front_handle], loc="lower left", bbox_to_anchor=(1.0, 0.08), frameon=False,
                            fontsize=8)  # fmt: skip
+        grid.figure.canvas.draw()  # the final layout and limits: where each point lies on the page
+        for label, ax in grid.axes_dict.items():
+            shown = models[models["cost"] == label]
+            markers = [(x, y, MODEL_POINT) for x, y in zip(shown["x"], shown[PARETO_QUALITY], strict=True)]
+            front = fronts[label]
+            points = list(zip(front["x"], front[PARETO_QUALITY], strict=True))
+            place_labels(ax, points, list(front["short"]), markers + [(x, y, FRONT_RING) for x, y in points])
     return grid.figure
+
+
+# where a label may go from its point (points right and up; the nearest first), and how far out it may be pushed
+LABEL_OFFSETS = ((7, 5), (7, -5), (-7, 5), (-7, -5), (0, 9), (0, -9), (10, 0), (-10, 0))
+LABEL_REACH = (1, 2, 3)
+
+
+def _offset_alignment(dx: float, dy: float) -> dict:
+    horizontal = "left" if dx > 0 else "right" if dx < 0 else "center"
+    return {"ha": horizontal, "va": "bottom" if dy > 0 else "top" if dy < 0 else "center"}
+
+
+def _annotate(ax, point: tuple[float, float], text: str, dx: float, dy: float):
+    """``text`` at (dx, dy) points from ``point``; beyond the nearest offsets, with a leader line to it."""
+    leader = {} if (dx, dy) in LABEL_OFFSETS else {"arrowprops": {"arrowstyle": "-", "color": "0.4", "lw": 0.6}}
+    return ax.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=8,
+                       **_offset_alignment(dx, dy), **leader)  # fmt: skip
+
+
+def place_labels(ax, points: list[tuple[float, float]], texts: list[str], markers: list[tuple[float, float, float]]):
+    """Label each point (data coordinates) with its text at the nearest offset where the label stays inside the
+    axes and overlaps no label placed before it and no marker (x, y, area in points squared); further out, with a
+    leader line, where none is free nearby; at the first offset where none is free at all."""
+    renderer = ax.figure.canvas.get_renderer()
+    taken = []
+    for (x, y), (_, _, area) in zip(ax.transData.transform([m[:2] for m in markers]), markers, strict=True):
+        radius = math.sqrt(area) / 2 * ax.figure.dpi / 72
+        taken.append(Bbox.from_extents(x - radius, y - radius, x + radius, y + radius))
+    inside = ax.get_window_extent(renderer)
+    offsets = [(dx * reach, dy * reach) for reach in LABEL_REACH for dx, dy in LABEL_OFFSETS]
+    for point, text in zip(points, texts, strict=True):
+        for dx, dy in offsets:
+            box = (annotation := _annotate(ax, point, text, dx, dy)).get_window_extent(renderer)
+            inside_axes = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+            if inside_axes and not any(box.overlaps(other) for other in taken):
+                break
+            annotation.remove()
+        else:  # nowhere free: the nearest place
+            box = _annotate(ax, point, text, *offsets[0]).get_window_extent(renderer)
+        taken.append(box)
 
 
 TERMS = {
@@ -381,53 +454,59 @@ def _binned(tidy: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
     return tidy.groupby(keys, as_index=False, sort=False)["loss"].mean()
 
 
-def training_curves(results: Results) -> Figure | None:
-    """Generator, discriminator and distillation losses against step; row = width, hue = objective (with several
-    methods, series)."""
+def _loss_frame(results: Results) -> pd.DataFrame:
+    """Every trained run's losses, a row per run, term and (binned) step, the distillation term of scratch runs
+    left out; empty when no run logged a finite loss."""
     frame = losses(results)
     if frame.empty:
-        return None
+        return frame
     if "loss_g_gan" not in frame and "loss_g" in frame:
         frame = frame.rename(columns={"loss_g": "loss_g_gan"})
-    terms = [t for t in TERMS if t in frame]
-    kind, order = _kinds(results, frame)
     tidy = frame.melt(
-        id_vars=["run_id", "width", kind, "kd", "seed", "status", "step"],
-        value_vars=terms,
+        id_vars=["run_id", "width", "method_label", "objective", "kd", "seed", "status", "step"],
+        value_vars=[term for term in TERMS if term in frame],
         var_name="term",
         value_name="loss",
     )
     tidy = tidy[~((tidy["term"] == "loss_kd") & (tidy["kd"] == SCRATCH))]  # no teacher, no distillation term
-    tidy = tidy[np.isfinite(tidy["loss"])]
+    tidy = _plot_frame(tidy[np.isfinite(tidy["loss"])])
+    return _binned(tidy.assign(term=tidy["term"].map(TERMS))) if len(tidy) else tidy
+
+
+def _line_semantics(results: Results, tidy: pd.DataFrame) -> dict:
+    """Colours and line styles of the loss curves: as the other figures (methods by colour, objectives by style)
+    where the runs hold several methods; with one, objectives by colour and a diverged run dashed."""
+    runs = results.runs[results.runs["run_id"].isin(tidy["run_id"])]
+    semantics = _semantics(results, runs)
+    if several_methods(runs):
+        return semantics | {"dashes": True}
+    statuses = sorted(tidy["status"].unique(), key=lambda status: (status != STATUS_DONE, status))
+    semantics = {key: semantics[key] for key in ("hue", "hue_order", "palette")}
+    return semantics | ({"style": "status", "style_order": statuses} if len(statuses) > 1 else {})
+
+
+def training_curves(results: Results) -> Figure | None:
+    """Generator, discriminator and distillation losses against step; a row per width, a column per term; colours
+    and line styles as ``_line_semantics`` sets them, each term's axis on a log scale where it spans a decade."""
+    tidy = _loss_frame(results)
     if tidy.empty:
         return None
-    tidy = _binned(tidy.assign(term=tidy["term"].map(TERMS)))
-    rows = [TERMS[t] for t in terms if TERMS[t] in set(tidy["term"])]
-    statuses = sorted(tidy["status"].unique(), key=lambda status: (status != STATUS_DONE, status))
-    style = {"style": "status", "style_order": statuses} if len(statuses) > 1 else {}  # diverged: dashed
+    semantics = _line_semantics(results, tidy)
+    columns = [name for name in TERMS.values() if name in set(tidy["term"])]
     with _style():
         grid = sns.relplot(
-            data=tidy,
-            kind="line",
-            x="step",
-            y="loss",
-            hue=kind,
-            hue_order=order,
-            palette=_palette(order),
-            col="term",
-            col_order=rows,
-            row="width",
+            data=tidy, kind="line", x="step", y="loss", **semantics, col="term", col_order=columns, row="width",
             row_order=sorted(tidy["width"].unique(), reverse=True),
             errorbar=("pi", 100),  # the range over seeds: bootstrapping every step would take minutes
-            height=2.0,
-            aspect=1.6,
-            linewidth=1.0,
-            facet_kws={"sharey": "col", "margin_titles": True},
-            **style,
-        )
+            height=2.0, aspect=1.6, linewidth=1.0, facet_kws={"sharey": "col", "margin_titles": True},
+        )  # fmt: skip
         grid.set_titles(row_template="width {row_name}", col_template="{col_name}")
         grid.set_axis_labels("training step (batches)", "loss (batch mean)")
-        _legend_right(grid, "" if style else kind)  # with two semantics each has its own heading
+        for column, axes in zip(columns, grid.axes.T, strict=True):
+            if _wide_range(tidy.loc[tidy["term"] == column, "loss"]):
+                for ax in axes:
+                    ax.set_yscale("log")
+        _legend_right(grid, "" if "style" in semantics else semantics["hue"])  # two semantics: a heading each
         grid.figure.suptitle("Training losses (lines: mean over seeds, bands: range over seeds)", y=1.02)
     return grid.figure
 
@@ -495,35 +574,51 @@ def sample_grid(results: Results) -> Figure | None:
     return fig
 
 
-def speedup_vs_macs(results: Results) -> Figure | None:
-    """Measured speed-up against MAC reduction, a panel per backend and device: each student's latency
-    relative to its seed's teacher behind the same backend, device and batch size (median over seeds), against
-    the teacher's MACs over its own. The line y = x is what fewer MACs promise."""
-    timed = results.latency
-    if timed.empty or "g_macs" not in timed or not (timed["role"] == "teacher").any():
-        return None
+SPEEDUP = "speed-up (teacher latency / student latency, ×)"
+MAC_REDUCTION = "MAC reduction (teacher MACs / student MACs, ×)"
+
+
+def _speedups(timed: pd.DataFrame) -> pd.DataFrame:
+    """Every student's timing beside its seed's teacher's behind the same backend, device and batch, with its
+    speed-up, its MAC reduction and the panel it is drawn in ('CPU · eager · batch 1')."""
     keys = ["dataset", "seed", "backend", "device", "batch"]
     teachers = timed[timed["role"] == "teacher"][keys + ["p50_ms", "g_macs"]]
     tidy = timed[timed["role"] != "teacher"].merge(teachers, on=keys, suffixes=("", "_teacher"))
+    device = tidy["device"].map(lambda name: DEVICE_NAMES.get(name, name))
+    return tidy.assign(
+        **{
+            SPEEDUP: tidy["p50_ms_teacher"] / tidy["p50_ms"],
+            MAC_REDUCTION: tidy["g_macs_teacher"] / tidy["g_macs"],
+            "panel": device + " · " + tidy["backend"] + " · batch " + tidy["batch"].astype(int).astype(str),
+        }
+    )[["run_id", "device", "backend", "batch", "panel", "width", "method_label", "objective", SPEEDUP, MAC_REDUCTION]]
+    # fmt: skip
+
+
+def speedup_vs_macs(results: Results) -> Figure | None:
+    """Measured speed-up against MAC reduction, a panel per device, backend and batch size: each student's latency
+    relative to its seed's teacher behind the same backend, device and batch (median over seeds), against the
+    teacher's MACs over its own, coloured and marked as the other figures colour and mark models. The line y = x is
+    what fewer MACs promise."""
+    timed = results.latency
+    if timed.empty or "g_macs" not in timed or not (timed["role"] == "teacher").any():
+        return None
+    tidy = _plot_frame(_speedups(timed))
     if tidy.empty:
         return None
-    tidy["speed-up (teacher latency / student latency, ×)"] = tidy["p50_ms_teacher"] / tidy["p50_ms"]
-    tidy["MAC reduction (teacher MACs / student MACs, ×)"] = tidy["g_macs_teacher"] / tidy["g_macs"]
-    tidy["batch size"] = tidy["batch"].astype(int).astype(str)
-    tidy["device"] = tidy["device"].map(lambda device: DEVICE_NAMES.get(device, device))
-    x, y = "MAC reduction (teacher MACs / student MACs, ×)", "speed-up (teacher latency / student latency, ×)"
-    kind, kinds = _kinds(results, tidy)
-    models = tidy.groupby(["device", "backend", "batch size", "width", kind], as_index=False)[[x, y]].median()
-    batches = sorted(models["batch size"].unique(), key=int)
+    semantics = _semantics(results, results.runs[results.runs["run_id"].isin(tidy["run_id"])])
+    panels = in_report_order(tidy, by=("device", "batch", "backend"))["panel"].unique()
+    models = tidy.groupby(["panel", "width", METHOD, "objective"], as_index=False)[[MAC_REDUCTION, SPEEDUP]].median()
     with _style():
         grid = sns.relplot(
-            data=models, kind="scatter", x=x, y=y, hue="batch size", hue_order=batches, style=kind,
-            style_order=kinds, col="backend", row="device", s=55, height=3.0, aspect=1.1, palette="viridis",
-            facet_kws={"margin_titles": True},
+            data=models, kind="scatter", x=MAC_REDUCTION, y=SPEEDUP, **semantics, col="panel", col_order=list(panels),
+            col_wrap=min(max(tidy["backend"].nunique(), 2), 3) if len(panels) > 2 else None, s=55,
+            alpha=0.85, height=3.0, aspect=1.1,
         )  # fmt: skip
         grid.set(xscale="log", yscale="log")
-        low = min(models[x].min(), models[y].min()) / 1.5
-        high = max(models[x].max(), models[y].max()) * 1.5
+        grid.set_titles("{col_name}")
+        low = min(models[MAC_REDUCTION].min(), models[SPEEDUP].min()) / 1.5
+        high = max(models[MAC_REDUCTION].max(), models[SPEEDUP].max()) * 1.5
         for ax in grid.axes.flat:
             ax.plot([low, high], [low, high], color="black", linestyle="--", linewidth=1, zorder=1)
             ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, zorder=1)
@@ -531,7 +626,7 @@ def speedup_vs_macs(results: Results) -> Figure | None:
             ax.set_ylim(low, high)
             _plain_log_ticks(ax, "x")
             _plain_log_ticks(ax, "y")
-        _legend_right(grid, "")
+        _legend_right(grid, _legend_title(semantics, "median over seeds"))
         grid.figure.suptitle("Measured speed-up against MAC reduction (dashed: y = x, what MACs promise)", y=1.03)
     return grid.figure
 

@@ -15,9 +15,12 @@ quantization, a width and a distillation objective; its seeds are averaged.
 
 from __future__ import annotations
 
+import html
 import math
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +28,7 @@ from tabulate import tabulate
 
 from bench.base.layout import SCRATCH, SOURCE_CHECKED, STATUS_DONE, TEACHER_WIDTH, WIDTH
 from bench.base.metric_registry import BACKBONE_NAMES, PRIMARY_BACKBONE
+from bench.base.registry import Registry
 from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
 from reports.metrics import (
     BY_COLUMN,
@@ -39,6 +43,7 @@ from reports.metrics import (
     summary_texts,
 )
 from reports.stats import STATS, summarise
+from reports.timing import batch_text, flag_note, flagged_groups, headline_basis, mark, speed_label
 
 GROUP = MODEL_KEYS  # one model
 SETTINGS = [key for key in GROUP if key != "kd"]  # what a distilled model is paired on with a scratch one
@@ -48,7 +53,10 @@ ABSENT = "–"
 
 @dataclass(frozen=True)
 class Table:
-    """One table: ``data`` is what the CSV holds, ``display`` the same rows as text for Markdown and LaTeX."""
+    """One table: ``data`` is what the CSV holds, ``display`` the same rows as text for Markdown and LaTeX.
+
+    A display cell longer than ``MAX_CELL`` characters (or holding a line break) is shown on several lines: joined
+    by ``<br>`` in Markdown and HTML, stacked in LaTeX."""
 
     name: str  # file stem
     title: str
@@ -57,34 +65,63 @@ class Table:
     display: pd.DataFrame
 
     def markdown(self) -> str:
-        return _tabulate(self.display, "pipe")
+        return _tabulate(self.display, "pipe", lambda lines: "<br>".join(lines))
 
     def latex(self) -> str:
         """booktabs LaTeX whose header cells wrap onto short lines: long headers, not values, set a table's width."""
-        lines = _tabulate(self.display, "latex_booktabs").splitlines()
+        lines = _tabulate(self.display, "latex_booktabs", _latex_lines).splitlines()
         header = lines.index("\\toprule") + 1
         cells = [_stacked(str(label)) for label in self.display.columns]
         lines[header] = " & ".join(cells) + " \\\\"
         return "\n".join(lines)
 
     def html(self) -> str:
-        return _tabulate(self.display, "html")
+        return _tabulate(self.display, "html", lambda lines: "<br>".join(html.escape(line) for line in lines))
 
 
-def _tabulate(display: pd.DataFrame, fmt: str) -> str:
+MAX_CELL = 60  # characters per line of a table cell: longer text wraps at its spaces
+
+
+def cell_lines(text: str, width: int = MAX_CELL) -> list[str]:
+    """``text`` as the lines a table shows: its own line breaks kept, each line wrapped at ``width`` characters
+    (a single word longer than that stays whole)."""
+    return [line for part in text.split("\n") for line in textwrap.wrap(part, width, break_long_words=False) or [""]]
+
+
+def _tabulate(display: pd.DataFrame, fmt: str, join: Callable[[list[str]], str]) -> str:
+    """``display`` in tabulate's ``fmt``; a cell of several lines (``cell_lines``) is written by ``join``, in place
+    of a placeholder that tabulate's escaping leaves as it is."""
     if display.empty:
         if not len(display.columns):
             return ABSENT
-        return _tabulate(pd.DataFrame([[ABSENT] * len(display.columns)], columns=display.columns), fmt)
+        return _tabulate(pd.DataFrame([[ABSENT] * len(display.columns)], columns=display.columns), fmt, join)
     text = display.fillna(ABSENT).astype(str)
     align = ["left" if _is_label(text[col]) else "right" for col in text]
-    return tabulate(
-        text.values.tolist(),
+    wrapped: dict[str, str] = {}
+
+    def placeholder(cell: str) -> str:
+        lines = cell_lines(cell)
+        if len(lines) == 1:
+            return cell
+        key = f"WRAPPEDCELL{len(wrapped)}X"
+        wrapped[key] = join(lines)
+        return key
+
+    table = tabulate(
+        [[placeholder(cell) for cell in row] for row in text.values.tolist()],
         headers=list(text.columns),
         tablefmt=fmt,
         disable_numparse=True,  # keep the digits we chose: tabulate would re-format "12.30" as "12.3"
         colalign=align,
     )
+    for key, cell in wrapped.items():
+        table = table.replace(key, cell, 1)
+    return table
+
+
+def _latex_lines(lines: list[str]) -> str:
+    body = " \\\\ ".join(_latex_escape(line) for line in lines)
+    return "\\begin{tabular}[t]{@{}l@{}}" + body + "\\end{tabular}"
 
 
 HEADER_LINE = 11  # characters per line of a LaTeX header cell
@@ -122,6 +159,41 @@ def write_table(table: Table, directory: Path) -> list[Path]:
         encoding="utf-8",
     )
     return [csv, md, tex]
+
+
+TableBuilder = Callable[[Results], "Table | None"]  # None: the results hold nothing the table would show
+
+
+class TableRegistry(Registry[TableBuilder]):
+    """The report's tables by name (the file stem of each), each with the function that builds it from the results.
+
+    A module that registers tables is imported by ``reports.document``; a table the report's outline does not
+    place itself is shown under "More tables"."""
+
+    def remove(self, name: str) -> TableBuilder:
+        """Take ``name``'s entry out again (a table registered for a while, as a test does)."""
+        return self._entries.pop(self.check(name))
+
+
+TABLES = TableRegistry("report table")
+
+
+def register_table(name: str) -> Callable[[TableBuilder], TableBuilder]:
+    """Decorator: register a function ``results -> Table | None`` as the table ``name``."""
+    return TABLES.register(name)
+
+
+def all_tables(results: Results) -> list[Table]:
+    """Every registered table the results give, in registration order (a builder that returns None is left out).
+
+    Raises ``ValueError`` when a builder's table is not named as it was registered: its files would be misnamed."""
+    tables = []
+    for name in TABLES:
+        table = TABLES[name](results)
+        if table is not None and table.name != name:
+            raise ValueError(f"report table {name!r} built a table named {table.name!r}")
+        tables += [table] if table is not None else []
+    return tables
 
 
 def _latex_escape(text: str) -> str:
@@ -242,9 +314,41 @@ def _half(results: Results, which: tuple[Metric, ...], keep_status: bool) -> tup
     return data, display, chosen
 
 
+SPEED_COLUMNS = ("latency_ms_", "throughput_ips_")  # results.csv's speed columns, per device
+
+
+def _speed_cells(results: Results, data: pd.DataFrame, display: pd.DataFrame, metrics: list[Metric]):
+    """``display`` with each speed column headed by its backend and batch and its cells whose timing latency.csv
+    flags marked ``FLAG``; and the sentences that say how they were measured and why cells are marked."""
+    basis = headline_basis(results)
+    display, marked = display.copy(), []
+    speed = [m for m in metrics if m.column.startswith(SPEED_COLUMNS) and m.label in display]
+    for metric in speed:
+        device = metric.column.rsplit("_", 1)[1]
+        batch = basis.latency_batch if metric.column.startswith("latency") else basis.throughput_batch
+        flags = flagged_groups(results, GROUP, device, batch).reindex(pd.MultiIndex.from_frame(data[GROUP])).eq(True)
+        shown = (display[metric.label] != ABSENT).to_numpy()
+        display[metric.label] = mark(list(display[metric.label]), list(flags.any(axis=1) & shown))
+        marked.append(flags[shown])
+        display = display.rename(columns={metric.label: speed_label(metric, basis)})
+    if not speed:
+        return display, ""
+    cells = sum(len(flags) for flags in marked)
+    measured = {
+        "latency": f"its median (p50) latency per call at {batch_text(basis.latency_batch)}",
+        "throughput": f"its throughput (images / s = batch / p50) at {batch_text(basis.throughput_batch)}",
+    }
+    parts = [text for kind, text in measured.items() if any(m.column.startswith(kind) for m in speed)]
+    fastest = "" if results.latency.empty else "; the deployment table gives each model's fastest backend"
+    how = f"Speed as results.csv holds it, {basis.backend} PyTorch's: {' and '.join(parts)}{fastest}."
+    return display, " ".join(part for part in (how, flag_note(pd.concat(marked), cells, "speed cells")) if part)
+
+
+@register_table("cost")
 def cost_table(results: Results) -> Table:
     """Per model: size, MACs, speed and compression, with run status."""
     data, display, metrics = _half(results, COST, keep_status=True)
+    display, speed = _speed_cells(results, data, display, metrics)
     stored = (
         " Stored size: the generator as stored, a quantized model's payload; the fp32 sizes are in the CSV."
         if (results.runs["quantize"] != "").any()
@@ -253,8 +357,8 @@ def cost_table(results: Results) -> Table:
     caption = (
         f"{INTERVAL_NOTE} Sizes and MACs are the same for every seed and carry none. Compression = the "
         f"teacher's value / this model's value; kd = none is training from scratch.{stored} "
-        f"{direction_note(metrics)}"
-    )
+        f"{direction_note(metrics)} {speed}"
+    ).rstrip()
     return Table("cost", "Cost per model", caption, data, display)
 
 
@@ -276,6 +380,7 @@ REFERENCES_NOTE = (
 )
 
 
+@register_table("quality")
 def quality_table(results: Results) -> Table:
     """Per model: the primary backbone's scores with class consistency and teacher L1, below the real-data and
     untrained-generator rows that calibrate each one; diverged runs are left out of the means."""
@@ -283,17 +388,20 @@ def quality_table(results: Results) -> Table:
     return _quality_table(results, metrics, "quality", "Quality per model", ODD_VALUES)
 
 
-def backbone_quality_tables(results: Results) -> list[Table]:
-    """One quality table per other backbone that scored these runs (``quality-resnet``, ...): one table with every
-    backbone's columns would not fit a page."""
-    backbones = dict.fromkeys(metric.backbone for metric in QUALITY if metric.backbone not in (PRIMARY_BACKBONE, None))
-    tables = []
-    for backbone in backbones:
-        metrics = tuple(metric for metric in QUALITY if metric.backbone == backbone)
-        if present(metrics, results.runs):
-            title = f"Quality per model on the {BACKBONE_NAMES[backbone]} backbone"
-            tables.append(_quality_table(results, metrics, f"quality-{backbone}", title))
-    return tables
+def backbone_quality_table(backbone: str, results: Results) -> Table | None:
+    """The quality table of another backbone (``quality-resnet``, ...), None where it scored none of these runs:
+    one table with every backbone's columns would not fit a page."""
+    metrics = tuple(metric for metric in QUALITY if metric.backbone == backbone)
+    if not present(metrics, results.runs):
+        return None
+    title = f"Quality per model on the {BACKBONE_NAMES[backbone]} backbone"
+    return _quality_table(results, metrics, f"quality-{backbone}", title)
+
+
+for _backbone in dict.fromkeys(
+    metric.backbone for metric in QUALITY if metric.backbone not in (PRIMARY_BACKBONE, None)
+):
+    TABLES.add(f"quality-{_backbone}", partial(backbone_quality_table, _backbone))
 
 
 def _quality_table(results: Results, which: tuple[Metric, ...], name: str, title: str, note: str = "") -> Table:
@@ -342,53 +450,66 @@ BUDGET_SLACK = 0.01  # a budget admits 1% more bytes: a pruned generator meets i
 BEST = ["dataset", "budget_width"]  # one row of the best-by-size table
 
 
-def best_method_table(results: Results) -> Table:
-    """At each width's stored size (the size budget), the lowest-FID model that fits it, and the lowest-FID model
-    of another method that fits it (the runner-up), so the margin between methods shows."""
-    fid, size, latency = BY_COLUMN["fid_lenet"], BY_COLUMN["g_bytes_stored"], BY_COLUMN["latency_ms_cpu"]
-    fid_mean, stored = f"{fid.report_name}_mean", f"{size.report_name}_mean"
-    fid_stats = [f"{fid.report_name}_{stat}" for stat in STATS]
-    latency_mean = f"{latency.report_name}_mean"
+FID, STORED, CPU_LATENCY = BY_COLUMN["fid_lenet"], BY_COLUMN["g_bytes_stored"], BY_COLUMN["latency_ms_cpu"]
+
+
+def _lowest_fid(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per size budget, the row of ``frame`` with the lowest mean FID (the smaller model on a tie)."""
+    fid_mean, stored = f"{FID.report_name}_mean", f"{STORED.report_name}_mean"
+    ordered = frame.sort_values([*BEST, fid_mean, stored], ascending=[True, False, True, True], kind="stable")
+    return ordered.groupby(BEST, sort=False).head(1)
+
+
+def best_by_size(results: Results) -> pd.DataFrame:
+    """Per size budget (each width's stored size): the lowest-FID model that fits it, and the runner-up columns
+    (``runner_up_*``), the lowest-FID model of another method that fits it, and the FID margin between them."""
+    fid_mean, stored = f"{FID.report_name}_mean", f"{STORED.report_name}_mean"
+    fid_stats = [f"{FID.report_name}_{stat}" for stat in STATS]
     data = per_model(results)[0]
     data = data.assign(**{col: math.nan for col in (*fid_stats, stored) if col not in data})  # none fits
-
-    def lowest_fid(frame: pd.DataFrame) -> pd.DataFrame:
-        ordered = frame.sort_values([*BEST, fid_mean, stored], ascending=[True, False, True, True], kind="stable")
-        return ordered.groupby(BEST, sort=False).head(1)
-
     at_width = data[(data["method"] == WIDTH) & (data["quantize"] == "")]
     budgets = at_width.groupby(["dataset", "width"])[stored].median().rename("budget_kib").rename_axis(BEST)
     fits = budgets.reset_index().merge(data.dropna(subset=[fid_mean, stored]), on="dataset")
     fits = fits[fits[stored] <= fits["budget_kib"] * (1 + BUDGET_SLACK)]
-    best = lowest_fid(fits)
+    best = _lowest_fid(fits)
     others = fits.merge(best[[*BEST, "method_label"]], on=BEST, suffixes=("", "_best"))
-    runner_up = lowest_fid(others[others["method_label"] != others["method_label_best"]])
+    runner_up = _lowest_fid(others[others["method_label"] != others["method_label_best"]])
     runner_columns = ["series", "method_label", "width", *fid_stats]
     runner_up = runner_up[[*BEST, *runner_columns]].rename(columns={col: f"runner_up_{col}" for col in runner_columns})
-    latency_stats = [f"{latency.report_name}_{stat}" for stat in STATS] if latency_mean in data else []
+    latency_stats = [col for col in (f"{CPU_LATENCY.report_name}_{stat}" for stat in STATS) if col in data]
     columns = list(dict.fromkeys([*BEST, "budget_kib", *GROUP, *LABELS, stored, *fid_stats, *latency_stats]))
     table = best[columns].merge(runner_up, on=BEST, how="left").reset_index(drop=True)
-    table["fid_margin"] = table[f"runner_up_{fid_mean}"] - table[fid_mean]
+    return table.assign(fid_margin=table[f"runner_up_{fid_mean}"] - table[fid_mean])
 
+
+BEST_CAPTION = (
+    "Size budget of width W = the stored size of the fp32 generator trained at width W (method width, not "
+    "quantized; median over its models and seeds). A model fits a budget when its stored bytes (a quantized "
+    f"model's payload) are at most the budget plus {BUDGET_SLACK:.0%}, the slack a generator pruned to width "
+    "W's parameter count may need. Best = the lowest mean FID over seeds among the models that fit; "
+    "runner-up = the lowest among those of another method (each quantization counts as a method of its own). "
+    f"Diverged runs are left out of the means. {INTERVAL_NOTE}"
+)
+
+
+@register_table("best-by-size")
+def best_method_table(results: Results) -> Table:
+    """At each width's stored size (the size budget), the lowest-FID model that fits it, and the lowest-FID model
+    of another method that fits it (the runner-up), so the margin between methods shows."""
+    table = best_by_size(results)
     display = key_columns(results, table, {"dataset": "dataset", "budget_width": "budget: width"})
-    display["budget (KiB)"] = [format_value(size, kib) for kib in table["budget_kib"]]
+    display["budget (KiB)"] = [format_value(STORED, kib) for kib in table["budget_kib"]]
     display["best model"] = table["series"]
     display["width"] = table["width"].astype(str)
-    display[size.label] = [format_value(size, kib) for kib in table[stored]]
-    display[fid.label] = summary_texts(fid, table, fid.report_name)
-    if latency_stats:
-        display[latency.label] = summary_texts(latency, table, latency.report_name)
+    display[STORED.label] = [format_value(STORED, kib) for kib in table[f"{STORED.report_name}_mean"]]
+    display[FID.label] = summary_texts(FID, table, FID.report_name)
+    if f"{CPU_LATENCY.report_name}_mean" in table:
+        display[CPU_LATENCY.label] = summary_texts(CPU_LATENCY, table, CPU_LATENCY.report_name)
+    display, speed = _speed_cells(results, table, display, [CPU_LATENCY])
     display["runner-up (another method)"] = table["runner_up_series"].fillna(ABSENT)
     display["runner-up width"] = [ABSENT if pd.isna(width) else str(int(width)) for width in table["runner_up_width"]]
-    display[f"runner-up {fid.label}"] = summary_texts(fid, table, f"runner_up_{fid.report_name}")
-    caption = (
-        "Size budget of width W = the stored size of the fp32 generator trained at width W (method width, not "
-        "quantized; median over its models and seeds). A model fits a budget when its stored bytes (a quantized "
-        f"model's payload) are at most the budget plus {BUDGET_SLACK:.0%}, the slack a generator pruned to width "
-        "W's parameter count may need. Best = the lowest mean FID over seeds among the models that fit; "
-        "runner-up = the lowest among those of another method (each quantization counts as a method of its own). "
-        f"Diverged runs are left out of the means. {INTERVAL_NOTE}"
-    )
+    display[f"runner-up {FID.label}"] = summary_texts(FID, table, f"runner_up_{FID.report_name}")
+    caption = f"{BEST_CAPTION} {speed}".rstrip()
     return Table("best-by-size", "Best model at each size", caption, table, display)
 
 
@@ -438,19 +559,16 @@ def _size_row_name(model: str, method: str, width: int) -> str:
     return f"{model} (c={width})" if method == WIDTH else f"{method}, c={width}"
 
 
-def size_table(results: Results) -> Table:
-    """The original's generator/discriminator size table next to our measured fp32 ``state_dict`` bytes, then the
-    stored bytes of the pruned and quantized generators."""
-    runs = results.runs
-    trained_narrow = runs[(runs["method"] == WIDTH) & (runs["quantize"] == "")]  # what the original's rows were
-    rows = []
+def _original_rows(trained_narrow: pd.DataFrame) -> list[dict]:
+    """A row per width of the original's table: its generator and discriminator sizes and compressions beside
+    ours, measured on the models trained at that width (method width, not quantized)."""
     teacher = {part: _measured_bytes(trained_narrow, TEACHER_WIDTH, f"{part}_bytes_fp32") for part in "gd"}
+    rows = []
     for width, (g_kib, d_kib, g_text, d_text) in ORIGINAL.items():
         row = {"model": "teacher" if width == TEACHER_WIDTH else "student", "method": WIDTH, "width": width}
-        for part, kib, text in (("g", g_kib, g_text), ("d", d_kib, d_text)):
+        for index, (part, kib, text) in enumerate((("g", g_kib, g_text), ("d", d_kib, d_text))):
             ours = _measured_bytes(trained_narrow, width, f"{part}_bytes_fp32")
-            claim = ORIGINAL_CLAIM.get(width, (math.nan, math.nan))[0 if part == "g" else 1]
-            original_ratio = ORIGINAL[TEACHER_WIDTH][0 if part == "g" else 1] / kib
+            claim = ORIGINAL_CLAIM.get(width, (math.nan, math.nan))[index]
             row |= {
                 f"{part}_bytes": ours,
                 f"{part}_kib": ours / 1024,
@@ -458,18 +576,21 @@ def size_table(results: Results) -> Table:
                 f"{part}_original_text": text,
                 f"{part}_ours_over_original": ours / 1024 / kib,
                 f"{part}_compression": teacher[part] / ours,
-                f"{part}_compression_original": claim if math.isfinite(claim) else original_ratio,
+                f"{part}_compression_original": claim if math.isfinite(claim) else ORIGINAL[TEACHER_WIDTH][index] / kib,
                 f"{part}_compression_original_claimed": math.isfinite(claim) or width == TEACHER_WIDTH,
             }
         rows.append(row)
-    compressed = _compressed_sizes(runs, _measured_bytes(trained_narrow, TEACHER_WIDTH, "g_bytes_stored"))
-    data = pd.DataFrame(rows + compressed)
+    return rows
 
-    def ratio(value: float, claimed: bool = True) -> str:
-        if not math.isfinite(value):
-            return ABSENT
-        return f"{value:.2f}" + ("" if claimed else " (implied)")
 
+def _ratio(value: float, claimed: bool = True) -> str:
+    if not math.isfinite(value):
+        return ABSENT
+    return f"{value:.2f}" + ("" if claimed else " (implied)")
+
+
+def _size_display(data: pd.DataFrame) -> pd.DataFrame:
+    """The size table's text: every row of ``data``, sizes in bytes and in the original's units, then compressions."""
     names = zip(data["model"], data["method"], data["width"], strict=True)
     display = pd.DataFrame({"model": [_size_row_name(*name) for name in names]})
     for part, name in (("g", "G"), ("d", "D")):
@@ -478,24 +599,16 @@ def size_table(results: Results) -> Table:
             _original_units(kib, width) for kib, width in zip(data[f"{part}_kib"], data["width"], strict=True)
         ]
         display[f"{name} original"] = data[f"{part}_original_text"].fillna(ABSENT)
-        display[f"{name} ours / original"] = [ratio(v) for v in data[f"{part}_ours_over_original"]]
+        display[f"{name} ours / original"] = [_ratio(v) for v in data[f"{part}_ours_over_original"]]
     for part, name in (("g", "G"), ("d", "D")):
-        display[f"{name} compression ours (×)"] = [ratio(v) for v in data[f"{part}_compression"]]
-        display[f"{name} compression original (×)"] = [
-            ratio(v, claimed)
-            for v, claimed in zip(
-                data[f"{part}_compression_original"],
-                data[f"{part}_compression_original_claimed"],
-                strict=True,
-            )
-        ]
-    # show what applies: the widths this grid trained, and the columns that hold a value for one of them
-    trained = (data["g_bytes"].notna() | data["d_bytes"].notna()).to_numpy()
-    display = display[trained]
-    if len(display):  # with no row left the header stays, above one row of dashes
-        display = display[[col for col in display if (display[col] != ABSENT).any()]]
-    missing = [str(width) for width in data.loc[~trained, "width"]]
-    caption = (
+        display[f"{name} compression ours (×)"] = [_ratio(v) for v in data[f"{part}_compression"]]
+        original = zip(data[f"{part}_compression_original"], data[f"{part}_compression_original_claimed"], strict=True)
+        display[f"{name} compression original (×)"] = [_ratio(v, claimed) for v, claimed in original]
+    return display
+
+
+def _size_caption(missing: list[str], compressed: bool) -> str:
+    return (
         "Serialized fp32 state_dict sizes (BatchNorm buffers included). The original's KB is KiB "
         "(bytes / 1024) and its MB is 1000 KiB (14,295 KiB prints as 14.3 MB). It claims 52.75× generator and 153× "
         "discriminator compression for the c=32 student; for c=64 the original ratios are implied by its "
@@ -507,9 +620,27 @@ def size_table(results: Results) -> Table:
            "model's payload, median over runs); compression = the teacher's bytes / theirs. The original has no "
            "counterpart." if compressed else "")
     )  # fmt: skip
+
+
+@register_table("sizes")
+def size_table(results: Results) -> Table:
+    """The original's generator/discriminator size table next to our measured fp32 ``state_dict`` bytes, then the
+    stored bytes of the pruned and quantized generators."""
+    runs = results.runs
+    trained_narrow = runs[(runs["method"] == WIDTH) & (runs["quantize"] == "")]  # what the original's rows were
+    compressed = _compressed_sizes(runs, _measured_bytes(trained_narrow, TEACHER_WIDTH, "g_bytes_stored"))
+    data = pd.DataFrame(_original_rows(trained_narrow) + compressed)
+    # show what applies: the widths this grid trained, and the columns that hold a value for one of them
+    trained = (data["g_bytes"].notna() | data["d_bytes"].notna()).to_numpy()
+    display = _size_display(data)[trained]
+    if len(display):  # with no row left the header stays, above one row of dashes
+        display = display[[col for col in display if (display[col] != ABSENT).any()]]
+    missing = [str(width) for width in data.loc[~trained, "width"]]
+    caption = _size_caption(missing, bool(compressed))
     return Table("sizes", "Model sizes against the original project", caption, data, display)
 
 
+@register_table("gain")
 def gain_table(results: Results) -> Table:
     """Per model with distillation: metric with KD minus metric without, same method, width and seed."""
     runs = results.runs
@@ -556,6 +687,7 @@ def gain_table(results: Results) -> Table:
 RUN_COLUMNS = ["fid_lenet", "is_lenet", "class_consistency", "teacher_fidelity_l1"]
 
 
+@register_table("runs")
 def runs_table(results: Results) -> Table:
     """Every run, diverged ones included: status, where it diverged, training time and headline quality."""
     runs = results.runs
@@ -589,11 +721,3 @@ def runs_table(results: Results) -> Table:
         )
     )
     return Table("runs", "Every run", caption, data.reset_index(drop=True), display.reset_index(drop=True))
-
-
-def all_tables(results: Results) -> list[Table]:
-    """Every table the report holds, in the order the report shows them."""
-    return [
-        best_method_table(results), cost_table(results), quality_table(results), *backbone_quality_tables(results),
-        gain_table(results), size_table(results), runs_table(results),
-    ]  # fmt: skip

@@ -17,14 +17,13 @@ from reports.load import Results, several_methods
 from reports.metrics import (
     BY_COLUMN,
     MIN_SEEDS_FOR_INTERVAL,
-    QUALITY,
     Metric,
     format_value,
-    has_values,
+    on_every_backbone,
     summary_texts,
 )
 from reports.stats import STATS
-from reports.tables import ABSENT, Table, gain_table, key_columns, per_model
+from reports.tables import ABSENT, Table, gain_table, key_columns, per_model, register_table
 
 PRIMARY = "fid_lenet"  # the verdicts' metric: FID on the suite's own backbone, measured for every grid
 ISO_QUALITY = 0.10  # "keeps the teacher's quality": FID within 10% of the teacher's
@@ -32,8 +31,7 @@ ISO_QUALITY = 0.10  # "keeps the teacher's quality": FID within 10% of the teach
 
 def fid_metrics(runs: pd.DataFrame) -> list[Metric]:
     """The all-class FID of every backbone that scored these runs, the primary one first."""
-    return [m for m in QUALITY if m.column.startswith("fid_") and m.backbone and m.column != f"fid_class_{m.backbone}"
-            and has_values(m, runs)]  # fmt: skip
+    return on_every_backbone("fid", runs)
 
 
 def _verdict(mean: float, ci: float, n: float, low: float, high: float, metric: Metric) -> str:
@@ -64,6 +62,7 @@ def _agreement(row: pd.Series, metrics: list[Metric]) -> str:
     return "no: " + ", ".join(f"{BACKBONE_NAMES[name]} {value:+.3g}" for name, value in signs.items())
 
 
+@register_table("distillation")
 def distillation_table(results: Results) -> Table:
     """Per distilled model (method, width, objective): FID with distillation minus FID without, paired by seed,
     on every backbone; the verdict of the primary backbone's interval, and whether the backbones agree."""
@@ -98,29 +97,58 @@ def distillation_table(results: Results) -> Table:
     return Table("distillation", "What distillation buys", caption, data, display)
 
 
+def _sentence(row: pd.Series) -> str:
+    """What one resolved row says, on the basis shown beside its verdict: a 95% interval from three pairs or more,
+    the range of the two pairs from two."""
+    stem = f"{BY_COLUMN[PRIMARY].report_name}_gain"
+    mean, n = row[f"{stem}_mean"], int(row[f"{stem}_n"])
+    method = "" if row["method_label"] == "width" else f" ({row['method_label']})"
+    direction = "lowers" if mean < 0 else "raises"
+    if n < MIN_SEEDS_FOR_INTERVAL:
+        low, high = sorted((abs(row[f"{stem}_min"]), abs(row[f"{stem}_max"])))
+        by = f"by {low:.3g} to {high:.3g} on both seed pairs (two pairs: their range, no interval)"
+    else:
+        by = f"by {abs(mean):.3g} ± {row[f'{stem}_ci95']:.2g} (95% interval over {n} seed pairs)"
+    agree = (
+        "" if row["backbones_agree"] in ("yes", "one backbone") else f"; backbones disagree ({row['backbones_agree']})"
+    )
+    return f"At width {row['width']}{method}, {row['objective']} distillation {direction} the LeNet FID {by}{agree}."
+
+
+def resolved(verdict: str) -> bool:
+    """Whether a verdict of ``_verdict`` says the seeds resolve the difference (an interval or both pairs' sign)."""
+    return verdict in ("distillation helps", "distillation hurts") or verdict.startswith("both seed pairs:")
+
+
 def distillation_sentences(table: Table) -> list[str]:
-    """One plain sentence per model whose interval excludes zero; none where the seeds cannot tell."""
-    primary = BY_COLUMN[PRIMARY]
-    stem = f"{primary.report_name}_gain"
-    sentences = []
-    for _, row in table.data.iterrows():
-        if row["verdict"] not in ("distillation helps", "distillation hurts"):
-            continue
-        mean, ci, n = row[f"{stem}_mean"], row[f"{stem}_ci95"], int(row[f"{stem}_n"])
-        method = "" if row["method_label"] == "width" else f" ({row['method_label']})"
-        direction = "lowers" if mean < 0 else "raises"
-        agree = (
-            ""
-            if row["backbones_agree"] in ("yes", "one backbone")
-            else f"; backbones disagree ({row['backbones_agree']})"
-        )
-        sentences.append(
-            f"At width {row['width']}{method}, {row['objective']} distillation {direction} the LeNet FID by "
-            f"{abs(mean):.3g} ± {ci:.2g} (95% interval over {n} seed pairs){agree}."
-        )
-    return sentences
+    """One plain sentence per model whose 95% interval excludes zero; none where the seeds cannot tell."""
+    rows = table.data[table.data["verdict"].isin(["distillation helps", "distillation hurts"])]
+    return [_sentence(row) for _, row in rows.iterrows()]
 
 
+def verdict_sentences(table: Table) -> list[str]:
+    """One plain sentence per model whose difference the seeds resolve: by a 95% interval (three pairs or more) or
+    by both of two pairs having the same sign; none where the seeds cannot tell."""
+    rows = table.data[[resolved(str(verdict)) for verdict in table.data["verdict"]]]
+    return [_sentence(row) for _, row in rows.iterrows()]
+
+
+def unresolved_text(table: Table) -> str:
+    """Why no sentence of ``verdict_sentences`` was written, on the basis of the verdicts shown."""
+    if table.data["pairs"].max() < 2:
+        return (
+            "One seed: the differences below are single runs, with no interval; run --seeds with three or more seeds "
+            "before concluding."
+        )
+    reasons = []
+    if table.data["verdict"].str.startswith("no difference").any():
+        reasons.append("every 95% interval of the LeNet FID difference includes 0")
+    if table.data["verdict"].str.startswith("the two seed pairs differ").any():
+        reasons.append("where two seed pairs were run, they differ in sign")
+    return f"No difference the seeds resolve: {'; '.join(reasons) or 'too few seed pairs'}."
+
+
+@register_table("iso-quality")
 def iso_quality_table(results: Results) -> Table:
     """Per method: the smallest model (by stored bytes) whose mean FID is within ``ISO_QUALITY`` of the teacher's,
     or, where none is, the method's best model and how far it stays."""

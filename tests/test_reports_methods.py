@@ -243,8 +243,8 @@ def test_other_figures_draw_every_method(results, name: str):
     elif name == "quality_vs_compression":
         assert any("stored bytes" in ax.get_xlabel() for ax in figure.axes)  # int8 keeps its source's parameters
         assert {"width + int8", "prune (bn)"} <= text
-    else:  # one line or marker per method and objective
-        assert {"prune (bn) · pixel-l1", "width · scratch"} <= text
+    else:  # a colour per method, a line style or marker per objective
+        assert {"prune (bn)", "width", "scratch", "pixel-l1"} <= text
     plt.close(figure)
 
 
