@@ -11,14 +11,17 @@ import pandas as pd
 
 from reports.load import Results, in_report_order
 from reports.tables import ABSENT, GROUP, Table, key_columns, register_table
+from reports.timing import FLAGS, flag_columns, flag_note, mark
 
 FASTER = 1.1  # a quantized model is "faster" when its best p50 beats its float source's best by 10% or more
 
 
 def _fastest(timed: pd.DataFrame, batch: int) -> pd.DataFrame:
-    """Per run: the backend with the lowest p50 at ``batch``, and that p50."""
+    """Per run: the backend with the lowest p50 at ``batch``, that p50, and whether latency.csv flags that timing
+    (a boolean column per flag: noisy, loaded)."""
     rows = timed[timed["batch"] == batch].sort_values("p50_ms", kind="stable")
-    return rows.groupby("run_id", sort=False).head(1).set_index("run_id")[["backend", "p50_ms"]]
+    rows = rows.assign(**flag_columns(rows))
+    return rows.groupby("run_id", sort=False).head(1).set_index("run_id")[["backend", "p50_ms", *FLAGS]]
 
 
 def _per_run(results: Results) -> pd.DataFrame | None:
@@ -32,8 +35,10 @@ def _per_run(results: Results) -> pd.DataFrame | None:
     small, large = _fastest(timed, first), _fastest(timed, last)
     runs = results.runs.set_index("run_id")
     frame = runs.loc[runs.index.intersection(small.index)].copy()
-    frame["fast_backend_1"], frame["fast_ms_1"] = small["backend"], small["p50_ms"]
-    frame["fast_backend_n"], frame["fast_ms_n"] = large["backend"], large["p50_ms"]
+    for suffix, fastest in (("1", small), ("n", large)):
+        frame[f"fast_backend_{suffix}"], frame[f"fast_ms_{suffix}"] = fastest["backend"], fastest["p50_ms"]
+        for flag in FLAGS:
+            frame[f"{flag}_{suffix}"] = fastest[flag].reindex(frame.index).eq(True)
     source = frame["source_run"].where(frame["quantize"] != "", "")
     for column in ("fast_ms_1", "fast_ms_n"):
         frame[f"source_{column}"] = source.map(frame[column])
@@ -64,6 +69,7 @@ def deployment_table(results: Results) -> Table | None:
         fast_backend_1=("fast_backend_1", mode), fast_ms_1=("fast_ms_1", "median"),
         fast_backend_n=("fast_backend_n", mode), fast_ms_n=("fast_ms_n", "median"),
         source_fast_ms_1=("source_fast_ms_1", "median"), source_fast_ms_n=("source_fast_ms_n", "median"),
+        **{f"{flag}_{n}": (f"{flag}_{n}", "any") for flag in FLAGS for n in ("1", "n")},
     ).reset_index()  # fmt: skip
     data = in_report_order(data)
     data["precision"] = data["quantize"].where(data["quantize"] != "", "fp32")
@@ -71,10 +77,13 @@ def deployment_table(results: Results) -> Table | None:
     display = key_columns(results, data, {"dataset": "dataset", "method_label": "method", "width": "width",
                                           "objective": "objective"})  # fmt: skip
     display["precision"] = data["precision"]
-    display[f"fastest at batch {first}"] = [f"{b}, {ms:.3g} ms" for b, ms in zip(data.fast_backend_1, data.fast_ms_1)]
-    display[f"fastest at batch {last}"] = [
-        f"{b}, {last / ms * 1e3:,.0f} img/s" for b, ms in zip(data.fast_backend_n, data.fast_ms_n)
+    latency = [f"{b}, {ms:.3g} ms" for b, ms in zip(data.fast_backend_1, data.fast_ms_1, strict=True)]
+    throughput = [
+        f"{b}, {last / ms * 1e3:,.0f} img/s" for b, ms in zip(data.fast_backend_n, data.fast_ms_n, strict=True)
     ]
+    flags = {n: data[[f"{flag}_{n}" for flag in FLAGS]].set_axis(list(FLAGS), axis=1) for n in ("1", "n")}
+    display[f"fastest at batch {first}"] = mark(latency, list(flags["1"].any(axis=1)))
+    display[f"fastest at batch {last}"] = mark(throughput, list(flags["n"].any(axis=1)))
     display["quantized: against its float model"] = data["verdict"].replace("", ABSENT)
     caption = (
         f"On the CPU: each model's fastest backend (lowest median p50 over seeds) at batch {first} and at batch "
@@ -82,5 +91,7 @@ def deployment_table(results: Results) -> Table | None:
         f"is at least {FASTER:g}x below its float source's best (each behind its own fastest backend); else it is "
         "only smaller (its stored bytes, in the cost table). The speed-up figure draws each backend's panel."
     )
+    note = flag_note(pd.concat(flags.values()), 2 * len(data), "fastest timings")
+    caption = f"{caption} {note}".rstrip()
     return Table("deployment", "Deployment on this CPU: fastest backend, and int8 that is faster", caption, data,
                  display)  # fmt: skip

@@ -63,7 +63,7 @@ def speed_label(metric: Metric, basis: Basis) -> str:
     return metric.label
 
 
-def _flag_columns(latency: pd.DataFrame) -> pd.DataFrame:
+def flag_columns(latency: pd.DataFrame) -> pd.DataFrame:
     """latency.csv's flag columns as booleans (a column it lacks reads as never flagged)."""
     flags = {name: latency[name].astype(str).str.lower().eq("true") if name in latency else False for name in FLAGS}
     return pd.DataFrame(flags, index=latency.index)
@@ -78,7 +78,7 @@ def flagged_rows(results: Results, device: str, batch: int | None, backend: str 
     rows = latency[(latency["device"] == device) & (latency["batch"] == batch)]
     if backend is not None:
         rows = rows[rows["backend"] == backend]
-    return _flag_columns(rows).set_axis(rows["run_id"]).groupby(level=0).any()
+    return flag_columns(rows).set_axis(rows["run_id"]).groupby(level=0).any()
 
 
 def flagged_groups(results: Results, keys: list[str], device: str, batch: int | None) -> pd.DataFrame:
