@@ -79,28 +79,18 @@ def _objectives(results: Results, runs: pd.DataFrame) -> list[str]:
     return [objective_label(kd) for kd in kds]
 
 
-def _series(results: Results, runs: pd.DataFrame) -> list[str]:
-    """Series labels in legend order: by method, then by objective."""
-    objectives = {objective: i for i, objective in enumerate(_objectives(results, runs))}
-    by_objective = runs.sort_values("objective", key=lambda column: column.map(objectives), kind="stable")
-    return list(in_report_order(by_objective, by=METHOD_KEYS)["series"].unique())
-
-
 def _semantics(results: Results, runs: pd.DataFrame) -> dict:
-    """seaborn's hue and style arguments: with one method, objectives by colour and marker; with several,
-    methods by colour (the ``METHOD`` column of a plot frame) and objectives by marker."""
+    """seaborn's hue and style arguments for the models of ``runs``: with one method, objectives by colour and
+    marker; with several, methods by colour (the ``METHOD`` column of a plot frame) and objectives by marker. A
+    method or objective has the same colour in every figure, whichever of the results' models a figure draws."""
     objectives = _objectives(results, runs)
-    hue, order = ("objective", objectives) if not several_methods(runs) else (METHOD, method_labels(runs))
-    return {"hue": hue, "hue_order": order, "palette": _palette(order), "style": "objective",
-            "style_order": objectives}  # fmt: skip
-
-
-def _kinds(results: Results, runs: pd.DataFrame) -> tuple[str, list[str]]:
-    """The column that tells models of one width apart, and its legend order: the objective, or with several
-    methods the series (method and objective)."""
     if several_methods(runs):
-        return "series", _series(results, runs)
-    return "objective", _objectives(results, runs)
+        hue, order, every = METHOD, method_labels(runs), method_labels(results.runs)
+    else:
+        hue, order, every = "objective", objectives, _objectives(results, results.runs)
+    palette = _palette(every)
+    return {"hue": hue, "hue_order": order, "palette": {key: palette[key] for key in order}, "style": "objective",
+            "style_order": objectives}  # fmt: skip
 
 
 def _legend_title(semantics: dict, note: str = "") -> str:
@@ -160,7 +150,7 @@ def _reference_line(ax, y: float, label: str, colour: str, style: str) -> None:
 
 
 class _PlainLogFormatter(LogFormatter):
-    """matplotlib's choice of which log-axis ticks to label (minor ones too on an axis spanning about a decade),
+    """matplotlib's choice of which log-axis ticks to label (some minor ones too on an axis spanning a decade or two),
     each printed as a plain number: 0.03, not 3x10^-2."""
 
     def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
@@ -171,7 +161,8 @@ def _plain_log_ticks(ax, which: str = "x") -> None:
     """Log-axis tick labels of axis ``which`` as plain numbers (0.1, 1, 10) rather than powers of ten."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    # stacked labels have room for some minor ones over two decades; side by side, over one
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1 if which == "x" else 2, 0.4)))
 
 
 def _width_axis(ax, tidy: pd.DataFrame, x: str) -> None:
@@ -374,6 +365,8 @@ def pareto(results: Results) -> Figure | None:
             height=3.6, aspect=1.2, facet_kws={"sharex": False}, zorder=3,
         )  # fmt: skip
         grid.set(xscale="log", yscale="log")
+        for ax in grid.axes.flat:
+            ax.margins(x=0.08, y=0.12)  # room for the labels of the points at the edges
         fronts = {label: _pareto_panel(ax, label, tidy, models, semantics) for label, ax in grid.axes_dict.items()}
         several_seeds = tidy.groupby(["cost", *MODEL]).size().max() > 1
         _legend_right(
@@ -383,9 +376,10 @@ def pareto(results: Results) -> Figure | None:
         initials = ",\n".join(f"{m[0]} = {FRONT_INITIALS.get(m, m)}" for m in methods)
         front_handle = Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10,
                               label=f"Pareto front\n({initials})")  # fmt: skip
-        grid.figure.legend(handles=[front_handle], loc="lower left", bbox_to_anchor=(1.0, 0.08), frameon=False,
-                           fontsize=8)  # fmt: skip
-        grid.figure.canvas.draw()  # the final layout and limits: where each point lies on the page
+        grid.figure.canvas.draw()  # the final layout and limits: where each point and the legend lie on the page
+        below = grid.legend.get_window_extent().transformed(grid.figure.transFigure.inverted())
+        grid.figure.legend(handles=[front_handle], loc="upper left", bbox_to_anchor=(below.x0, below.y0),
+                           frameon=False, fontsize=8)  # fmt: skip
         for label, ax in grid.axes_dict.items():
             shown = models[models["cost"] == label]
             markers = [(x, y, MODEL_POINT) for x, y in zip(shown["x"], shown[PARETO_QUALITY], strict=True)]
@@ -412,27 +406,42 @@ def _annotate(ax, point: tuple[float, float], text: str, dx: float, dy: float):
                        **_offset_alignment(dx, dy), **leader)  # fmt: skip
 
 
+LABEL_WEIGHT = 10  # a label over another label, or outside the axes, is worse than a label over a point
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def _crowding(box: Bbox, taken: list[tuple[Bbox, float]], inside: Bbox) -> float:
+    """How badly a label's box sits: the area it covers of the boxes already taken (markers and labels, each by its
+    weight), and the area it leaves the axes, weighed as a label's."""
+    outside = box.width * box.height - _overlap(box, inside)
+    return sum(weight * _overlap(box, other) for other, weight in taken) + LABEL_WEIGHT * outside
+
+
 def place_labels(ax, points: list[tuple[float, float]], texts: list[str], markers: list[tuple[float, float, float]]):
     """Label each point (data coordinates) with its text at the nearest offset where the label stays inside the
     axes and overlaps no label placed before it and no marker (x, y, area in points squared); further out, with a
-    leader line, where none is free nearby; at the first offset where none is free at all."""
+    leader line, where none is free nearby; where none is free at all, where it overlaps least (over a point
+    rather than over a label)."""
     renderer = ax.figure.canvas.get_renderer()
     taken = []
     for (x, y), (_, _, area) in zip(ax.transData.transform([m[:2] for m in markers]), markers, strict=True):
         radius = math.sqrt(area) / 2 * ax.figure.dpi / 72
-        taken.append(Bbox.from_extents(x - radius, y - radius, x + radius, y + radius))
+        taken.append((Bbox.from_extents(x - radius, y - radius, x + radius, y + radius), 1.0))
     inside = ax.get_window_extent(renderer)
     offsets = [(dx * reach, dy * reach) for reach in LABEL_REACH for dx, dy in LABEL_OFFSETS]
     for point, text in zip(points, texts, strict=True):
+        tried = []
         for dx, dy in offsets:
             box = (annotation := _annotate(ax, point, text, dx, dy)).get_window_extent(renderer)
-            inside_axes = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
-            if inside_axes and not any(box.overlaps(other) for other in taken):
-                break
             annotation.remove()
-        else:  # nowhere free: the nearest place
-            box = _annotate(ax, point, text, *offsets[0]).get_window_extent(renderer)
-        taken.append(box)
+            tried.append((_crowding(box, taken, inside), (dx, dy)))
+            if tried[-1][0] == 0:
+                break
+        offset = min(tried, key=lambda attempt: attempt[0])[1]  # the first free place, else the least crowded
+        taken.append((_annotate(ax, point, text, *offset).get_window_extent(renderer), LABEL_WEIGHT))
 
 
 TERMS = {
@@ -463,7 +472,7 @@ def _loss_frame(results: Results) -> pd.DataFrame:
     if "loss_g_gan" not in frame and "loss_g" in frame:
         frame = frame.rename(columns={"loss_g": "loss_g_gan"})
     tidy = frame.melt(
-        id_vars=["run_id", "width", "method_label", "objective", "kd", "seed", "status", "step"],
+        id_vars=["run_id", "width", "method_label", "series", "objective", "kd", "seed", "status", "step"],
         value_vars=[term for term in TERMS if term in frame],
         var_name="term",
         value_name="loss",
@@ -474,15 +483,19 @@ def _loss_frame(results: Results) -> pd.DataFrame:
 
 
 def _line_semantics(results: Results, tidy: pd.DataFrame) -> dict:
-    """Colours and line styles of the loss curves: as the other figures (methods by colour, objectives by style)
-    where the runs hold several methods; with one, objectives by colour and a diverged run dashed."""
+    """Colours and line styles of the loss curves, no two curves alike: a colour per model kind (with several
+    methods, per method and objective: a distilled curve drawn dashed over its scratch twin shows the other colour
+    in its gaps where the two coincide), a line style per objective, or with one method and a diverged run, that
+    run dashed."""
     runs = results.runs[results.runs["run_id"].isin(tidy["run_id"])]
-    semantics = _semantics(results, runs)
+    objectives = _objectives(results, runs)
+    styles = {"style": "objective", "style_order": objectives}
     if several_methods(runs):
-        return semantics | {"dashes": True}
+        order = list(in_report_order(runs, by=(*METHOD_KEYS, "kd"))["series"].unique())
+        return {"hue": "series", "hue_order": order, "palette": _palette(order)} | styles
+    semantics = {key: value for key, value in _semantics(results, runs).items() if key.startswith(("hue", "palette"))}
     statuses = sorted(tidy["status"].unique(), key=lambda status: (status != STATUS_DONE, status))
-    semantics = {key: semantics[key] for key in ("hue", "hue_order", "palette")}
-    return semantics | ({"style": "status", "style_order": statuses} if len(statuses) > 1 else {})
+    return semantics | ({"style": "status", "style_order": statuses} if len(statuses) > 1 else styles)
 
 
 def training_curves(results: Results) -> Figure | None:
@@ -506,6 +519,7 @@ def training_curves(results: Results) -> Figure | None:
             if _wide_range(tidy.loc[tidy["term"] == column, "loss"]):
                 for ax in axes:
                     ax.set_yscale("log")
+                    _plain_log_ticks(ax, "y")
         _legend_right(grid, "" if "style" in semantics else semantics["hue"])  # two semantics: a heading each
         grid.figure.suptitle("Training losses (lines: mean over seeds, bands: range over seeds)", y=1.02)
     return grid.figure
@@ -574,8 +588,8 @@ def sample_grid(results: Results) -> Figure | None:
     return fig
 
 
-SPEEDUP = "speed-up (teacher latency / student latency, ×)"
-MAC_REDUCTION = "MAC reduction (teacher MACs / student MACs, ×)"
+SPEEDUP = "speed-up (×, log scale)\nteacher latency / student latency"
+MAC_REDUCTION = "MAC reduction (×, log scale)\nteacher MACs / student MACs"
 
 
 def _speedups(timed: pd.DataFrame) -> pd.DataFrame:

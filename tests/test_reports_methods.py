@@ -243,7 +243,9 @@ def test_other_figures_draw_every_method(results, name: str):
     elif name == "quality_vs_compression":
         assert any("stored bytes" in ax.get_xlabel() for ax in figure.axes)  # int8 keeps its source's parameters
         assert {"width + int8", "prune (bn)"} <= text
-    else:  # a colour per method, a line style or marker per objective
+    elif name == "training_curves":  # a colour per method and objective, a line style per objective
+        assert {"prune (bn) · pixel-l1", "width · scratch", "scratch", "pixel-l1"} <= text
+    else:  # a colour per method, a marker per objective
         assert {"prune (bn)", "width", "scratch", "pixel-l1"} <= text
     plt.close(figure)
 
