@@ -11,7 +11,7 @@ import pandas as pd
 
 from reports.load import Results, in_report_order
 from reports.tables import ABSENT, GROUP, Table, key_columns, register_table
-from reports.timing import FLAGS, flag_columns, flag_note, mark
+from reports.timing import FLAGS, flag_columns, flag_note, mark, noise_threshold
 
 FASTER = 1.1  # a quantized model is "faster" when its best p50 beats its float source's best by 10% or more
 
@@ -91,7 +91,7 @@ def deployment_table(results: Results) -> Table | None:
         f"is at least {FASTER:g}x below its float source's best (each behind its own fastest backend); else it is "
         "only smaller (its stored bytes, in the cost table). The speed-up figure draws each backend's panel."
     )
-    note = flag_note(pd.concat(flags.values()), 2 * len(data), "fastest timings")
+    note = flag_note(pd.concat(flags.values()), 2 * len(data), "fastest timings", noise_threshold(results))
     caption = f"{caption} {note}".rstrip()
     return Table("deployment", "Deployment on this CPU: fastest backend, and int8 that is faster", caption, data,
                  display)  # fmt: skip

@@ -18,7 +18,7 @@ from reports.load import Results, method_labels, several_methods
 from reports.plots import FIGURES, quality_panels, save
 from reports.summary import grid_summary
 from reports.tables import Table, all_tables, write_table
-from reports.timing import batch_text, headline_basis
+from reports.timing import batch_text, flag_columns, headline_basis
 from reports.verdicts import unresolved_text, verdict_sentences
 
 TABLES_DIR = "tables"
@@ -177,6 +177,21 @@ def _pareto_caption(results: Results) -> str:
         "front over all models: those no other model beats on both cost and FID (lower is better for both); each is "
         "labelled with its method's initial (w: trained at that width, p: pruned to that width's parameter count), "
         "its width and any quantization, a grey line joining a label pushed away from its point to make room."
+        + _flagged_latency(results)
+    )
+
+
+def _flagged_latency(results: Results) -> str:
+    latency = results.latency
+    if latency.empty:
+        return ""
+    flagged = int(flag_columns(latency[latency["batch"] == latency["batch"].min()]).any(axis=1).sum())
+    timed = int((latency["batch"] == latency["batch"].min()).sum())
+    return (
+        f" {flagged} of the {timed} timings at that batch are flagged noisy or loaded in latency.csv (marked in the "
+        "tables): their points may sit further right than a quiet machine would put them."
+        if flagged
+        else ""
     )
 
 

@@ -8,6 +8,8 @@ the smallest model that keeps the teacher's quality (iso-quality), whether the b
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from bench.base.layout import STATUS_MISMATCH
@@ -38,11 +40,6 @@ def _where(rows: pd.DataFrame) -> str:
                  for method in methods])  # fmt: skip
 
 
-def _at(rows: pd.DataFrame) -> str:
-    """'at widths 64 and 32', or with several methods 'for width models at widths 64 and 32 and ...'."""
-    return f"{'for' if rows['method_label'].nunique() > 1 else 'at'} {_where(rows)}"
-
-
 def quality_per_byte(best: Table, several: bool) -> str:
     """Which method (with one method: which objective) gives the lowest FID within each size budget below the
     teacher's; '' where no budget below the teacher's has a model."""
@@ -60,18 +57,29 @@ def quality_per_byte(best: Table, several: bool) -> str:
     return f"Most quality per byte: {'; '.join(clauses)}."
 
 
-def distillation_effect(distillation: Table) -> str:
-    """Where distillation lowers and raises the LeNet FID, and where the seeds resolve it; '' without a pair."""
+def _directions(data: pd.DataFrame, stem: str, several: bool) -> list[str]:
+    """Per width, which way distillation moves the LeNet FID: 'lowers the LeNet FID at widths 128 and 32 (for every
+    method compared)', 'raises it at width 64', 'is mixed at width 16 (lower for 1 of 3 methods)'."""
+    lower = data.assign(lower=data[stem] < 0).groupby("width", sort=False)["lower"].agg(["sum", "count"])
+    every = " for every method compared" if several else ""
+    lowers, raises = list(lower.index[lower["sum"] == lower["count"]]), list(lower.index[lower["sum"] == 0])
+    mixed = lower[(lower["sum"] > 0) & (lower["sum"] < lower["count"])]
+    parts = [f"lowers the LeNet FID at {_widths(lowers)}{every}"] if lowers else []
+    parts += [f"raises {'it' if parts else 'the LeNet FID'} at {_widths(raises)}{every}"] if raises else []
+    spread = [f"width {width} (lower for {int(row['sum'])} of {int(row['count'])} methods)" for width, row in
+              mixed.iterrows()]  # fmt: skip
+    return parts + ([f"moves {'it' if parts else 'the LeNet FID'} either way at {_and(spread)}"] if spread else [])
+
+
+def distillation_effect(distillation: Table, several: bool) -> str:
+    """Which way distillation moves the LeNet FID at each width, and whether the seeds resolve it; '' without a
+    pair to compare."""
     data = distillation.data
     stem = "fid_lenet_gain_mean"
     if data.empty or stem not in data or data[stem].isna().all():
         return ""
     data = data.dropna(subset=[stem])
     objectives = _and(list(dict.fromkeys(data["objective"])))
-    lowers, raises = data[data[stem] < 0], data[data[stem] > 0]
-    moves = ([f"lowers the LeNet FID {_at(lowers)}"] if len(lowers) else []) + (
-        [f"raises {'it' if len(lowers) else 'the LeNet FID'} {_at(raises)}"] if len(raises) else []
-    )
     settled = [resolved(str(verdict)) for verdict in data["verdict"]]
     if all(settled):
         seeds = "the seeds resolve every one of these differences"
@@ -79,13 +87,16 @@ def distillation_effect(distillation: Table) -> str:
         seeds = "the seeds resolve none of these differences" + (
             " (one seed pair each)" if data["pairs"].max() < 2 else ""
         )
+    elif sum(settled) <= 3 or not several:
+        seeds = f"the seeds resolve it {'for' if several else 'at'} {_where(data[settled])} only"
     else:
-        seeds = f"the seeds resolve it {_at(data[settled])} only"
-    return f"Distillation ({objectives}) {_and(moves)}; {seeds}."
+        seeds = f"the seeds resolve {sum(settled)} of these {len(data)} differences (see the table below)"
+    return f"Distillation ({objectives}) {_and(_directions(data, stem, several))}; {seeds}."
 
 
-def smallest_keeping_quality(iso: Table) -> str:
-    """The smallest model whose FID is within ``ISO_QUALITY`` of the teacher's, or the closest where none is."""
+def smallest_keeping_quality(iso: Table, teacher_kib: float) -> str:
+    """The smallest model whose FID is within ``ISO_QUALITY`` of the teacher's (and how many times smaller than the
+    teacher's ``teacher_kib`` it is stored), or the closest where none is."""
     data = iso.data
     if data.empty or "keeps_quality" not in data:
         return ""
@@ -99,9 +110,10 @@ def smallest_keeping_quality(iso: Table) -> str:
             f"(FID {closest['fid_lenet_mean']:.3g})."
         )
     row = keeping.iloc[0]
+    smaller = f", {teacher_kib / row['g_stored_kib_mean']:.3g}x smaller than the teacher" if teacher_kib > 0 else ""
     return (
         f"The smallest model {within} is {row['series']}, width {row['width']}: "
-        f"{row['g_stored_kib_mean']:,.1f} KiB stored, FID {row['fid_lenet_mean']:.3g}."
+        f"{row['g_stored_kib_mean']:,.1f} KiB stored{smaller}, FID {row['fid_lenet_mean']:.3g}."
     )
 
 
@@ -110,8 +122,11 @@ def backbone_agreement(agreement: Table | None) -> str:
     if agreement is None:
         return ""
     rows = agreement.data[agreement.data["metric"] == "FID"]
-    parts = [f"{row.backbones}, Kendall's tau {row.kendall_tau:.2f} with {row.flips} pair(s) of models ordered the "
-             "other way" for row in rows.itertuples()]  # fmt: skip
+    parts = [
+        f"{row.backbones}, Kendall's tau {row.kendall_tau:.2f} ({row.flips} of the {row.models * (row.models - 1) // 2}"
+        " pairs of models ordered the other way)"
+        for row in rows.itertuples()
+    ]
     return f"How alike the backbones rank the models by FID: {'; '.join(parts)}." if parts else ""
 
 
@@ -124,12 +139,18 @@ def mismatched(results: Results) -> str:
     return f"Left out as mismatches (their images are not their float source's): {_and(names)}."
 
 
+def _teacher_kib(results: Results) -> float:
+    runs = results.runs
+    teacher = runs.loc[runs["role"] == "teacher", "g_bytes_stored"] if "g_bytes_stored" in runs else pd.Series()
+    return float(teacher.median()) / 1024 if teacher.notna().any() else math.nan
+
+
 def grid_summary(results: Results, tables: dict[str, Table], several_methods: bool) -> list[str]:
     """The report's "What this grid shows": at most five plain sentences, each read off a table shown below."""
     sentences = [
         quality_per_byte(tables["best-by-size"], several_methods),
-        distillation_effect(tables["distillation"]),
-        smallest_keeping_quality(tables["iso-quality"]),
+        distillation_effect(tables["distillation"], several_methods),
+        smallest_keeping_quality(tables["iso-quality"], _teacher_kib(results)),
         backbone_agreement(tables.get("agreement")),
         mismatched(results),
     ]

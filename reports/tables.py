@@ -43,7 +43,15 @@ from reports.metrics import (
     summary_texts,
 )
 from reports.stats import STATS, summarise
-from reports.timing import batch_text, flag_note, flagged_groups, headline_basis, mark, speed_label
+from reports.timing import (
+    batch_text,
+    flag_note,
+    flagged_groups,
+    headline_basis,
+    mark,
+    noise_threshold,
+    speed_label,
+)
 
 GROUP = MODEL_KEYS  # one model
 SETTINGS = [key for key in GROUP if key != "kd"]  # what a distilled model is paired on with a scratch one
@@ -85,7 +93,11 @@ MAX_CELL = 60  # characters per line of a table cell: longer text wraps at its s
 def cell_lines(text: str, width: int = MAX_CELL) -> list[str]:
     """``text`` as the lines a table shows: its own line breaks kept, each line wrapped at ``width`` characters
     (a single word longer than that stays whole)."""
-    return [line for part in text.split("\n") for line in textwrap.wrap(part, width, break_long_words=False) or [""]]
+    return [
+        line
+        for part in text.split("\n")
+        for line in textwrap.wrap(part, width, break_long_words=False, break_on_hyphens=False) or [""]
+    ]
 
 
 def _tabulate(display: pd.DataFrame, fmt: str, join: Callable[[list[str]], str]) -> str:
@@ -341,7 +353,9 @@ def _speed_cells(results: Results, data: pd.DataFrame, display: pd.DataFrame, me
     parts = [text for kind, text in measured.items() if any(m.column.startswith(kind) for m in speed)]
     fastest = "" if results.latency.empty else "; the deployment table gives each model's fastest backend"
     how = f"Speed as results.csv holds it, {basis.backend} PyTorch's: {' and '.join(parts)}{fastest}."
-    return display, " ".join(part for part in (how, flag_note(pd.concat(marked), cells, "speed cells")) if part)
+    return display, " ".join(
+        part for part in (how, flag_note(pd.concat(marked), cells, "speed cells", noise_threshold(results))) if part
+    )
 
 
 @register_table("cost")

@@ -93,12 +93,23 @@ def mark(texts: list[str], flagged: list[bool]) -> list[str]:
     return [f"{text}{FLAG}" if flag else text for text, flag in zip(texts, flagged, strict=True)]
 
 
-def flag_note(flags: pd.DataFrame, cells: int, what: str = "timings") -> str:
-    """The footnote of the cells marked ``FLAG``: how many and why; '' where none is."""
+def noise_threshold(results: Results) -> float | None:
+    """The noise above which a timing is flagged noisy (grid.json's speed settings); None where unrecorded."""
+    speed = results.grid.get("speed")
+    threshold = speed.get("noise_threshold") if isinstance(speed, dict) else None
+    return float(threshold) if isinstance(threshold, int | float) else None
+
+
+def flag_note(flags: pd.DataFrame, cells: int, what: str = "timings", threshold: float | None = None) -> str:
+    """The footnote of the cells marked ``FLAG``: how many and why (with the noise ``threshold`` where known);
+    '' where none is."""
     if flags.empty or not flags.to_numpy().any():
         return ""
     marked = int(flags.any(axis=1).sum())
-    reasons = "; ".join(f"{int(flags[name].sum())} {name}: {why}" for name, why in FLAGS.items() if flags[name].any())
+    why = dict(FLAGS)
+    if threshold is not None:
+        why["noisy"] = why["noisy"].replace("the threshold", f"the threshold ({threshold:g})")
+    reasons = "; ".join(f"{int(flags[name].sum())} {name}: {why[name]}" for name in FLAGS if flags[name].any())
     return (
         f"{FLAG} {marked} of {cells} {what} flagged in latency.csv ({reasons}); take them as approximate, or time "
         "them again on a quiet machine: python -m bench.latency RESULTS_DIR."
