@@ -33,9 +33,10 @@ test: $(TEST_STAMP)
 	$(PY) -m pytest $(ARGS)
 	$(if $(ARGS),,ATEN_CPU_CAPABILITY=default $(PY) -m pytest $(NUMERIC_TESTS))
 
-lint: $(TEST_STAMP)
+lint: $(TEST_STAMP)  ## ruff, and the layers contracts of pyproject.toml (an upward import fails)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .

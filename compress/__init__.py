@@ -1,3 +1,6 @@
-"""Compression methods beyond width: structured channel pruning (``compress.prune``, torch-pruning) and
-post-training quantization (``compress.quantize``: fp16, bf16, int8); ``compress.survey`` records which int8
-backends quantize transposed convolutions on this machine."""
+"""The compression methods, one module each, registered in ``bench.engine.methods`` on import in the order --help
+lists them: ``width`` (narrower generators, ``compress.width``), ``prune`` (structured channel pruning with
+torch-pruning, ``compress.prune``) and ``quantize`` (post-training fp16, bf16, int8 and OpenVINO int8,
+``compress.quantize``)."""
+
+from compress import width, prune, quantize  # noqa: F401  isort: skip

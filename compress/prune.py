@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -41,14 +42,15 @@ import torch_pruning as tp
 from torch import nn
 
 import gans
-from bench.base.errors import CheckpointError, UserError, first_line
-from bench.base.io import quarantine
-from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, PRUNED_FILE
+from bench.base.errors import CheckpointError, UserError, distinct, first_line
+from bench.base.flags import INT, INTS, STRS, Flag
+from bench.base.io import is_file, quarantine
+from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, PRUNE, PRUNED_FILE, WIDTH
 from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
-from bench.engine.models import build_models
-from bench.engine.spec import RunSpec
+from bench.engine.methods import Expansion, Method, Pair, Sources, register_method
+from bench.engine.models import build_models, count_params
+from bench.engine.spec import MAX_EPOCHS, RunSpec, check_int
 from compress.layers import conditional_batch_norms
-from compress.methods import Method, Pair, Sources, register_method
 from compress.width import load_state
 from data import DataShape
 
@@ -99,10 +101,6 @@ def example_inputs(generator: nn.Module, batch: int = 2) -> tuple[torch.Tensor, 
     """(z, labels) of the generator's sizes, on its device: what the dependency graph is traced with."""
     device = next(generator.parameters()).device
     return torch.randn(batch, generator.nz, device=device), torch.arange(batch, device=device) % generator.num_classes
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _output_layer(model: nn.Module, inputs: tuple) -> nn.Module:
@@ -214,28 +212,12 @@ def prune_to_params(generator: nn.Module, target_params: int, importance: str, e
     start = time.perf_counter()
     inputs = tuple(example_inputs)
     make_importance(importance, generator)  # an unknown name fails before any work
-    channels = group_channels(generator, inputs)
-    c_min = min(channels.values())
+    cuts = _Cuts(generator, importance, inputs)
     full = count_params(generator)
     if target_params >= full:
         raise PruneTargetError(f"target {target_params} parameters is not below the generator's {full}")
-    hi_ratio = 1.0 - 1.0 / c_min
-
-    def kept(r: float) -> tuple[int, ...]:
-        return tuple(int(c * (1.0 - r)) for c in channels.values())
-
-    cache: dict[tuple[int, ...], nn.Module] = {}
-
-    def pruned_at(r: float) -> nn.Module:
-        key = kept(r)
-        if key not in cache:
-            cache[key] = prune_ratio(generator, r, importance, inputs)
-            got = tuple(cache[key].pruning["channels"][name] for name in channels)
-            if got != key:  # the cache and the stopping rule assume torch-pruning's rounding
-                raise RuntimeError(f"torch-pruning kept {got} channels at ratio {r}, not {key}")
-        return cache[key]
-
-    smallest = pruned_at(hi_ratio)
+    hi_ratio = 1.0 - 1.0 / min(cuts.channels.values())
+    smallest = cuts.at(hi_ratio)
     if count_params(smallest) > target_params:
         raise PruneTargetError(
             f"target {target_params} parameters is below the smallest uniform pruning of this "
@@ -243,15 +225,15 @@ def prune_to_params(generator: nn.Module, target_params: int, importance: str, e
         )
     lo, hi = 0.0, hi_ratio  # count(lo) = full > target >= count(hi)
     for _ in range(60):
-        if max(abs(a - b) for a, b in zip(kept(lo), kept(hi))) <= 1:
+        if max(abs(a - b) for a, b in zip(cuts.kept(lo), cuts.kept(hi))) <= 1:
             break
         mid = (lo + hi) / 2
-        if count_params(pruned_at(mid)) > target_params:
+        if count_params(cuts.at(mid)) > target_params:
             lo = mid
         else:
             hi = mid
-    below = pruned_at(hi)
-    above = pruned_at(lo) if lo > 0 else generator
+    below = cuts.at(hi)
+    above = cuts.at(lo) if lo > 0 else generator
     closer_above = lo > 0 and count_params(above) - target_params < target_params - count_params(below)
     best = above if closer_above else below
     best.pruning = {
@@ -260,9 +242,31 @@ def prune_to_params(generator: nn.Module, target_params: int, importance: str, e
         "params": count_params(best),
         "bracket": (count_params(below), count_params(above)),
         "seconds": time.perf_counter() - start,
-        "evaluations": len(cache),
+        "evaluations": len(cuts.cache),
     }
     return best
+
+
+class _Cuts:
+    """The generator pruned at each ratio asked, cached by the channels each group keeps: every distinct cut is
+    made once."""
+
+    def __init__(self, generator: nn.Module, importance: str, inputs: tuple) -> None:
+        self.generator, self.importance, self.inputs = generator, importance, inputs
+        self.channels = group_channels(generator, inputs)
+        self.cache: dict[tuple[int, ...], nn.Module] = {}
+
+    def kept(self, ratio: float) -> tuple[int, ...]:
+        return tuple(int(c * (1.0 - ratio)) for c in self.channels.values())
+
+    def at(self, ratio: float) -> nn.Module:
+        key = self.kept(ratio)
+        if key not in self.cache:
+            self.cache[key] = prune_ratio(self.generator, ratio, self.importance, self.inputs)
+            got = tuple(self.cache[key].pruning["channels"][name] for name in self.channels)
+            if got != key:  # the cache and the stopping rule assume torch-pruning's rounding
+                raise RuntimeError(f"torch-pruning kept {got} channels at ratio {ratio}, not {key}")
+        return self.cache[key]
 
 
 def save_pruned(generator: nn.Module, path: str | Path) -> None:
@@ -320,7 +324,7 @@ def load_pruned(family: str, teacher_width: int, path: str | Path, **build_kwarg
 
 def target_params(spec: RunSpec, data: DataShape) -> int:
     """Parameters of the width-``spec.width`` generator of the run's family: what the pruned one is cut to."""
-    return count_params(build_models(replace(spec, method="width", prune_importance=None), data)[0])
+    return count_params(build_models(replace(spec, method=WIDTH, options=()), data)[0])
 
 
 def start(spec: RunSpec, data: DataShape, sources: Sources) -> Pair:
@@ -341,7 +345,7 @@ def start(spec: RunSpec, data: DataShape, sources: Sources) -> Pair:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         inputs = example_inputs(teacher)
-    generator = prune_to_params(teacher, target_params(spec, data), spec.prune_importance, inputs)
+    generator = prune_to_params(teacher, target_params(spec, data), spec.option("prune_importance"), inputs)
     save_pruned(generator, saved)
     return generator, discriminator
 
@@ -372,14 +376,95 @@ def record_columns(run_dir: Path) -> dict[str, float | int | str]:
     }
 
 
+@dataclass(frozen=True)
+class PruneSettings:
+    """The prune method's knobs: which sizes the teacher is cut to, how channels are ranked, how long the cut is
+    fine-tuned."""
+
+    widths: tuple[int, ...] | None = None  # parameter targets named by width; None: the grid's widths
+    importance: tuple[str, ...] = ("bn",)
+    finetune_epochs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.widths is not None:
+            object.__setattr__(self, "widths", tuple(self.widths))
+            for width in self.widths:
+                gans.check_width(width, "prune width")
+        object.__setattr__(self, "importance", tuple(self.importance))
+        distinct(self.importance, "--prune-importance", IMPORTANCES)
+        check_int(self.finetune_epochs, "--finetune-epochs", 1, MAX_EPOCHS)
+
+    def targets(self, widths: tuple[int, ...], teacher_width: int) -> tuple[int, ...]:
+        """The widths whose parameter counts the teacher is cut to: narrower than the teacher."""
+        return tuple(width for width in (self.widths if self.widths is not None else widths) if width < teacher_width)
+
+
+def expand(grid: Expansion) -> list[RunSpec]:
+    """Per importance and objective, the teacher cut to every target narrower than itself."""
+    settings: PruneSettings = grid.settings
+    options = {"finetune_epochs": settings.finetune_epochs}
+    return [
+        replace(grid.teacher, width=width, kd=kd, kd_weight=grid.kd_weight, method=PRUNE,
+                options={**options, "prune_importance": importance})
+        for importance in settings.importance
+        for kd in grid.kd
+        for width in settings.targets(grid.widths, grid.teacher.teacher_width)
+    ]  # fmt: skip
+
+
+def check(settings: PruneSettings, grid) -> None:
+    """Targets given that are all as wide as the teacher are refused (the grid's own widths are only warned about);
+    a given teacher without its discriminator is refused."""
+    if not settings.targets(grid.widths, grid.teacher_width):
+        if settings.widths is not None:
+            raise UserError(f"--prune-widths {','.join(map(str, settings.widths))}: none is below the teacher's width "
+                            f"({grid.teacher_width})")  # fmt: skip
+        warnings.warn(f"no pruning target below the teacher's width ({grid.teacher_width}): the grid has no pruned "
+                      "run (--prune-widths sets the targets)", UserWarning, stacklevel=4)  # fmt: skip
+    if grid.teacher is not None and not is_file(Path(grid.teacher).parent / DISCRIMINATOR_FILE):
+        raise UserError(
+            f"--methods prune fine-tunes against the teacher's discriminator, and no {DISCRIMINATOR_FILE} lies "
+            f"beside --teacher {grid.teacher}: give a run directory of this suite, or leave prune out of --methods"
+        )
+
+
+def follow(settings: PruneSettings, preset, grid) -> PruneSettings:
+    """A preset's targets are its widths' (and teacher's): a grid narrowed by --widths or --teacher-width prunes to
+    its own widths; its fine-tuning keeps its share of the training epochs when --epochs changes them."""
+    widths = settings.widths if (grid.widths, grid.teacher_width) == (preset.widths, preset.teacher_width) else None
+    epochs = settings.finetune_epochs
+    if grid.epochs != preset.epochs:
+        epochs = min(MAX_EPOCHS, max(1, round(epochs * grid.epochs / preset.epochs)))  # --epochs is checked itself
+    return replace(settings, widths=widths, finetune_epochs=epochs)
+
+
+FLAGS = (
+    Flag("--prune-widths", "prune: cut the teacher to the parameter count of each of these widths' generators, so "
+         "pruned and narrower models compare at equal size (default: --widths below the teacher's)", INTS, "widths"),
+    Flag("--prune-importance", "prune: how channels are ranked, bn (batch-norm scale, network slimming) and/or l1 "
+         "(weight magnitude); each is its own run (default: bn)", STRS, "importance"),
+    Flag("--finetune-epochs", "prune: epochs of fine-tuning after the cut, against the teacher's discriminator, "
+         "with each --kd objective (none = GAN loss only) (default: the preset's)", INT),
+)  # fmt: skip
+
 register_method(
     Method(
-        "prune",
+        PRUNE,
         "the teacher's channels pruned with torch-pruning to the parameter count of each width (--prune-widths, "
         "--prune-importance), then fine-tuned with and without distillation (--finetune-epochs, --kd)",
         load,
+        expand,
+        phases=(PRUNE,),
+        needs=lambda spec: spec.teacher(),
+        made_from=lambda spec: spec.teacher(),
         start=start,
         columns=record_columns,
         files=lambda spec: (GENERATOR_FILE, PRUNED_FILE),  # the cut's architecture rebuilds the fine-tuned one
+        settings=PruneSettings,
+        flags=FLAGS,
+        options={"prune_importance": None, "finetune_epochs": 0},
+        train_epochs=lambda spec: spec.option("finetune_epochs"),
+        check=check,
+        follow=follow,
     )
 )

@@ -11,7 +11,7 @@ Modes:
   Weights are per-channel for ``Conv2d`` and ``Linear``, per-tensor for ``ConvTranspose2d``: torch.ao refuses a
   per-channel observer on a transposed convolution (``prepare_fx``: "Per channel weight observer is not supported
   yet for ConvTranspose{n}d") and the x86/fbgemm/onednn kernels refuse per-channel transposed-convolution weights
-  ("Per Channel Quantization is currently disabled for transposed conv"); ``compress.survey`` records the
+  ("Per Channel Quantization is currently disabled for transposed conv"); docs/research/int8_survey.py records the
   backends tried. Class-conditional batch norms stay float (reason recorded per layer).
 - ``openvino-int8``: the float model converted to OpenVINO and quantized by NNCF, saved as OpenVINO IR and run by
   OpenVINO's CPU plugin, whose int8 transposed convolutions are faster than float ones where torch.ao's are not
@@ -37,21 +37,23 @@ import tempfile
 import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bench.base.errors import CheckpointError, UserError
+from bench.base.errors import CheckpointError, UserError, distinct
+from bench.base.flags import STRS, Flag
 from bench.base.io import atomic_write_bytes, atomic_write_json
-from bench.base.layout import GENERATOR_FILE, LAYERS_FILE
+from bench.base.layout import GENERATOR_FILE, LAYERS_FILE, QUANTIZE
 from bench.engine.checkpoints import safe_torch_load
+from bench.engine.methods import Expansion, Method, method_of, register_method
+from bench.engine.models import count_params
 from bench.engine.spec import RunSpec
 from compress.fidelity import Tolerance
 from compress.int8_kernels import check_engine, default_engine, engine_in_force, pack
 from compress.layers import conditional_batch_norms
-from compress.methods import Method, method_of, register_method
 from compress.openvino_int8 import IR_FILES, load_ir, quantize_openvino, save_ir
 from compress.openvino_int8 import MODE as OPENVINO_INT8
 from data import DataShape
@@ -71,7 +73,7 @@ TOLERANCES = {"fp16": Tolerance(0.002, 0.03), "bf16": Tolerance(0.01, 0.15), "in
 OPENVINO_BACKEND = "OpenVINO CPU, NNCF post-training int8 (IR: generator.xml, generator.bin)"
 _LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Embedding)
 
-# why torch.ao leaves a layer or a weight scheme as it does: each was observed on torch 2.14 (see compress.survey)
+# why torch.ao leaves a layer or a weight scheme as it does: each observed on torch 2.14 (docs/research/int8_survey.py)
 WHY_CONV_TRANSPOSE_PER_TENSOR = (
     "per-tensor int8 weights: torch.ao refuses per-channel observers on ConvTranspose2d and the x86/fbgemm "
     "kernels refuse per-channel transposed-convolution weights"
@@ -105,7 +107,6 @@ class QuantRecord:
     backend: str
     params: int  # weights of the float generator (quantization keeps their number)
     stored_bytes: int  # bytes ``save_quantized`` writes
-    fp32_bytes: int  # bytes of the float generator's state_dict saved the same way
     layers: tuple[LayerPrecision, ...]
 
     @property
@@ -275,21 +276,19 @@ def _wrap(
     mode: str,
     source: nn.Module,
     stored: int,
-    fp32_bytes: int,
     layers: tuple[LayerPrecision, ...],
     backend: str,
     keep_float: Sequence[str] = (),
     engine: str = "",
 ) -> QuantizedGenerator:
-    params = sum(p.numel() for p in source.parameters())
-    record = QuantRecord(mode, backend, params, stored, fp32_bytes, layers)
+    record = QuantRecord(mode, backend, count_params(source), stored, layers)
     hidden = source.hidden_channels() if hasattr(source, "hidden_channels") else []
     return QuantizedGenerator(
         model, mode, hidden, source.width, source.nz, source.num_classes, record, keep_float, engine
     )
 
 
-def _openvino(module: nn.Module, source: nn.Module, fp32_bytes: int, stored: int | None = None) -> QuantizedGenerator:
+def _openvino(module: nn.Module, source: nn.Module, stored: int | None = None) -> QuantizedGenerator:
     """An ``openvino-int8`` model wrapped with its record: its IR's bytes (``stored``, else counted by saving it
     aside), each compute layer's precision."""
     if stored is None:
@@ -299,7 +298,7 @@ def _openvino(module: nn.Module, source: nn.Module, fp32_bytes: int, stored: int
         LayerPrecision(name, "int8" if precision in ("i8", "u8") else precision, f"OpenVINO {kind}", "openvino")
         for name, kind, precision in module.runtime_layers()
     )
-    return _wrap(module, OPENVINO_INT8, source, stored, fp32_bytes, layers, OPENVINO_BACKEND)
+    return _wrap(module, OPENVINO_INT8, source, stored, layers, OPENVINO_BACKEND)
 
 
 def int8_backend(engine: str) -> str:
@@ -345,20 +344,36 @@ def quantize(
     if unknown:
         raise QuantizeError(f"keep_float names no layer of this generator: {', '.join(unknown)}")
     source = copy.deepcopy(generator).cpu().eval() if mode in CPU_ONLY else copy.deepcopy(generator).eval()
-    fp32_bytes = len(_serialized_bytes(_payload("fp32", source.state_dict())))
     if mode == OPENVINO_INT8:
         batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
-        return _openvino(quantize_openvino(source, batches), source, fp32_bytes)
-    if mode in ("fp16", "bf16"):
-        model = copy.deepcopy(source).to(_DTYPES[mode])
-        layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
-        stored = _serialized_bytes(_payload(mode, model.state_dict()))
-        return _wrap(model, mode, source, len(stored), fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
-    engine = check_engine(engine or default_engine())
-    batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
-    converted, layers = _int8_model(source, [(z.cpu(), y.cpu()) for z, y in batches], engine, keep_float)
-    stored = _serialized_bytes(_payload(mode, converted.state_dict(), keep_float, engine))
-    return _wrap(converted, mode, source, len(stored), fp32_bytes, layers, int8_backend(engine), keep_float, engine)
+        return _openvino(quantize_openvino(source, batches), source)
+    if mode in _CASTS:
+        model, layers = _cast(source, mode)
+    else:
+        engine = check_engine(engine or default_engine())
+        batches = list(calibration_inputs) if calibration_inputs is not None else calibration_batches(source)
+        model, layers = _int8_model(source, [(z.cpu(), y.cpu()) for z, y in batches], engine, keep_float)
+    stored = len(_serialized_bytes(_payload(mode, model.state_dict(), keep_float, engine or "")))
+    return _made(model, mode, source, stored, layers, keep_float, engine or "")
+
+
+_CASTS = ("fp16", "bf16")
+
+
+def _cast(source: nn.Module, mode: str, state: OrderedDict | None = None) -> tuple[nn.Module, tuple]:
+    """``source`` cast to fp16 or bf16 (with the ``state`` saved, when loading), and each layer's precision."""
+    model = copy.deepcopy(source).to(_DTYPES[mode])
+    if state is not None:
+        model.load_state_dict(state, strict=True)
+    return model, tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
+
+
+def _made(
+    model: nn.Module, mode: str, source: nn.Module, stored: int, layers: tuple, keep_float: Sequence[str], engine: str
+) -> QuantizedGenerator:
+    """A cast or int8 ``model`` wrapped with its record and the backend that runs it."""
+    backend = f"torch {_DTYPES[mode]} cast" if mode in _CASTS else int8_backend(engine)
+    return _wrap(model, mode, source, stored, layers, backend, keep_float, engine)
 
 
 def save_quantized(quantized: QuantizedGenerator, path: str | Path) -> int:
@@ -381,38 +396,38 @@ def load_quantized(float_generator: nn.Module, path: str | Path) -> QuantizedGen
     if Path(path).name == IR_FILES[0]:
         source = copy.deepcopy(float_generator).cpu().eval()
         module, stored = load_ir(Path(path).parent)
-        return _openvino(module, source, len(_serialized_bytes(_payload("fp32", source.state_dict()))), stored)
+        return _openvino(module, source, stored)
     payload = safe_torch_load(Path(path))
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a quantized generator of this suite")
     mode = _check_mode(payload["mode"])
     source = copy.deepcopy(float_generator).cpu().eval()
-    stored = Path(path).read_bytes()
-    fp32_bytes = len(_serialized_bytes(_payload("fp32", source.state_dict())))
+    keep_float = [str(name) for name in payload.get("keep_float", [])]
+    engine = "" if mode in _CASTS else check_engine(str(payload.get("engine") or default_engine()))
     try:
-        if mode in ("fp16", "bf16"):
-            model = copy.deepcopy(source).to(_DTYPES[mode])
-            model.load_state_dict(_state_dict(payload), strict=True)
-            layers = tuple(LayerPrecision(name, mode) for name, _ in source_layers(source))
-            return _wrap(model, mode, source, stored, fp32_bytes, layers, f"torch {_DTYPES[mode]} cast")
-        # one batch sets up observers so that convert has ranges; the saved scales then replace them
-        keep_float = [str(name) for name in payload.get("keep_float", [])]
-        engine = check_engine(str(payload.get("engine") or default_engine()))
-        batches = calibration_batches(source, batches=1, batch=8)
-        model, layers = _int8_model(source, batches, engine, keep_float, _state_dict(payload))
+        if mode in _CASTS:
+            model, layers = _cast(source, mode, _state_dict(payload))
+        else:  # one batch sets up observers so that convert has ranges; the saved scales then replace them
+            batches = calibration_batches(source, batches=1, batch=8)
+            model, layers = _int8_model(source, batches, engine, keep_float, _state_dict(payload))
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not fit this generator: {str(err).splitlines()[0]}") from None
-    return _wrap(model, mode, source, stored, fp32_bytes, layers, int8_backend(engine), keep_float, engine)
+    return _made(model, mode, source, Path(path).stat().st_size, layers, keep_float, engine)
 
 
 # --- method "quantize": any finished float run of the grid, quantized after training ---
 
 
+def mode_of(spec: RunSpec) -> str:
+    """The quantization mode of a quantized run: its derivation's variant."""
+    return spec.derived[1]
+
+
 def derive(generator: nn.Module, spec: RunSpec, run_dir: Path) -> tuple[QuantizedGenerator, dict[str, int | str]]:
-    """``generator`` quantized to ``spec.quantize`` (int8 calibrated on noise seeded by the run's seed), saved to
+    """``generator`` quantized to the run's mode (int8 calibrated on noise seeded by the run's seed), saved to
     the run's ``generator.pt`` with every layer's precision and reason in ``layers.json``; returns it and the
     columns ``results.csv`` gains: backend and the layers left in float32."""
-    quantized = quantize(generator, spec.quantize, calibration_batches(generator, seed=spec.seed))
+    quantized = quantize(generator, mode_of(spec), calibration_batches(generator, seed=spec.seed))
     save_quantized(quantized, run_dir / GENERATOR_FILE)
     atomic_write_json(run_dir / LAYERS_FILE, [asdict(layer) for layer in quantized.record.layers])
     return quantized, record_columns(quantized.record)
@@ -420,7 +435,7 @@ def derive(generator: nn.Module, spec: RunSpec, run_dir: Path) -> tuple[Quantize
 
 def tolerance(spec: RunSpec) -> Tolerance:
     """How far a quantized model's images may be from its float source's (``TOLERANCES``)."""
-    return TOLERANCES[spec.quantize]
+    return TOLERANCES[mode_of(spec)]
 
 
 def record_columns(record: QuantRecord) -> dict[str, int | str]:
@@ -441,22 +456,50 @@ def load(path: Path, spec: RunSpec, data: DataShape) -> QuantizedGenerator:
     """The quantized generator at ``path``; its float architecture is its source run's (a sibling directory)."""
     source = spec.source()
     float_generator = method_of(source).load(path.parent.parent / source.run_id / GENERATOR_FILE, source, data)
-    return load_quantized(float_generator, path.parent / IR_FILES[0] if spec.quantize == OPENVINO_INT8 else path)
+    return load_quantized(float_generator, path.parent / IR_FILES[0] if mode_of(spec) == OPENVINO_INT8 else path)
 
 
 def files(spec: RunSpec) -> tuple[str, ...]:
     """The files a quantized run's model is rebuilt from: its IR, or its ``generator.pt``."""
-    return IR_FILES if spec.quantize == OPENVINO_INT8 else (GENERATOR_FILE,)
+    return IR_FILES if mode_of(spec) == OPENVINO_INT8 else (GENERATOR_FILE,)
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    """The quantize method's knob: the modes every trained model of the grid is quantized to."""
+
+    modes: tuple[str, ...] = ("fp16", "bf16", "int8")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", tuple(self.modes))
+        distinct(self.modes, "--quantize", MODES)
+
+
+def expand(grid: Expansion) -> list[RunSpec]:
+    """Every trained model of the seed in every mode."""
+    return [replace(spec, derived=(QUANTIZE, mode)) for spec in grid.trained for mode in grid.settings.modes]
 
 
 register_method(
     Method(
-        "quantize",
+        QUANTIZE,
         "post-training quantization of every float model of the grid (--quantize fp16,bf16,int8,openvino-int8; "
         "the int8 modes on the CPU)",
         load,
+        expand,
+        phases=(QUANTIZE,),
         derive=derive,
         tolerance=tolerance,
         files=files,
-    )
+        settings=QuantizeSettings,
+        flags=(
+            Flag(
+                "--quantize",
+                "quantize: post-training modes applied to every float model, among "
+                "fp16,bf16,int8,openvino-int8 (int8 runs on the CPU; default: the preset's)",
+                STRS,
+                "modes",
+            ),
+        ),
+    )  # fmt: skip
 )

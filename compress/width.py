@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 
 from bench.base.errors import CheckpointError
+from bench.base.layout import SCRATCH, WIDTH
 from bench.engine.checkpoints import safe_torch_load
+from bench.engine.methods import Expansion, Method, Pair, Sources, register_method
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
-from compress.methods import Method, Pair, Sources, register_method
 from data import DataShape
 
 
@@ -37,6 +39,29 @@ def load_state(generator: nn.Module, path: Path, what: str) -> None:
         raise CheckpointError(f"checkpoint {path} does not fit {what}: {str(err).splitlines()[0]}") from None
 
 
+def expand(grid: Expansion) -> list[RunSpec]:
+    """Every objective at every width: the grid's own axes (a run of the teacher's width and objective is the
+    teacher itself)."""
+    return [
+        replace(grid.teacher, width=width, kd=kd, kd_weight=grid.kd_weight, disc_width=grid.disc_width)
+        for kd in grid.kd
+        for width in grid.widths
+    ]
+
+
+def phase(spec: RunSpec) -> str:
+    """Runs from scratch (the teacher among them) train first; distilled ones once their teacher is done."""
+    return "scratch" if spec.kd == SCRATCH else "distill"
+
+
 register_method(
-    Method("width", "a narrower generator trained from scratch or distilled (--widths, --kd)", load, start=start)
+    Method(
+        WIDTH,
+        "a narrower generator trained from scratch or distilled (--widths, --kd)",
+        load,
+        expand,
+        phases=("scratch", "distill"),
+        phase=phase,
+        start=start,
+    )
 )

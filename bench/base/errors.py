@@ -53,3 +53,12 @@ def report(error: UserError | OSError) -> int:
     else:
         print(f"error: {one_line(error)}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def distinct(values: tuple, flag: str, choices: tuple[str, ...]) -> None:
+    """Refuse an empty list, a repeated value or an unknown one, in one line naming ``flag`` and the choices."""
+    if not values or len(set(values)) != len(values):
+        raise UserError(f"{flag} needs distinct values, at least one, got {','.join(map(str, values)) or 'none'}")
+    unknown = [value for value in values if value not in choices]
+    if unknown:
+        raise UserError(f"{flag}: unknown {', '.join(map(str, unknown))}; choose among {', '.join(choices)}")

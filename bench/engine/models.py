@@ -23,3 +23,8 @@ def build_models(spec: RunSpec, data: ImageDataset | DataShape) -> tuple[nn.Modu
             spec.family, spec.width, disc_width=spec.disc_width, num_classes=data.num_classes,
             channels=channels, image_size=size,
         )  # fmt: skip
+
+
+def count_params(module: nn.Module) -> int:
+    """Parameters of ``module``: what every size and compression ratio of the suite counts."""
+    return sum(p.numel() for p in module.parameters())

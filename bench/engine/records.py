@@ -26,6 +26,7 @@ from bench.base.layout import (
     STATUS_DONE,
 )
 from bench.base.metric_registry import ratio_columns
+from bench.engine.methods import spec_columns, spec_from_columns
 from bench.engine.spec import SCHEMA_VERSION, RunSpec
 
 HEADLINE_BACKEND = "eager"  # the speed columns of results.csv: plain PyTorch, as a user runs it
@@ -56,7 +57,7 @@ class RunRecord:
         return {
             "run_id": self.run_id,
             "role": role,
-            **asdict(self.spec),
+            **spec_columns(self.spec),
             "status": self.status,
             "diverged_step": self.diverged_step,
             **self.metrics,
@@ -71,7 +72,7 @@ def run_dir(results_dir: Path, spec: RunSpec) -> Path:
 
 def write_record(results_dir: Path, record: RunRecord) -> Path:
     path = run_dir(results_dir, record.spec) / RESULT_FILE
-    atomic_write_json(path, {**asdict(record), "run_id": record.run_id})
+    atomic_write_json(path, {**asdict(record), "spec": spec_columns(record.spec), "run_id": record.run_id})
     return path
 
 
@@ -92,10 +93,12 @@ def read_record(path: Path) -> RunRecord:
     if raw.pop("run_id", Path(path).parent.name) != Path(path).parent.name:
         raise UnreadableRecordError("the record of another run")
     try:
-        record = RunRecord(**{**raw, "spec": RunSpec(**raw["spec"])})
-    except (KeyError, TypeError, ValueError) as err:
+        record = RunRecord(**{**raw, "spec": spec_from_columns(raw["spec"])})
+    except (KeyError, TypeError, ValueError, UserError) as err:
         raise UnreadableRecordError(f"{type(err).__name__}: {err}") from None
-    if record.spec.quantize and record.status == STATUS_DONE and SOURCE_CHECKED not in record.metrics:
+    if record.run_id != Path(path).parent.name:  # its spec does not hash to its directory: not this run's
+        raise UnreadableRecordError("a spec that is not its run's")
+    if record.spec.derived and record.status == STATUS_DONE and SOURCE_CHECKED not in record.metrics:
         # made before derived models were checked against their source: its scores may be a wrong kernel's
         raise UnreadableRecordError("a derived model never checked against its float source")
     return record

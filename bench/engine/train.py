@@ -30,6 +30,7 @@ from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, S
 from bench.engine import cuda_graphs, preempt
 from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.engine.cuda_graphs import Batch, Branches, StateSnapshot
+from bench.engine.methods import train_epochs
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
 from data import ImageDataset
@@ -154,7 +155,7 @@ def make_member(
     start: Callable[[], tuple[nn.Module, nn.Module]] | None = None,
 ) -> Member:
     """The run's member, resumed from its ``state.pt`` if one is there; ``start`` gives the pair it trains from
-    (default: a fresh pair of the run's width; a compression method's own, see ``compress.methods``)."""
+    (default: a fresh pair of the run's width; a compression method's own, see ``bench.engine.methods``)."""
     generator, discriminator = start() if start is not None else build_models(spec, dataset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed + 1)
@@ -301,13 +302,6 @@ def cohort_step(
     return [torch.stack(losses) for losses in per_group]
 
 
-def train_cohort(
-    members: list[Member], dataset: ImageDataset, teacher: nn.Module | None, device: torch.device, **options
-) -> None:
-    """Train one seed's cohort (see ``train_cohorts``); ``options`` are ``LoopOptions`` fields."""
-    train_cohorts([TrainGroup(members, teacher)], dataset, device, LoopOptions(**options))
-
-
 def train_cohorts(
     groups: list[TrainGroup], dataset: ImageDataset, device: torch.device, options: LoopOptions = LoopOptions()
 ) -> None:
@@ -321,8 +315,8 @@ def train_cohorts(
         return
     spec = groups[0].members[0].spec
     everyone = [m for group in groups for m in group.members]
-    shared = (spec.train_epochs, spec.batch_size, spec.precision)
-    assert all((m.spec.train_epochs, m.spec.batch_size, m.spec.precision) == shared
+    shared = (train_epochs(spec), spec.batch_size, spec.precision)
+    assert all((train_epochs(m.spec), m.spec.batch_size, m.spec.precision) == shared
                for m in everyone), "groups trained together share epochs, batch size and precision"  # fmt: skip
     assert all(len({m.spec.seed for m in group.members}) == 1 for group in groups), "a group shares its seed"
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
@@ -341,23 +335,12 @@ def train_cohorts(
     steps = StepRunner(groups, autocast, device, options)
 
     first_epoch = min(m.start_epoch for m in everyone)
-    epochs = tqdm(range(first_epoch, spec.train_epochs), desc=_cohort_name(groups), disable=not options.progress,
+    epochs = tqdm(range(first_epoch, train_epochs(spec)), desc=_cohort_name(groups), disable=not options.progress,
                   leave=False)  # fmt: skip
-    per_epoch = streams[0].steps_per_epoch
     for epoch in epochs:
         todo = [[m for m in group.members if m.active and m.start_epoch <= epoch] for group in groups]
         started = time.perf_counter()
-        for step_in_epoch, batches in enumerate(zip(*(stream.epoch(epoch) for stream in streams))):
-            step = epoch * per_epoch + step_in_epoch + 1
-            active = [[m for m in members if m.active and m.starts_by(epoch, step_in_epoch)] for members in todo]
-            if any(active):
-                losses = steps(active, batches)
-                if step % options.log_every == 0 or step_in_epoch + 1 == per_epoch:
-                    values = torch.cat(losses).tolist()  # the only host sync: once every log_every steps
-                    for m, row in zip([m for members in active for m in members], values, strict=True):
-                        _log(m, epoch, step, row)
-            if preempt.stop_requested():
-                _save_preempted(todo, epoch, step_in_epoch + 1, time.perf_counter() - started)
+        _train_epoch(epoch, todo, streams, steps, options.log_every, started)
         elapsed = time.perf_counter() - started
         for m in (m for members in todo for m in members):
             m.train_seconds += elapsed
@@ -372,6 +355,25 @@ def train_cohorts(
             save_samples(m.generator, noise, m.run_dir / SAMPLES_FILE)
             atomic_torch_save(m.run_dir / GENERATOR_FILE, m.generator.state_dict())
             atomic_torch_save(m.run_dir / DISCRIMINATOR_FILE, m.discriminator.state_dict())
+
+
+def _train_epoch(
+    epoch: int, todo: list[list[Member]], streams: list, steps: StepRunner, log_every: int, started: float
+) -> None:
+    """One epoch of every group's members still to train, each group on its own stream; losses logged every
+    ``log_every`` steps and at the epoch's end (the loop's only host syncs)."""
+    per_epoch = streams[0].steps_per_epoch
+    for step_in_epoch, batches in enumerate(zip(*(stream.epoch(epoch) for stream in streams))):
+        step = epoch * per_epoch + step_in_epoch + 1
+        active = [[m for m in members if m.active and m.starts_by(epoch, step_in_epoch)] for members in todo]
+        if any(active):
+            losses = steps(active, batches)
+            if step % log_every == 0 or step_in_epoch + 1 == per_epoch:
+                values = torch.cat(losses).tolist()
+                for m, row in zip([m for members in active for m in members], values, strict=True):
+                    _log(m, epoch, step, row)
+        if preempt.stop_requested():
+            _save_preempted(todo, epoch, step_in_epoch + 1, time.perf_counter() - started)
 
 
 def _save_preempted(todo: list[list[Member]], epoch: int, done: int, elapsed: float) -> None:

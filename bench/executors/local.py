@@ -7,10 +7,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench.base.errors import UserError
-from bench.engine.runner import finish_grid, prepare_grid, run_cohorts, schedule
-from bench.engine.spec import GridSpec
 from bench.engine.terminal import bars
 from bench.executors import Executor, ExecutorOptions, register_executor
+from bench.grid.cohorts import run_cohorts
+from bench.grid.finish import finish_grid
+from bench.grid.plan import schedule
+from bench.grid.prepare import prepare_grid
+from bench.grid.spec import GridSpec
 
 
 def run_local(grid: GridSpec, progress: bool = True) -> Path:

@@ -1,13 +1,14 @@
-"""Run the grid on a Ray cluster: one Ray task per cohort, every result written to a shared directory.
+"""Run the grid on a Ray cluster: one Ray task per run (per cohort where tasks share a GPU), every result written
+to a shared directory.
 
 The driver does what a local run does first (``prepare_grid``: validate, write ``grid.json`` and the reference
-rows), then submits every cohort as a task. A task builds its own ``GridContext`` on its worker and calls
+rows), then submits the tasks (``task_cohorts``). A task builds its own ``GridContext`` on its worker and calls
 ``run_cohort``, which skips finished runs, claims the others and writes each ``result.json`` atomically, so
-resume and two drivers on one directory behave exactly as locally. A seed's distill cohort takes the ObjectRef
-of the seed's scratch cohort as an argument, so Ray starts it only once the teacher is saved; the cohorts of
-different seeds run side by side. A worker or node lost mid-run is retried by Ray (``MAX_RETRIES``); the
-retry resumes from the runs' last epoch checkpoints. An exception raised by the bench itself is not retried:
-it would fail the same way again.
+resume and two drivers on one directory behave exactly as locally. A task whose run needs another's model (a
+distilled or pruned run its teacher, a derived model its source) takes the ObjectRef of the task that makes it as
+an argument, so Ray starts it only once that model is saved; independent runs run side by side. A worker or node
+lost mid-run is retried by Ray (``MAX_RETRIES``); the retry resumes from the runs' last epoch checkpoints. An
+exception raised by the bench itself is not retried: it would fail the same way again.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.base.errors import DataUnavailableError, UserError
-from bench.engine.runner import PHASES, Cohort, GridContext, depends_on, finish_grid, prepare_grid, run_cohort
-from bench.engine.spec import GridSpec
+from bench.engine.methods import needs, phases
 from bench.engine.terminal import bars
 from bench.executors import Executor, ExecutorOptions, register_executor
+from bench.grid.cohorts import run_cohort
+from bench.grid.context import GridContext
+from bench.grid.finish import finish_grid
+from bench.grid.plan import Cohort
+from bench.grid.prepare import prepare_grid
+from bench.grid.spec import GridSpec
 
 RAY_MISSING = "--executor ray needs Ray: pip install '.[ray]'"
 MAX_RETRIES = 3  # per cohort, for lost workers and nodes only
@@ -74,7 +80,7 @@ def run_ray(
             grid = replace(grid, device="cpu")
         ctx, specs, cohorts = prepare_grid(grid, progress)
         tasks = task_cohorts(cohorts, gpus_per_run)
-        at_once = max(sum(task.phase == phase for task in tasks) for phase in PHASES)
+        at_once = max(sum(task.phase == phase for task in tasks) for phase in phases())
         cpus = cpus_per_run or default_cpus_per_run(nodes, gpus_per_run, at_once)
         # the driver has downloaded the data already; workers must find it on shared storage, not race for it
         worker_grid = replace(grid, download=False)
@@ -119,7 +125,7 @@ def submit(task, grid: GridSpec, cohorts: list[Cohort]) -> dict:
     refs = {}
     made_by: dict[str, object] = {}  # run id -> the ref of the task that trains or derives it
     for cohort in cohorts:  # planned order: every run comes after the runs it needs
-        needed = (depends_on(spec) for spec in cohort.specs)
+        needed = (needs(spec) for spec in cohort.specs)
         after = list(dict.fromkeys(made_by[need.run_id] for need in needed if need and need.run_id in made_by))
         ref = task.remote(grid, cohort, *after)
         made_by.update((spec.run_id, ref) for spec in cohort.specs)

@@ -26,16 +26,19 @@ from tqdm.auto import tqdm
 
 from bench.base.errors import UserError
 from bench.base.io import atomic_write_json, atomic_write_text, read_json
-from bench.base.layout import RESULTS_CSV, STATUS_DIVERGED, STATUS_DONE, WIDTH
+from bench.base.layout import RESULTS_CSV, SCRATCH, STATUS_DIVERGED, STATUS_DONE, WIDTH
 from bench.base.metric_registry import PRIMARY_BACKBONE
 from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.engine.cpuload import set_thread_budget
 from bench.engine.device import device_name, resolve_device, tune_for
-from bench.engine.runner import grid_runs
-from bench.engine.spec import SCRATCH, GridSpec, RunSpec, SpeedSpec, make_grid
+from bench.engine.spec import RunSpec
 from bench.engine.train import build_models
 from bench.executors.local import run_local
+from bench.grid.plan import grid_runs
+from bench.grid.presets import make_grid
+from bench.grid.spec import GridSpec
 from bench.harness.reference import ReferenceRun, check_reference_objective
+from bench.latency.settings import SpeedSpec
 from bench.metrics.quality import QualityEvaluator
 from data import ImageDataset, get_dataset
 

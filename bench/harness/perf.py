@@ -39,8 +39,9 @@ from torch import nn
 
 from bench.base.errors import UserError
 from bench.base.io import atomic_write_text
+from bench.base.layout import SCRATCH
 from bench.engine.device import device_name, resolve_device, tune_for
-from bench.engine.spec import SCRATCH, RunSpec
+from bench.engine.spec import RunSpec
 from bench.engine.train import (
     BatchStream,
     LoopOptions,
@@ -256,8 +257,8 @@ def _line(row: PerfRow) -> str:
 
 def time_preset(preset: str, seeds: tuple[int, ...], device: str, data_root: str, out: Path) -> float:
     """Wall seconds of one whole preset run (training, measurements, metrics), report excluded."""
-    from bench.engine.spec import make_grid
     from bench.executors.local import run_local
+    from bench.grid.presets import make_grid
 
     grid = make_grid(preset, seeds=seeds, device=device, data_root=data_root, out=str(out))
     started = time.perf_counter()

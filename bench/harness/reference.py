@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from bench.base.errors import UserError
-from bench.engine.spec import SCRATCH, RunSpec
+from bench.base.layout import SCRATCH
+from bench.engine.spec import RunSpec
 from bench.engine.train import build_models
 from data import ImageDataset, to_uint8
 

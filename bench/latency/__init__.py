@@ -54,11 +54,6 @@ def register_backend(backend: Backend) -> Backend:
     return BACKENDS.add(backend.name, backend)
 
 
-def get_backend(name: str) -> Backend:
-    """The backend registered as ``name``; an unknown name is a one-line ``UserError`` listing the choices."""
-    return BACKENDS[name]
-
-
 def backends() -> list[str]:
     return BACKENDS.names()
 
@@ -79,7 +74,6 @@ __all__ = [
     "Backend",
     "LatencyRow",
     "backends",
-    "get_backend",
     "interleave",
     "register_backend",
     "time_models",

@@ -95,9 +95,9 @@ def summary_table(rows, value: str = "p50_ms") -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.engine.spec import SpeedSpec
     from bench.latency import time_models, write_latency_csv
     from bench.latency.saved import saved_generators
+    from bench.latency.settings import SpeedSpec
 
     settings = SpeedSpec(
         backends=parse_backends(args.backends) if args.backends is not None else None,

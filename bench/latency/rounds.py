@@ -52,8 +52,8 @@ from bench.base.layout import LATENCY_CSV
 from bench.engine import preempt
 from bench.engine.cpuload import OtherLoad
 from bench.engine.device import device_name
-from bench.engine.spec import SpeedSpec
 from bench.latency import BACKENDS, Backend
+from bench.latency.settings import SpeedSpec
 from bench.metrics.measure import Inputs, generator_inputs
 
 STATUS_OK = "ok"

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from torch import nn
 
+import compress  # noqa: F401  the methods that rebuild saved models register themselves
 from bench.base.errors import UserError
 from bench.base.io import read_json
 from bench.base.layout import GRID_FILE, RESULT_FILE, RUNS_DIR
-from bench.engine.runner import finished_generators
+from bench.engine.finished import finished_generators
 from data import DataShape
 
 

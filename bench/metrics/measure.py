@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.engine.cuda_graphs import side_stream
+from bench.engine.models import count_params
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (z, labels)
 Inputs = dict[int, Batch]  # batch size -> the inputs of that size
@@ -45,11 +46,6 @@ class SizeMetrics:
     d_bytes_fp16: int | None
     g_macs: int  # per image
     g_flops: int  # per image, 2 * g_macs
-
-
-def count_params(module: nn.Module) -> int:
-    """Return the number of parameters of ``module`` (buffers not included)."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def state_dict_bytes(module: nn.Module, dtype: torch.dtype | None = None) -> int:

@@ -18,9 +18,9 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from bench.base.errors import CheckpointError, UserError
 from bench.base.io import file_sha256, is_file
 from bench.engine.checkpoints import safe_torch_load
-from bench.engine.spec import QualitySpec
 from bench.metrics.clip import CLIP_EXTRACTOR
 from bench.metrics.dinov2 import DINOV2_EXTRACTOR
+from bench.metrics.settings import QualitySpec
 
 
 class WeightsError(UserError):

@@ -92,12 +92,12 @@ from bench.base.io import quarantine
 from bench.base.metric_registry import quality_columns
 from bench.engine.checkpoints import safe_torch_load
 from bench.engine.cpuload import thread_budget
-from bench.engine.spec import QualitySpec
 from bench.engine.stopwatch import timed
 from bench.metrics.backbones import BACKBONES, PRIMARY
 from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
 from bench.metrics.pretrained import asked_networks, resolve_pretrained
+from bench.metrics.settings import QualitySpec
 from data import ImageDataset, from_uint8, to_uint8
 
 KID_MAX_SUBSET = 1000

@@ -1,7 +1,7 @@
 """Which int8 backends quantize ``ConvTranspose2d`` here: each is tried on a generator, and what happened is recorded.
 
-Run ``python -m compress.survey [--checkpoint generator.pt --width 64]``: one line per (backend, weight scheme)
-saying whether the transposed convolutions came out with int8 weights, whether the activations were
+Run ``python docs/research/int8_survey.py [--checkpoint generator.pt --width 64]``: one line per (backend, weight
+scheme) saying whether the transposed convolutions came out with int8 weights, whether the activations were
 quantized too, the mean absolute output error against the float model, and the exception when it failed.
 Backends that are not installed are reported as such (torchao and nncf are not dependencies of the suite).
 """
