@@ -130,3 +130,10 @@ def tiny_results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "results"
     assert main(tiny_grid_args(out)) == 0
     return out
+
+
+def train_cohort(members, dataset, teacher, device, **options) -> None:
+    """Train one seed's cohort as the grid does (``train_cohorts`` with one group); ``options``: ``LoopOptions``."""
+    from bench.engine.train import LoopOptions, TrainGroup, train_cohorts
+
+    train_cohorts([TrainGroup(members, teacher)], dataset, device, LoopOptions(**options))

@@ -15,9 +15,10 @@ import torch
 from bench.base.errors import UserError
 from bench.cli import build_parser, grid_from_args, main
 from bench.engine.records import results_table
-from bench.engine.spec import PRESETS, QualitySpec
+from bench.grid.presets import PRESETS
 from bench.metrics import classifier as clf
 from bench.metrics.backbones import BACKBONES, ResNet
+from bench.metrics.settings import QualitySpec
 from tests import conftest
 
 CPU = torch.device("cpu")

@@ -17,11 +17,11 @@ import torch
 
 from bench.base.layout import GRID_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR, SOURCE_CHECKED, STATUS_MISMATCH
 from bench.cli import main
+from bench.engine.methods import Method
 from bench.engine.records import UnreadableRecordError, read_record, run_dir, write_record
 from compress import int8_kernels
 from compress import quantize as quantization
 from compress.fidelity import SourceCheck, Tolerance, check_against_source
-from compress.methods import Method
 from reports import build_report
 from reports.load import load
 from reports.tables import best_method_table, gain_table
@@ -146,6 +146,14 @@ def test_the_check_compares_on_fixed_inputs_and_catches_nan_and_wrong_shapes():
 
 def test_a_derived_method_must_declare_its_tolerance():
     with pytest.raises(ValueError, match="declares its tolerance"):
-        Method("toy", "a derived method", lambda *a: None, derive=lambda *a: None)
+        Method("toy", "a derived method", lambda *a: None, lambda grid: [], ("toy",), derive=lambda *a: None)
     with pytest.raises(ValueError, match="declares its tolerance"):
-        Method("toy", "a trained method", lambda *a: None, start=lambda *a: None, tolerance=lambda spec: None)
+        Method(
+            "toy",
+            "a trained method",
+            lambda *a: None,
+            lambda grid: [],
+            ("toy",),
+            start=lambda *a: None,
+            tolerance=lambda spec: None,
+        )

@@ -23,7 +23,6 @@ from torch import nn
 
 from bench.base.errors import UserError
 from bench.engine.checkpoints import safe_torch_load
-from bench.engine.spec import SpeedSpec
 from bench.latency import (
     BACKENDS,
     LATENCY_CSV,
@@ -39,6 +38,7 @@ from bench.latency import onnxruntime as ort_backend
 from bench.latency.cli import main
 from bench.latency.rounds import LATENCY_COLUMNS, summarize
 from bench.latency.saved import data_shape, saved_generators
+from bench.latency.settings import SpeedSpec
 from bench.metrics.measure import generator_inputs
 from data import DataShape
 from gans import build

@@ -1,4 +1,4 @@
-"""compress/methods.py in a grid: every method planned, trained or derived, recorded, stopped and resumed.
+"""bench/engine/methods.py in a grid: every method planned, trained or derived, recorded, stopped and resumed.
 
 One tiny grid with every method (teacher 64; width 16 from scratch and distilled; the teacher pruned to the
 width-16 count by both importances, fine-tuned with and without distillation; every float model in fp16 and
@@ -22,14 +22,15 @@ import bench.engine.train as train
 from bench.base.layout import LATENCY_CSV, PRUNED_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR
 from bench.cli import main
 from bench.engine import preempt
+from bench.engine.methods import made_from, needs, phases
 from bench.engine.models import build_models
-from bench.engine.runner import PHASES, depends_on, plan
-from bench.engine.spec import make_grid
+from bench.grid.plan import plan
+from bench.grid.presets import make_grid
 from bench.latency.saved import saved_generators
 from compress import int8_kernels
 from compress import quantize as quantization
 from compress.prune import example_inputs, prune_to_params, target_params
-from tests.conftest import fails_cleanly, spec, teacher_for, tiny_grid_args
+from tests.conftest import fails_cleanly, spec, teacher_for, tiny_grid_args, train_cohort
 from tests.test_compress import noise
 
 CPU = torch.device("cpu")
@@ -83,17 +84,18 @@ def grid_run(tmp_path_factory):
 
 
 def test_every_method_is_planned_in_phases_after_what_it_needs():
-    grid = make_grid("quick", widths=(16,), seeds=(1,), prune_importance=("bn", "l1"), quantize=("fp16", "int8"))
+    settings = {"prune": {"importance": ("bn", "l1")}, "quantize": {"modes": ("fp16", "int8")}}
+    grid = make_grid("quick", widths=(16,), seeds=(1,), settings=settings)
     cohorts = plan(grid.runs())
-    assert [c.phase for c in cohorts] == list(PHASES)
+    assert [c.phase for c in cohorts] == list(phases())
     done: set[str] = set()
     for cohort in cohorts:
         for run in cohort.specs:
-            need = depends_on(run)
+            need = needs(run)
             assert need is None or need.run_id in done, f"{run.describe()} planned before {need.describe()}"
         done |= {run.run_id for run in cohort.specs}
     quantized = cohorts[-1].specs
-    assert {spec.quantize for spec in quantized} == {"fp16", "int8"}
+    assert {spec.derived for spec in quantized} == {("quantize", "fp16"), ("quantize", "int8")}
     assert {spec.source() for spec in quantized} == {spec for c in cohorts[:-1] for spec in c.specs}
 
 
@@ -103,8 +105,8 @@ def test_run_ids_name_the_method_and_keep_the_width_runs_ids():
     assert [spec for spec in every if spec.describe() == "width"] == width_only
     pruned = next(spec for spec in every if spec.method == "prune")
     assert pruned.run_id.startswith(f"digits-w{pruned.width}-none-prune-bn-s1314-")
-    assert pruned.teacher() == every[0] and pruned.derived_from() == every[0]
-    int8 = next(spec for spec in every if spec.quantize == "int8" and spec.method == "prune")
+    assert pruned.teacher() == every[0] and made_from(pruned) == every[0]
+    int8 = next(spec for spec in every if spec.derived == ("quantize", "int8") and spec.method == "prune")
     assert int8.source() == pruned and "-prune-bn-int8-" in int8.run_id
     assert len({spec.run_id for spec in every}) == len(every)
 
@@ -175,8 +177,8 @@ def test_quantized_layers_are_recorded_with_their_reasons(grid_run):
 
 def test_fine_tuning_a_pruned_generator_with_distillation_lowers_its_loss(digits, tmp_path):
     teacher = teacher_for(digits)  # outputs of substance: the cut starts far from them
-    run = replace(spec(16, "pixel-l1", kd_weight=100.0, lr=2e-3), method="prune", prune_importance="l1",
-                  finetune_epochs=1)  # fmt: skip
+    run = replace(spec(16, "pixel-l1", kd_weight=100.0, lr=2e-3), method="prune",
+                  options={"prune_importance": "l1", "finetune_epochs": 1})  # fmt: skip
     cut = prune_to_params(teacher, target_params(run, digits), "l1", example_inputs(teacher))
     discriminator = build_models(run.teacher(), digits)[1]
     member = train.make_member(run, tmp_path / "run", digits, CPU, lambda: (copy.deepcopy(cut), discriminator))
@@ -187,7 +189,7 @@ def test_fine_tuning_a_pruned_generator_with_distillation_lowers_its_loss(digits
             return (generator.eval()(z, labels) - teacher(z, labels)).abs().mean().item()
 
     before = distance(cut)
-    train.train_cohort([member], digits, teacher, CPU, log_every=2, progress=False)
+    train_cohort([member], digits, teacher, CPU, log_every=2, progress=False)
     kd = [row[4] for row in member.log]  # LOSS_COLUMNS: epoch, step, loss_d, loss_g_gan, loss_kd, loss_g
     assert sum(kd[-3:]) < sum(kd[:3])
     assert distance(member.generator) < 0.95 * before

@@ -19,11 +19,11 @@ import data
 import gans
 from bench.base.errors import UserError
 from bench.base.metric_registry import quality_columns
-from bench.engine.spec import QualitySpec
 from bench.metrics.backbones import BACKBONES
 from bench.metrics.dinov2 import DinoV2ViT
 from bench.metrics.pretrained import WeightsError
 from bench.metrics.quality import QualityError, QualityEvaluator, Uint8Images, contract_of
+from bench.metrics.settings import QualitySpec
 
 CPU = torch.device("cpu")
 N = 360  # the size of the digits test split

@@ -14,9 +14,8 @@ ray = pytest.importorskip("ray")
 
 from bench.base.errors import CheckpointError, DataUnavailableError, UserError  # noqa: E402
 from bench.cli import build_parser, grid_from_args  # noqa: E402
+from bench.engine.methods import needs  # noqa: E402
 from bench.engine.records import results_table  # noqa: E402
-from bench.engine.runner import Cohort, depends_on, plan  # noqa: E402
-from bench.engine.spec import make_grid  # noqa: E402
 from bench.executors.ray import (  # noqa: E402
     RAY_MISSING,
     RayRunError,
@@ -29,6 +28,8 @@ from bench.executors.ray import (  # noqa: E402
     task_cohorts,
     wait_all,
 )
+from bench.grid.plan import Cohort, plan  # noqa: E402
+from bench.grid.presets import make_grid  # noqa: E402
 from tests.conftest import comparable, tiny_grid_args  # noqa: E402
 
 KILL_REQUEST = "kill-a-worker-once"
@@ -204,7 +205,7 @@ def test_one_task_a_run_and_each_run_waits_for_the_model_it_needs_alone():
     refs = submit(recorder, grid, tasks)
     waits = dict(recorder.calls)
     for task in refs.values():
-        spec, need = task.specs[0], depends_on(task.specs[0])
+        spec, need = task.specs[0], needs(task.specs[0])
         needed = [ref for ref, other in refs.items() if need is not None and other.specs[0] == need]
         assert waits[spec.run_id] == needed and len(needed) == (need is not None)
     assert {task.phase for task in refs.values()} == {"scratch", "distill", "prune", "quantize"}

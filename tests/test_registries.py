@@ -14,12 +14,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+import compress  # noqa: F401  the methods register themselves
 from bench.base.metric_registry import quality_columns
 from bench.cli import build_parser, chosen_executor, grid_from_args
+from bench.engine.methods import METHODS, method_of
 from bench.executors import EXECUTORS, ExecutorOptions
 from bench.latency import BACKENDS, DEVICE_TYPES
 from bench.metrics.backbones import BACKBONES, FEATURE_DIM, PRIMARY
-from compress.methods import METHODS, method_of
 from compress.quantize import MODES
 from data import from_uint8, to_uint8
 from tests.conftest import same_state, state_of

@@ -8,8 +8,9 @@ import bench.engine.train as train
 from bench.base.layout import LATENCY_CSV, RESULTS_CSV
 from bench.cli import main
 from bench.engine.records import results_table
-from bench.engine.runner import GridContext, plan, schedule
-from bench.engine.spec import make_grid
+from bench.grid.context import GridContext
+from bench.grid.plan import plan, schedule
+from bench.grid.presets import make_grid
 from reports import build_report
 from tests.conftest import comparable, tiny_grid_args
 

@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass, replace
 
-from bench.engine.spec import RunSpec, make_grid
+from bench.engine.spec import RunSpec
+from bench.grid.presets import make_grid
 
 # The quick preset's teacher as every earlier version of the suite named it: a change here re-keys (and so
 # retrains) every finished run of every user.
@@ -16,6 +17,11 @@ def test_known_run_ids_are_pinned():
     assert make_grid("quick").runs()[0] == QUICK_TEACHER
     trained_wide = [spec for spec in make_grid("paper").runs() if spec.describe() == "width"]
     assert trained_wide[-1].run_id == PAPER_LAST_ID
+    # every method's ids as they were issued when its knobs were the spec's own fields
+    quick = {(spec.describe(), spec.width, spec.kd): spec.run_id for spec in make_grid("quick").runs()}
+    assert quick["prune-bn", 32, "none"] == "digits-w32-none-prune-bn-s1314-faccd11c51"
+    assert quick["prune-bn+int8", 32, "none"] == "digits-w32-none-prune-bn-int8-s1314-922f759256"
+    assert quick["width+openvino-int8", 16, "none"] == "digits-w16-none-width-openvino-int8-s1314-e1a40c8c69"
 
 
 @dataclass(frozen=True)

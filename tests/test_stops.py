@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import bench.engine.runner as runner
 import bench.engine.train as train
+import bench.grid.cohorts as cohorts
 import bench.latency.rounds as rounds
 import compress.prune as prune
 import compress.quantize as quantization
@@ -42,7 +42,7 @@ def _stop_training(patch):
 
 
 def _stop_measuring(patch):
-    patch.setattr(runner, "assess", _stopping(runner.assess))
+    patch.setattr(cohorts, "assess", _stopping(cohorts.assess))
 
 
 def _stop_pruning(patch):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import bench.engine.train as train
-from bench.engine.train import BatchStream, make_member, train_cohort
-from tests.conftest import spec, teacher_for
+from bench.engine.train import BatchStream, make_member
+from tests.conftest import spec, teacher_for, train_cohort
 
 CPU = torch.device("cpu")
 
