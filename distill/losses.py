@@ -1,4 +1,5 @@
-"""The built-in objectives: none, pixel-l1 (the original), pixel-mse, and feature (through 1x1 adapters)."""
+"""The built-in objectives: none, pixel-l1 (the original), pixel-mse, feature (through 1x1 adapters), and
+kernel-alignment (CAT, Jin et al. CVPR 2021: no adapter, so student and teacher widths may differ)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,23 @@ class FeatureLoss(nn.Module):
         return torch.stack(losses).mean()
 
 
+def kernel_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CAT's kernel alignment of two activations of one batch: the cosine of their B x B Gram matrices (each
+    sample flattened, no centring), in [0, 1] for real activations; 1 when one is the other rotated or scaled."""
+    x, y = x.flatten(1).float(), y.flatten(1).float()
+    gram_x, gram_y = x @ x.T, y @ y.T
+    return (gram_x * gram_y).sum() / (torch.linalg.norm(gram_x) * torch.linalg.norm(gram_y)).clamp_min(1e-12)
+
+
+class KernelAlignmentLoss(nn.Module):
+    """1 - the mean kernel alignment of every hidden activation of the student with the teacher's: CAT's -KA
+    shifted by a constant (the same gradients), so that like every objective it is 0 at a perfect copy."""
+
+    def forward(self, student_images, student_features, teacher_images, teacher_features) -> torch.Tensor:
+        pairs = [kernel_alignment(s, t) for s, t in zip(student_features, teacher_features, strict=True)]
+        return 1.0 - torch.stack(pairs).mean()
+
+
 @register_objective("none")
 def scratch(student_channels, teacher_channels) -> None:
     return None
@@ -68,3 +86,8 @@ def feature_l1(student_channels, teacher_channels) -> nn.Module:
 @register_objective("feature-mse")
 def feature_mse(student_channels, teacher_channels) -> nn.Module:
     return FeatureLoss(student_channels, teacher_channels, F.mse_loss)
+
+
+@register_objective("kernel-alignment")
+def kernel_alignment_objective(student_channels, teacher_channels) -> nn.Module:
+    return KernelAlignmentLoss()

@@ -46,3 +46,28 @@ def test_objective_is_zero_when_the_student_draws_the_teachers_images(name):
     with torch.no_grad():
         out = teacher.forward_features(z, labels)
         assert objective(*out, *out).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kernel_alignment_is_one_for_the_same_activations_rotated_or_scaled():
+    from distill.losses import kernel_alignment
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, 4, 4)
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8))  # an orthogonal mix of the channels
+    rotated = torch.einsum("bchw,cd->bdhw", x, rotation)
+    assert kernel_alignment(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert kernel_alignment(x, rotated).item() == pytest.approx(1.0, abs=1e-5)
+    assert kernel_alignment(x, 7.5 * x).item() == pytest.approx(1.0, abs=1e-5)
+    assert kernel_alignment(x, torch.randn(6, 3, 8, 8)).item() < 0.99  # another width, another batch geometry
+
+
+def test_a_kernel_alignment_step_raises_the_alignment():
+    objective = build_objective("kernel-alignment", [8], [16])
+    torch.manual_seed(1)
+    teacher = [torch.randn(6, 16, 4, 4)]
+    student = torch.randn(6, 8, 4, 4, requires_grad=True)
+    before = objective(None, [student], None, teacher)
+    before.backward()
+    with torch.no_grad():
+        after = objective(None, [student - 5.0 * student.grad], None, teacher)
+    assert 0 <= after < before

@@ -32,7 +32,7 @@ from bench.engine.train import (
     make_member,
     train_cohorts,
 )
-from bench.grid.context import GridContext, open_run_dir, say
+from bench.grid.context import GridContext, open_run_dir, phase
 from bench.grid.derive import derive_run
 from bench.grid.plan import Cohort
 from bench.metrics.assess import assess
@@ -75,11 +75,11 @@ def run_cohorts(ctx: GridContext, cohorts: list[Cohort]) -> list[RunRecord]:
 
 
 def _derive_cohort(ctx: GridContext, cohort: Cohort, specs: list[RunSpec]) -> list[RunRecord]:
-    say(ctx.progress, f"deriving and measuring {len(specs)} models: {cohort.name}")
     records = []
-    for spec in specs:
-        records += [record] if (record := derive_run(ctx, spec)) is not None else []
-        preempt.check()  # a stop asked for: the models made so far are recorded, the rest wait
+    with phase(ctx.progress, f"derived and measured {len(specs)} models: {cohort.name}"):
+        for spec in specs:
+            records += [record] if (record := derive_run(ctx, spec)) is not None else []
+            preempt.check()  # a stop asked for: the models made so far are recorded, the rest wait
     return records
 
 
@@ -102,19 +102,19 @@ def _group(ctx: GridContext, cohort: Cohort, specs: list[RunSpec], records: list
 def _train_and_measure(
     ctx: GridContext, cohorts: list[Cohort], groups: list[TrainGroup], trained: list[tuple[Cohort, Member]]
 ) -> list[RunRecord]:
-    say(ctx.progress, f"training {len(trained)} runs: {', '.join(c.name for c in cohorts)}")
     if ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    window = {"train_started_at": _now()}
-    train_cohorts(groups, ctx.dataset, ctx.device, ctx.loop_options())
-    window["train_finished_at"] = _now()
+    with phase(ctx.progress, f"trained {len(trained)} runs: {', '.join(c.name for c in cohorts)}"):
+        window = {"train_started_at": _now()}
+        train_cohorts(groups, ctx.dataset, ctx.device, ctx.loop_options())
+        window["train_finished_at"] = _now()
     if ctx.device.type == "cuda":  # what the whole loop (every run in it) held on the GPU at its peak
         window["train_cuda_peak_mib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
-    say(ctx.progress, f"measuring {len(trained)} runs: size, speed, quality")
     records = []
-    for cohort, member in trained:
-        records.append(record_member(ctx, cohort, member, window))
-        preempt.check()  # a stop asked for while measuring: the rest resume from their state
+    with phase(ctx.progress, f"measured {len(trained)} runs: size, quality"):
+        for cohort, member in trained:
+            records.append(record_member(ctx, cohort, member, window))
+            preempt.check()  # a stop asked for while measuring: the rest resume from their state
     return records
 
 

@@ -4,6 +4,9 @@ teachers."""
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +88,14 @@ class GridContext:
 def cache_dir_of(grid: GridSpec) -> Path:
     """Where the classifier and real-data statistics are cached: ``--cache-dir``, else ``<out>/cache``."""
     return Path(grid.cache_dir) if grid.cache_dir else Path(grid.out) / CACHE_DIR
+
+
+@contextmanager
+def phase(progress: bool, text: str) -> Iterator[None]:
+    """One line per phase, said when it ends: ``text`` and its wall time (a terminal shows bars meanwhile)."""
+    started = time.perf_counter()
+    yield
+    say(progress, f"{text} in {time.perf_counter() - started:.0f} s")
 
 
 def say(progress: bool, text: str) -> None:

@@ -17,6 +17,7 @@ from bench.engine.records import (
     run_dir,
 )
 from bench.engine.spec import RunSpec
+from bench.grid.estimate import estimate, plan_size
 from bench.grid.plan import plan
 from bench.grid.prepare import check_grid
 from bench.grid.rescore import lacking_columns
@@ -28,8 +29,9 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
     """Check what a run of ``grid`` needs (device, teacher, dataset, directories) and describe what it would do:
     every cohort's runs, which are finished, which resume, which would be trained. Nothing is written."""
     device, specs = check_grid(grid)
+    dataset = None
     try:
-        get_dataset(grid.dataset, grid.data_root, download=False)
+        dataset = get_dataset(grid.dataset, grid.data_root, download=False)
         data = f"{grid.dataset} (on disk)"
     except DataUnavailableError:
         if not grid.download:
@@ -49,6 +51,10 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
             state = _run_state(grid, spec)
             counts["to train" if state.startswith("to train") else "finished"] += 1
             lines.append(f"  {spec.run_id:56s} {spec.describe():18s} width {spec.width:3d} {spec.kd:10s} {state}")
+    if dataset is not None:  # the plan's size, and its training time timed from a few steps here
+        pending = [spec for spec in specs if find_record(results_dir, spec, heal=False) is None]
+        size = plan_size(grid, pending, len(specs) - len(pending), dataset)
+        lines.append(estimate(size, pending, dataset, device).line(device))
     lines.append(f"{counts['finished']} finished, {counts['to train']} to train; nothing was written")
     return "\n".join(lines)
 

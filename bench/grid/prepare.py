@@ -39,6 +39,7 @@ from bench.engine.records import (
 from bench.engine.spec import SCHEMA_VERSION, RunSpec
 from bench.engine.train import build_models
 from bench.grid.context import GridContext, cache_dir_of, say
+from bench.grid.estimate import estimate, plan_size
 from bench.grid.given_teacher import record_given_teacher
 from bench.grid.plan import Cohort, grid_runs, plan
 from bench.grid.spec import GridSpec
@@ -94,9 +95,11 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     write_references(ctx)
     cohorts = plan(specs)
     heal_finished_runs(ctx.results_dir, specs)
-    finished = sum(find_record(ctx.results_dir, spec) is not None for spec in specs)
-    if finished:
-        say(progress, f"{finished} of {len(specs)} runs already finished, skipped")
+    pending = [spec for spec in specs if find_record(ctx.results_dir, spec) is None]
+    if len(pending) < len(specs):
+        say(progress, f"{len(specs) - len(pending)} of {len(specs)} runs already finished, skipped")
+    size = estimate(plan_size(grid, pending, len(specs) - len(pending), dataset), pending, dataset, device)
+    say(progress, size.line(device))
     if grid.teacher is not None:
         for teacher in {cohort.teacher.run_id: cohort.teacher for cohort in cohorts}.values():
             record_given_teacher(ctx, teacher)

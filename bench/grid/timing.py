@@ -12,7 +12,7 @@ from bench.base.io import quarantine
 from bench.base.layout import LATENCY_CSV
 from bench.engine.finished import finished_checkpoints, load_checkpoints, saved_at
 from bench.engine.spec import RunSpec
-from bench.grid.context import GridContext, say
+from bench.grid.context import GridContext, phase, say
 from bench.latency import time_models, write_latency_csv
 from bench.latency.settings import SpeedSpec
 from bench.metrics.measure import measure_devices
@@ -51,6 +51,6 @@ def time_latency(ctx: GridContext) -> None:
     if not finished or latency_is_current(ctx.results_dir, finished, settings):
         return
     models = load_checkpoints(finished, ctx.dataset)
-    say(ctx.progress, f"timing {len(models)} models together on {', '.join(devices)} (latency.csv)")
-    rows = time_models(models, settings, progress=lambda message: say(ctx.progress, f"  {message}"))
+    with phase(ctx.progress, f"timed {len(models)} models together on {', '.join(devices)} (latency.csv)"):
+        rows = time_models(models, settings, progress=lambda message: say(ctx.progress, f"  {message}"))
     write_latency_csv(rows, ctx.results_dir, keep_runs=models)  # cells re-timed by python -m bench.latency stay

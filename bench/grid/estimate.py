@@ -1,0 +1,123 @@
+"""How big a plan is and about how long its training takes here: one line before anything trains.
+
+The estimate times a few training steps of the narrowest and the widest generator the plan trains, on this
+machine and device, and interpolates by parameter count for the widths between; measuring and timing come on top.
+A plan whose training alone would take hours on a CPU is said to be one for a GPU.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from bench.base.layout import SCRATCH, WIDTH
+from bench.engine.methods import method_of, train_epochs
+from bench.engine.models import build_models, count_params
+from bench.engine.spec import RunSpec
+from bench.engine.train import BatchStream, make_member, precision_autocast, train_step
+from bench.grid.spec import GridSpec
+from data import ImageDataset
+
+GPU_SIZED_HOURS = 2.0  # training alone beyond this on a CPU: the plan is one for a GPU
+TIMED_STEPS = 3
+
+
+@dataclass(frozen=True)
+class PlanSize:
+    """What a plan will do: runs to train and the generator updates they take, models to derive, latency cells."""
+
+    to_train: int
+    finished: int
+    to_derive: int
+    steps: int
+    latency_cells: int
+    training_seconds: float | None = None  # the estimate, when timed
+
+    def line(self, device: torch.device) -> str:
+        estimate = "" if self.training_seconds is None else f"; training about {_duration(self.training_seconds)} here"
+        return (
+            f"plan: {self.to_train} runs to train ({self.steps:,} steps), {self.to_derive} models to derive, "
+            f"{self.finished} finished, {self.latency_cells} latency cells{estimate} ({device.type})"
+        )
+
+
+def plan_size(grid: GridSpec, pending: list[RunSpec], finished: int, dataset: ImageDataset) -> PlanSize:
+    """The size of ``pending`` (the runs not yet finished) and of the latency phase of every model."""
+    per_epoch = max(len(dataset.train_labels) // grid.batch_size, 1)
+    trained = [spec for spec in pending if method_of(spec).trained]
+    backends = len(grid.speed.backends) if grid.speed.backends else 1
+    models = len(pending) + finished
+    return PlanSize(
+        to_train=len(trained),
+        finished=finished,
+        to_derive=len(pending) - len(trained),
+        steps=sum(train_epochs(spec) * per_epoch for spec in trained),
+        latency_cells=models * backends * len(grid.speed.batches) * len(grid.speed.devices),
+    )
+
+
+def estimate(size: PlanSize, pending: list[RunSpec], dataset: ImageDataset, device: torch.device) -> PlanSize:
+    """``size`` with its training time estimated from steps timed here; one warning when a CPU would take hours."""
+    trained = [spec for spec in pending if method_of(spec).trained]
+    if not trained:
+        return replace(size, training_seconds=0.0)
+    per_epoch = max(len(dataset.train_labels) // trained[0].batch_size, 1)
+    params = {spec: count_params(build_models(_plain(spec), dataset)[0]) for spec in trained}
+    small, large = min(trained, key=params.get), max(trained, key=params.get)
+    timed = {params[spec]: seconds_per_step(spec, dataset, device) for spec in (small, large)}
+    low, high = min(timed), max(timed)
+
+    def per_step(count: int) -> float:
+        share = 0.0 if high == low else (count - low) / (high - low)
+        return timed[low] + share * (timed[high] - timed[low])
+
+    seconds = sum(per_step(params[spec]) * train_epochs(spec) * per_epoch for spec in trained)
+    if device.type == "cpu" and seconds > GPU_SIZED_HOURS * 3600:
+        warnings.warn(
+            f"this plan is one for a GPU: its training alone would take about {_duration(seconds)} on this CPU "
+            "(narrow it with --widths, --seeds, --epochs or --methods, or run it where CUDA is)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return replace(size, training_seconds=seconds)
+
+
+def seconds_per_step(spec: RunSpec, dataset: ImageDataset, device: torch.device) -> float:
+    """Wall seconds of one training step of a fresh pair of ``spec``'s width trained from scratch, after a warm-up
+    step (nothing is written: the pair lives in a scratch directory)."""
+    stream = BatchStream(dataset.train_images.to(device), dataset.train_labels.to(device), spec.batch_size,
+                         build_models(_plain(spec), dataset)[0].nz, dataset.num_classes, spec.seed)  # fmt: skip
+    batch = next(stream.epoch(0))
+    autocast = precision_autocast(spec.precision, device)
+    with tempfile.TemporaryDirectory() as scratch, torch.random.fork_rng(devices=[]):
+        member = make_member(_plain(spec), Path(scratch) / "run", dataset, device)
+        train_step(member, *batch, None, autocast)
+        _sync(device)
+        started = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            train_step(member, *batch, None, autocast)
+        _sync(device)
+    return (time.perf_counter() - started) / TIMED_STEPS
+
+
+def _plain(spec: RunSpec) -> RunSpec:
+    """A width run trained from scratch at ``spec``'s width: what one of its steps costs, near enough."""
+    return replace(spec, method=WIDTH, options=(), derived=None, kd=SCRATCH, kd_weight=0.0)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
