@@ -317,3 +317,26 @@ def test_bad_modes_are_refused(float64):
         quantize(float64[0], "fp16", keep_float=["to_image"])
     with pytest.raises(QuantizeError, match="no layer"):
         quantize(float64[0], "int8", keep_float=["nope"])
+
+
+# --- every family ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", gans.families())
+def test_every_family_prunes_to_a_narrower_count_and_quantizes_within_tolerance(family, tmp_path):
+    """What the grid asks of a family for the prune and quantize methods: a cut that lands between the counts a
+    channel apart and reloads from its file, and int8 and fp16 models within the suite's tolerance of it."""
+    teacher = lively(family, 32)
+    target = count_params(gans.build(family, 16)[0])
+    pruned = prune_to_params(teacher, target, "bn", example_inputs(teacher))  # l1: the family tests above
+    below, above = pruned.pruning["bracket"]
+    assert below <= target <= above and pruned.pruning["params"] in (below, above)
+    save_pruned(pruned, tmp_path / "pruned.pt")
+    loaded = load_pruned(family, 32, tmp_path / "pruned.pt").eval()
+    z, labels = noise(pruned.eval(), batch=32)
+    with torch.no_grad():
+        reference = pruned(z, labels)
+        assert torch.equal(loaded(z, labels), reference)
+        for mode in ("fp16", "int8"):
+            images = quantize(pruned, mode)(z, labels).float()
+            assert (images - reference).abs().mean() <= TOLERANCES[mode].mean_abs, (family, mode)
