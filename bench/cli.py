@@ -82,6 +82,8 @@ GRID_FLAGS = (
     Flag("--no-cuda-graphs", "on CUDA, train eagerly instead of replaying each step from a CUDA graph", SWITCH),
     Flag("--no-concurrency", "on CUDA, train one seed's cohort at a time and its members one after another", SWITCH),
     Flag("--samples-every-epoch", "save a sample grid after every epoch", SWITCH),
+    Flag("--tensorboard", "write every run's losses, per-epoch samples and final metrics as TensorBoard events under "
+         "<out>/tensorboard (needs the tensorboard extra)", SWITCH),
 )  # fmt: skip
 QUALITY_FLAGS = (
     Flag("--fid-samples", "generated images scored per run", INT),
@@ -226,6 +228,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
         out=args.out or str(Path("results") / args.preset), teacher=teacher, teacher_width=args.teacher_width,
         cache_dir=args.cache_dir, log_every=args.log_every, samples_every_epoch=args.samples_every_epoch,
+        tensorboard=args.tensorboard,
         cuda_graphs=not args.no_cuda_graphs, concurrent=not args.no_concurrency,
         quality=quality_from_args(args, base["quality"]), speed=speed_from_args(args, base["speed"]),
         methods=methods_from_args(args, base, teacher),
@@ -247,37 +250,49 @@ def chosen_executor(args: argparse.Namespace):
     return executor, options
 
 
-def write_the_report(results_dir: Path) -> None:
-    """The report of ``results_dir``, stopping between its tables and figures when a stop is asked for."""
+def write_the_report(results_dir: Path) -> Path:
+    """The report of ``results_dir`` (its directory), stopping between its tables and figures when a stop is asked
+    for."""
     from bench.engine.preempt import check
     from reports import ReportInputError, build_report
 
     try:
-        report_dir = build_report(results_dir, checkpoint=lambda: check("while writing the report"))
-        print(f"report: {report_dir / 'report.html'}")
+        return build_report(results_dir, checkpoint=lambda: check("while writing the report"))
     except ReportInputError as err:
         raise UserError(f"report: {err}") from None
 
 
+def execute(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Run the grid parsed ``args`` describe, on their executor within their thread budget, then write its report
+    unless ``--no-report``: returns the results and report directories. A ``UserError`` for anything wrong,
+    raised before anything is written."""
+    grid = grid_from_args(args)
+    checked_threads(args.threads)
+    executor, options = chosen_executor(args)
+    set_thread_budget(args.threads)
+    results_dir = executor.run(grid, options, not args.quiet)
+    return results_dir, None if args.no_report else write_the_report(results_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line: one ``error:`` line and exit code 2 for what the user got wrong; 143 when stopped."""
     warnings.formatwarning = one_line_warnings
     try:
         args = build_parser().parse_args(argv)
-        grid = grid_from_args(args)
-        checked_threads(args.threads)
-        executor, options = chosen_executor(args)
-        from bench.grid.dryrun import dry_run
-
         if args.dry_run:
+            from bench.grid.dryrun import dry_run
+
+            grid = grid_from_args(args)
+            checked_threads(args.threads)
+            chosen_executor(args)
             print(dry_run(grid, executor=args.executor))
             return 0
-        set_thread_budget(args.threads)
         started = time.perf_counter()
         with stop_on_sigterm():  # every phase, the report included, stops at its next safe point
-            results_dir = executor.run(grid, options, not args.quiet)
-            print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
-            if not args.no_report:
-                write_the_report(results_dir)
+            results_dir, report_dir = execute(args)
+        print(f"results: {results_dir / 'results.csv'} ({time.perf_counter() - started:.0f} s)")
+        if report_dir is not None:
+            print(f"report: {report_dir / 'report.html'}")
         return 0
     except (UserError, OSError) as err:  # OSError: the system refused a path (too long, a device, ...)
         return report(err)

@@ -30,9 +30,10 @@ from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, LOSSES_FILE, S
 from bench.engine import cuda_graphs, preempt
 from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.engine.cuda_graphs import Batch, Branches, StateSnapshot
-from bench.engine.methods import train_epochs
+from bench.engine.methods import METHODS, train_epochs
 from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
+from bench.engine.tensorboard import RunBoard
 from data import ImageDataset
 from distill import build_objective
 
@@ -89,6 +90,7 @@ class Member:
     log: list[list[float]] = field(default_factory=list)
     train_seconds: float = 0.0
     diverged_step: int | None = None
+    step: Callable[..., torch.Tensor] | None = None  # its method's own update (``Method.step``); None: train_step
 
     @property
     def active(self) -> bool:
@@ -157,9 +159,13 @@ def make_member(
     """The run's member, resumed from its ``state.pt`` if one is there; ``start`` gives the pair it trains from
     (default: a fresh pair of the run's width; a compression method's own, see ``bench.engine.methods``)."""
     generator, discriminator = start() if start is not None else build_models(spec, dataset)
+    method = METHODS[spec.method] if spec.method in METHODS else None  # unregistered: a width run
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed + 1)
-        objective = build_objective(spec.kd, generator.hidden_channels(), teacher_hidden_channels(spec))
+        if method is not None and method.objective is not None:
+            objective = method.objective(spec, generator, dataset)
+        else:
+            objective = build_objective(spec.kd, generator.hidden_channels(), teacher_hidden_channels(spec))
     generator.to(device), discriminator.to(device)
     g_params = list(generator.parameters())
     if objective is not None:
@@ -170,6 +176,7 @@ def make_member(
         spec, run_dir, generator, discriminator, objective,
         torch.optim.Adam(g_params, lr=spec.lr, betas=betas),
         torch.optim.Adam(discriminator.parameters(), lr=spec.lr, betas=betas),
+        step=method.step if method is not None else None,
     )  # fmt: skip
     try:
         member.restore(device)
@@ -269,6 +276,7 @@ class LoopOptions:
     log_every: int = 10
     samples_every_epoch: bool = False
     progress: bool = True
+    tensorboard: bool = False  # every run's losses and samples as TensorBoard events (bench/engine/tensorboard.py)
     cuda_graphs: bool = True  # on CUDA: replay each step from a CUDA graph (bench/engine/cuda_graphs.py)
     concurrent: bool = True  # in a graph: every member's update on its own CUDA stream
 
@@ -295,7 +303,7 @@ def cohort_step(
         losses = []
         for m in group.members:
             with branches.branch(index):
-                losses.append(train_step(m, *batch, teacher_out, autocast))
+                losses.append((m.step or train_step)(m, *batch, teacher_out, autocast))
             index += 1
         per_group.append(losses)
     branches.join()
@@ -334,6 +342,7 @@ def train_cohorts(
         m.generator.train(), m.discriminator.train()
     steps = StepRunner(groups, autocast, device, options)
 
+    boards: dict[Path, RunBoard] = {}
     first_epoch = min(m.start_epoch for m in everyone)
     epochs = tqdm(range(first_epoch, train_epochs(spec)), desc=_cohort_name(groups), disable=not options.progress,
                   leave=False)  # fmt: skip
@@ -345,11 +354,16 @@ def train_cohorts(
         for m in (m for members in todo for m in members):
             m.train_seconds += elapsed
             m.checkpoint(epoch + 1)
+        for m, noise in _with_noise(todo, noises) if options.tensorboard else ():
+            if m.active:
+                boards.setdefault(m.run_dir, RunBoard(m.run_dir)).epoch(m.log, epoch, m.generator, noise)
         if options.samples_every_epoch:
             for m, noise in _with_noise(todo, noises):
                 if m.active:
                     save_samples(m.generator, noise, m.run_dir / f"samples_epoch{epoch + 1:03d}.png")
         epochs.set_postfix(active=sum(m.active for m in everyone))
+    for board in boards.values():
+        board.close()
     for m, noise in _with_noise([group.members for group in groups], noises):
         if m.active:
             save_samples(m.generator, noise, m.run_dir / SAMPLES_FILE)

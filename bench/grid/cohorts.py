@@ -17,7 +17,7 @@ from bench.base.layout import (
     STATUS_TEACHER_DIVERGED,
 )
 from bench.engine import claims, preempt
-from bench.engine.methods import METHODS, Sources, made_from
+from bench.engine.methods import METHODS, Sources, made_from, spec_columns
 from bench.engine.records import (
     RunRecord,
     find_record,
@@ -26,6 +26,7 @@ from bench.engine.records import (
     write_results_csv,
 )
 from bench.engine.spec import RunSpec
+from bench.engine.tensorboard import write_hparams
 from bench.engine.train import (
     Member,
     TrainGroup,
@@ -166,6 +167,8 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
     else:
         sizes = asdict(size_metrics(member.generator, member.discriminator))  # the architecture's, still valid
         record = RunRecord(member.spec, STATUS_DIVERGED, {**training, **sizes}, diverged_step=member.diverged_step)
+    if ctx.grid.tensorboard:
+        write_hparams(member.run_dir, spec_columns(member.spec), record.metrics)
     write_record(ctx.results_dir, record)
     (member.run_dir / STATE_FILE).unlink(missing_ok=True)  # the optimiser state is only needed to resume
     return record

@@ -65,6 +65,7 @@ class GridContext:
     def loop_options(self) -> LoopOptions:
         return LoopOptions(
             log_every=self.grid.log_every, samples_every_epoch=self.grid.samples_every_epoch,
+            tensorboard=self.grid.tensorboard,
             progress=bars(self.progress),
             cuda_graphs=self.grid.cuda_graphs, concurrent=self.grid.concurrent,
         )  # fmt: skip

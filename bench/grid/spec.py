@@ -15,6 +15,7 @@ from bench.base.io import is_file
 from bench.base.layout import SCRATCH, TEACHER_WIDTH, WIDTH
 from bench.engine.methods import METHODS, Expansion, methods_in_order
 from bench.engine.spec import MAX_BATCH, MAX_EPOCHS, MAX_SEED, PRECISIONS, RunSpec
+from bench.engine.tensorboard import check_available
 from bench.latency.settings import SpeedSpec
 from bench.metrics.settings import MAX_FID_SAMPLES, QualitySpec
 from gans import check_width
@@ -44,6 +45,7 @@ class GridSpec:
     precision: str = "fp32"
     log_every: int = 10
     samples_every_epoch: bool = False
+    tensorboard: bool = False  # every run's losses, samples and final metrics as TensorBoard events
     cuda_graphs: bool = True  # on CUDA: every training step replayed from a CUDA graph
     concurrent: bool = True  # on CUDA with graphs: members on their own streams, all seeds of a phase at once
     quality: QualitySpec = field(default_factory=QualitySpec)
@@ -122,6 +124,8 @@ def validate(grid: GridSpec) -> None:
     for failed, message in checks:
         if failed:
             raise UserError(message)
+    if grid.tensorboard:
+        check_available()
     if grid.teacher is not None and not is_file(grid.teacher):
         raise UserError(f"--teacher {grid.teacher}: no such file")
     validate_methods(grid)
