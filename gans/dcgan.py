@@ -20,7 +20,8 @@ from gans.family import ConditionalGenerator, Family, PairConfig, register_famil
 
 @dataclass(frozen=True)
 class DCGANConfig(PairConfig):
-    """Every knob of one generator/discriminator pair (``PairConfig``'s; the last layer crops 32 -> 28)."""
+    """Every knob of one generator/discriminator pair (``PairConfig``'s; the last layer crops 32 -> 28, and at 64x64
+    one more block up-samples 32 -> 64)."""
 
     @property
     def ngf(self) -> int:
@@ -36,7 +37,11 @@ def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Seq
 
 
 class Generator(ConditionalGenerator):
-    """(z, labels) -> images in [-1, 1]; ``forward_features`` also returns the four hidden activations."""
+    """(z, labels) -> images in [-1, 1]; ``forward_features`` also returns the four hidden activations (4 to 32 px).
+
+    At 64x64 a fifth block (``up64``, ngf channels) up-samples the last activation before the image layer; its
+    output is not one of the hidden activations, so feature objectives pair the same places at every size.
+    """
 
     def __init__(self, cfg: DCGANConfig) -> None:
         super().__init__(cfg.width, cfg.nz, cfg.num_classes)
@@ -51,6 +56,7 @@ class Generator(ConditionalGenerator):
                 _up(2 * ngf, ngf, 4, 2, 1),  # (ngf, 32, 32)
             ]
         )
+        self.up64 = _up(ngf, ngf, 4, 2, 1) if cfg.image_size == 64 else None  # (ngf, 64, 64)
         # kernel 1 with padding 2 crops 32x32 -> 28x28, as in the original
         self.to_image = nn.ConvTranspose2d(ngf, cfg.channels, 1, 1, crop, bias=False)
 
@@ -61,6 +67,8 @@ class Generator(ConditionalGenerator):
         for block in self.blocks:
             h = block(h)
             features.append(h)
+        if self.up64 is not None:
+            h = self.up64(h)
         return torch.tanh(self.to_image(h)), features
 
     def hidden_channels(self) -> list[int]:
@@ -76,9 +84,12 @@ class Discriminator(nn.Module):
         ndf = cfg.ndf
         # 28 -> 14 -> 7 -> 3 needs (k4, s2, p1) to reach 1x1; 32 -> 16 -> 8 -> 4 needs (k4, s1, p0)
         last_stride, last_pad = (2, 1) if cfg.image_size == 28 else (1, 0)
+        # 64x64: one more down-sampling layer at ndf channels (the generator's up64 mirrored), 64 -> 32 -> 16
+        down64 = [nn.Conv2d(ndf, ndf, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf), nn.LeakyReLU(0.2, inplace=True)]
         self.net = nn.Sequential(
-            nn.Conv2d(cfg.channels + 1, ndf, 4, 2, 1, bias=False),  # (ndf, 14, 14)
+            nn.Conv2d(cfg.channels + 1, ndf, 4, 2, 1, bias=False),  # (ndf, 14, 14) | (ndf, 32, 32) at 64
             nn.LeakyReLU(0.2, inplace=True),
+            *(down64 if cfg.image_size == 64 else []),  # (ndf, 16, 16)
             nn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False),  # (2ndf, 7, 7)
             nn.BatchNorm2d(2 * ndf),
             nn.LeakyReLU(0.2, inplace=True),

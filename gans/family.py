@@ -19,7 +19,7 @@ from bench.base.errors import CheckpointError, UserError, first_line
 from bench.base.registry import Registry
 
 MIN_WIDTH, MAX_WIDTH, WIDTH_STEP = 16, 512, 8
-IMAGE_SIZES = (28, 32)  # MNIST-like 28x28 and CIFAR-like 32x32
+IMAGE_SIZES = (28, 32, 64)  # MNIST-like 28x28, CIFAR-like 32x32, and 64x64 (one more up-sampling block)
 
 
 class InvalidWidthError(UserError):
@@ -37,7 +37,7 @@ def check_width(width: int, what: str = "width") -> int:
 
 def check_image_size(image_size: int) -> int:
     if image_size not in IMAGE_SIZES:
-        raise UserError(f"image size {image_size} is not supported: use 28 or 32")
+        raise UserError(f"image size {image_size} is not supported: use {', '.join(map(str, IMAGE_SIZES))}")
     return image_size
 
 
@@ -50,7 +50,7 @@ class PairConfig:
     nz: int = 100
     num_classes: int = 10
     channels: int = 1
-    image_size: int = 28  # 28 (MNIST-like: the generator crops its 32x32 output) or 32 (CIFAR-10)
+    image_size: int = 28  # 28 (MNIST-like: the generator crops its 32x32 output), 32 (CIFAR-10) or 64 (one more block)
 
     def __post_init__(self) -> None:
         check_width(self.width)
@@ -95,7 +95,9 @@ class Family:
     ``build(width, disc_width=None, nz=100, num_classes=10, channels=1, image_size=28)`` returns a freshly
     initialised (generator, discriminator); the discriminator maps (images, labels) to one logit per image.
     ``width_of(state_dict)`` returns the width of the generator that saved it, or raises ``CheckpointError``.
-    ``hidden_channels(width)`` is the generator's ``hidden_channels()`` at that width, without building it.
+    ``hidden_channels(width)`` is the generator's ``hidden_channels()`` at that width, without building it: the same at
+    every image size (the activations a feature objective pairs sit at 4, 8, 16 and 32 px; a 64x64 generator's extra
+    up-sampling block comes after the last of them).
     """
 
     name: str

@@ -5,7 +5,9 @@ linear projection of z through three residual blocks whose batch norms take a pe
 condition enters there, not at the input); the discriminator is spectrally normalised, down-samples through
 residual blocks and adds the projection of the class embedding onto its features to an unconditional logit
 (Miyato & Koyama 2018). Its hidden activations sit at the same places as the DCGAN's (width, width/2,
-width/4, width/8 channels at 4, 8, 16, 32 px), so every feature-distillation objective works unchanged.
+width/4, width/8 channels at 4, 8, 16, 32 px), so every feature-distillation objective works unchanged. At 64x64
+the generator has a fourth residual block (width/8 channels, 32 -> 64 px) after the last activation, and the
+discriminator one more down-sampling block (ndf channels) after its first.
 """
 
 from __future__ import annotations
@@ -95,9 +97,11 @@ class Generator(ConditionalGenerator):
                 GenBlock(w // 4, w // 8, cfg.num_classes),  # (w/8, 32, 32)
             ]
         )
+        # 64x64: one more block after the last hidden activation, which stays at 32 px
+        self.up64 = GenBlock(w // 8, w // 8, cfg.num_classes) if cfg.image_size == 64 else None  # (w/8, 64, 64)
         self.bn = nn.BatchNorm2d(w // 8)
-        self.to_image = nn.Conv2d(w // 8, cfg.channels, 3, 1, 1)  # (channels, 32, 32)
-        self.crop = (32 - cfg.image_size) // 2  # 2 for 28x28: the centre of the 32x32 output
+        self.to_image = nn.Conv2d(w // 8, cfg.channels, 3, 1, 1)  # (channels, 32, 32) | (channels, 64, 64)
+        self.crop = 2 if cfg.image_size == 28 else 0  # the centre 28x28 of the 32x32 output
 
     def forward_features(self, z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h = self.linear(z).view(z.shape[0], self.width, 4, 4)
@@ -105,6 +109,8 @@ class Generator(ConditionalGenerator):
         for block in self.blocks:
             h = block(h, labels)
             features.append(h)
+        if self.up64 is not None:
+            h = self.up64(h, labels)
         images = torch.tanh(self.to_image(F.relu(self.bn(h))))
         if self.crop:
             images = images[:, :, self.crop : -self.crop, self.crop : -self.crop]
@@ -148,15 +154,17 @@ class Discriminator(nn.Module):
     ``<embed(label), h>`` of the class embedding onto the pooled features. Every layer is spectrally normalised.
 
     The channels mirror the generator's: ndf, 2ndf, 4ndf at 16, 8, 4 px (3 px for 28x28 input, as the DCGAN's),
-    then 8ndf at the same size.
+    then 8ndf at the same size; 64x64 input passes ndf channels at 32 px first, then one more block down to 16 px.
     """
 
     def __init__(self, cfg: ResNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
         ndf = cfg.ndf
+        down64 = [DiscBlock(ndf, ndf, downsample=True)] if cfg.image_size == 64 else []  # (ndf, 16, 16)
         self.blocks = nn.Sequential(
-            DiscBlock(cfg.channels, ndf, downsample=True, first=True),  # (ndf, 16, 16) | (ndf, 14, 14)
+            DiscBlock(cfg.channels, ndf, downsample=True, first=True),  # (ndf, 16, 16) | (ndf, 14, 14) | (ndf, 32, 32)
+            *down64,
             DiscBlock(ndf, 2 * ndf, downsample=True),  # (2ndf, 8, 8) | (2ndf, 7, 7)
             DiscBlock(2 * ndf, 4 * ndf, downsample=True),  # (4ndf, 4, 4) | (4ndf, 3, 3)
             DiscBlock(4 * ndf, 8 * ndf, downsample=False),  # (8ndf, 4, 4) | (8ndf, 3, 3)

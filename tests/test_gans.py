@@ -47,7 +47,7 @@ def test_sizes_match_the_original(width):
 # --- The contract every registered family keeps: a family is covered the moment it registers. ---
 
 FAMILY_NAMES = families()
-SHAPES = [(1, 28), (3, 32)]  # (channels, image size); the wider widths at the first only, to stay fast
+SHAPES = [(1, 28), (3, 32), (3, 64)]  # (channels, image size); the wider widths at the first only, to stay fast
 
 
 def tiny_batch(n: int = 4, nz: int = 100, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +64,8 @@ def test_both_families_are_registered():
     "width,channels,size", [(w, c, s) for w in (16, 64) for c, s in SHAPES] + [(w, 1, 28) for w in (32, 128, 256, 512)]
 )
 def test_contract_shapes_and_range(family, width, channels, size):
-    """Every width of the paper preset at 28x28, the smaller ones at 32x32 colour too (no crop there)."""
+    """Every width of the paper preset at 28x28, the smaller ones at 32x32 and 64x64 colour too (no crop there; the
+    hidden activations stay at 4 to 32 px at 64x64)."""
     torch.manual_seed(0)
     generator, discriminator = build(family, width, channels=channels, image_size=size)
     assert (generator.width, generator.nz, generator.num_classes) == (width, 100, 10)
@@ -79,6 +80,25 @@ def test_contract_shapes_and_range(family, width, channels, size):
     assert all(f.shape[0] == 4 and torch.isfinite(f).all() for f in features)
     logits = discriminator(images, labels)
     assert logits.shape == (4,) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_64x64_adds_one_block_to_the_generator_and_one_to_the_discriminator(family):
+    """The width keeps its meaning: the 64x64 generator is the 32x32 one plus one up-sampling block after its last
+    hidden activation (the same weights' shapes otherwise); its discriminator down-samples once more to the same
+    logit per image."""
+    g32, d32 = build(family, 32, channels=3, image_size=32)
+    g64, d64 = build(family, 32, channels=3, image_size=64)
+    small, large = g32.state_dict(), g64.state_dict()
+    assert all(large[key].shape == value.shape for key, value in small.items())
+    assert sorted({key.split(".")[0] for key in set(large) - set(small)}) == ["up64"]
+    assert n_params(d64) > n_params(d32)
+    z, labels = tiny_batch()
+    images = g64(z, labels)
+    assert images.shape == (4, 3, 64, 64) and d64(images, labels).shape == (4,)
+    assert build(family, 32, channels=1, image_size=64)[0](z, labels).shape == (4, 1, 64, 64)
+    with pytest.raises(UserError, match="image size 48 is not supported: use 28, 32, 64"):
+        build(family, 32, image_size=48)
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
