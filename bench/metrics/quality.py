@@ -14,7 +14,9 @@ How every number is computed (so two users get the same one):
   each side once, and its metric functions (``isc_featuresdict_to_metric``, ``fid_statistics_to_metric``,
   ``kid_featuresdict_to_metric``, ``prc_featuresdict_to_metric``) score them, with the arguments
   ``calculate_metrics`` would pass: the same numbers as ``calculate_metrics`` (a test compares them), without
-  extracting the generated images' features once per call.
+  extracting the generated images' features once per call. Where the feature network runs on a GPU, FID, KID
+  and precision/recall are computed there in torch instead (``bench/metrics/torch_scores.py``: the same
+  quantities, KID on the same subsets; a test compares each with torch-fidelity's function).
 - ``*_lenet``: the domain classifier of ``bench/metrics/classifier.py`` (``lenet-domain``): FID and KID
   (polynomial kernel, ``QualitySpec.kid_subsets`` subsets of ``min(1000, n_fake, n_real)``) on the 128-d
   penultimate features, Inception Score (10 splits) on the logits, precision/recall (k = 3) on the features.
@@ -93,6 +95,7 @@ from bench.base.metric_registry import quality_columns
 from bench.engine.checkpoints import safe_torch_load
 from bench.engine.cpuload import thread_budget
 from bench.engine.stopwatch import timed
+from bench.metrics import torch_scores
 from bench.metrics.backbones import BACKBONES, PRIMARY
 from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
@@ -193,6 +196,12 @@ class FeatureSpace:
         scores: dict[str, float] = {}
         if "isc" in self.layers:
             scores.update(isc_featuresdict_to_metric(fake, self.layers["isc"], **options))
+        device = _device_of(self.extractor, torch.device("cpu"))
+        if device.type == "cuda":  # the same scores in torch on the GPU (torch_scores), not in NumPy on the CPU
+            scores.update(torch_scores.featuresdict_scores(
+                fake, self.real, self.layers, self.real_fid, prc_real_rows, device, **options
+            ))  # fmt: skip
+            return {k: float(v) for k, v in scores.items() if k in _FIDELITY_KEYS}
         if self.real_fid is not None:
             fake_fid = fid_featuresdict_to_statistics(fake, self.layers["fid"])
             scores.update(fid_statistics_to_metric(fake_fid, self.real_fid, verbose=False))
