@@ -34,6 +34,22 @@ def resnet_on_digits(digits, classifier_cache) -> tuple[clf.Classifier, float]:
     return classifier, time.perf_counter() - started
 
 
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_a_backbone_sees_64x64_images_averaged_2x2_to_32x32(name):
+    """One place resizes: a 64x64 backbone is the 32x32 network (same weights) fed each 2x2 block's mean, in
+    training (``forward``) and in its metrics' features alike."""
+    model = BACKBONES[name].model
+    torch.manual_seed(0)
+    at_64 = model(3, 64, 10).eval()
+    at_32 = model(3, 32, 10).eval()
+    at_32.load_state_dict(at_64.state_dict())  # the same parameters: built for 32x32 input
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    halved = images.reshape(2, 3, 32, 2, 32, 2).mean(dim=(3, 5))
+    torch.testing.assert_close(at_64.features(images), at_32.features(halved))
+    torch.testing.assert_close(at_64(images), at_32(halved))
+    assert at_64.image_size == 64 and at_64.input_size == 32
+
+
 def test_resnet_is_small():
     params = sum(p.numel() for p in ResNet(1, 28, 10).parameters())
     assert 20_000 < params < 100_000  # 49,538 counted

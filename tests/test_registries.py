@@ -83,10 +83,10 @@ def test_backbones_are_told_apart_by_their_cache_tags_and_extractor_names():
     assert len({BACKBONES[n].arch for n in names}) == len({BACKBONES[n].feature_extractor for n in names}) == len(names)
 
 
-@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32), (3, 64)])
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_every_backbone_serves_features_of_the_declared_size_to_torch_fidelity(name, channels, size, tmp_path):
-    """Built for grey 28x28 and colour 32x32 images, saved as the cache stores it, and read back through its
+    """Built for grey 28x28 and colour 32x32 and 64x64 images, saved as the cache stores it, and read back through its
     torch-fidelity feature extractor: the 128-d features and the logits of the network itself, from uint8 pixels."""
     from torch_fidelity.utils import create_feature_extractor
 
@@ -111,8 +111,8 @@ def test_every_backbone_serves_features_of_the_declared_size_to_torch_fidelity(n
     served_features, served_logits = extractor(pixels)
     torch.testing.assert_close(served_features, features)
     torch.testing.assert_close(served_logits, logits)
-    with pytest.raises(ValueError, match="28x28 or 32x32"):
-        backbone.model(channels, 64, 10)
+    with pytest.raises(ValueError, match="28x28, 32x32 or 64x64"):
+        backbone.model(channels, 48, 10)
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())

@@ -4,7 +4,7 @@ Each backbone is trained once per (dataset, architecture, seed, data) on the rea
 fixed recipe and cached on disk, by the same code for every backbone. Each is registered with torch-fidelity
 under its own feature extractor name (``lenet-domain``, ``resnet-domain``): it gives FID/KID/precision/recall
 its 128-d embedding (``features``) and the Inception Score its class logits (``logits``), the "Frechet LeNet
-Distance" / "MNIST score" practice of TF-GAN. Images are uint8 (N, C, 28|32, 28|32).
+Distance" / "MNIST score" practice of TF-GAN. Images are uint8 (N, C, 28|32|64, 28|32|64).
 """
 
 from __future__ import annotations
