@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.base.errors import DataUnavailableError, UserError
-from data import datasets, from_uint8, get_dataset, to_uint8
+from data import datasets, default_size, fit_to, from_uint8, get_dataset, to_uint8
+from data.imagefolder import ImageFolderError
 
 
 def test_digits_shapes_ranges_and_split():
@@ -35,6 +36,24 @@ def test_digits_split_is_deterministic():
 def test_digits_pixels_are_exact_uint8_levels():
     ds = get_dataset("digits")
     assert torch.equal(from_uint8(to_uint8(ds.train_images)), ds.train_images)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_digits_at_another_size_keep_their_split_and_exact_levels(size):
+    native, resized = get_dataset("digits"), get_dataset("digits", image_size=size)
+    assert resized.image_shape == (1, size, size) and resized.split == native.split == "stratified 80%/20%, seed 0"
+    assert torch.equal(resized.test_labels, native.test_labels)
+    assert torch.equal(from_uint8(to_uint8(resized.train_images)), resized.train_images)
+    assert resized.train_images.min() == -1.0 and resized.train_images.max() == 1.0
+
+
+def test_fit_to_resizes_the_shorter_side_and_keeps_the_centre():
+    pixels = torch.zeros(2, 3, 10, 30, dtype=torch.uint8)
+    pixels[..., 10:20] = 255  # the middle third, which the centre crop keeps
+    fitted = fit_to(pixels, 20)
+    assert fitted.shape == (2, 3, 20, 20) and fitted.dtype == torch.uint8
+    assert fitted[..., 1:-1].min() == 255 and fitted[..., 0].max() < 255
+    assert fit_to(fitted, 20) is fitted  # already that size: untouched
 
 
 def test_mnist_from_shared_data(mnist_root):
@@ -70,7 +89,10 @@ def test_every_dataset_loads_or_says_offline_how_to_get_it(name, tmp_path):
     except DataUnavailableError as err:
         assert "\n" not in str(err) and "--download" in str(err)
         return
-    assert ds.train_images.ndim == 4 and ds.image_shape[1] in (28, 32)
+    except ImageFolderError as err:  # your own images: an empty folder says what it lacks
+        assert "\n" not in str(err) and "class folders" in str(err)
+        return
+    assert ds.train_images.ndim == 4 and ds.image_shape[1] == default_size(name)
     assert ds.train_images.min() >= -1.0 and ds.train_images.max() <= 1.0
     assert int(ds.train_labels.max()) == ds.num_classes - 1 and len(ds.train_labels) == len(ds.train_images)
 
