@@ -8,12 +8,23 @@ process with its own time limit, so that one failing stage leaves the others' re
    member, from the same weights on the same batches; the largest weight difference of each against eager,
    beside that of a second eager run (the GPU's own run-to-run noise).
 3. ``perf``: the loop benchmark (``bench.harness.perf``): the reference loop against the harness in every mode.
-4. ``paper``: the paper preset end to end for one seed (``run_bench.py``): training, every measurement, report.
-5. ``parity``: a short ``bench.harness.parity`` on the paper preset: reference-loop FID over seeds against the harness.
+4. ``coverage``: one epoch of a small grid per model family (``gans.families()``, the families' grids side by
+   side) with every registered method, every quality backbone and every latency backend that runs on CUDA;
+   it passes when every results.csv row is ``done`` and every latency.csv row ``ok`` (or ``skipped``: a
+   combination the backend or the model declares it does not run, such as a CUDA graph on the CPU) and every
+   backend timed a model on the GPU.
+5. ``paper-3-seeds``: the paper preset end to end for its three seeds (``run_bench.py``): training, every
+   measurement, report.
 
-While it runs, ``nvidia-smi`` samples the GPU's utilisation; ``summary.md`` gives the wall time of every
-stage, its mean utilisation, and the utilisation inside the paper preset's training windows (from the
-``train_started_at`` / ``train_finished_at`` columns of its results). ``--quick`` shrinks every stage (a
+and, asked for by ``--stages``: ``paper`` (the paper preset for one seed; ``paper-3-seeds`` holds it) and
+``parity`` (a short ``bench.harness.parity`` on the paper preset: reference-loop FID over seeds against the
+harness). The default stages share ``--budget-s`` (9 minutes); a stage given less than ``MIN_STAGE_S`` is
+skipped, and ``paper-3-seeds``, last, takes whatever is left.
+
+While it runs, ``nvidia-smi`` samples the GPU's utilisation and memory; ``summary.md`` has one row per stage
+(name, status, seconds, notes: mean utilisation, peak memory, runs done) and the utilisation inside each paper
+stage's training windows (from the ``train_started_at`` / ``train_finished_at`` columns of its results), beside
+its abridged results (wall time and peak memory of every training loop). ``--quick`` shrinks every stage (a
 smoke test of the whole check). It needs only the checkout (``PYTHONPATH=.``), torch, torch-fidelity and the
 dataset: no pinned versions, no network.
 """
@@ -21,10 +32,12 @@ dataset: no pinned versions, no network.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,9 +47,14 @@ from pathlib import Path
 
 import pandas as pd
 
-STAGES = ("env", "equivalence", "perf", "paper", "parity")
+STAGES = ("env", "equivalence", "perf", "coverage", "paper", "paper-3-seeds", "parity")
+DEFAULT_STAGES = ("env", "equivalence", "perf", "coverage", "paper-3-seeds")
+PAPER_STAGES = ("paper", "paper-3-seeds")  # run_bench.py on the paper preset: their results are summarised
 UTIL_FILE = "nvidia-smi.csv"
 MIN_STAGE_S = 20  # a stage given less than this is skipped, not started
+BUDGET_S = 540  # the default stages' wall time together: 9 minutes
+COVERAGE_DIR = "coverage"
+LATENCY_PASS = ("ok", "skipped")  # skipped: a backend or a model that declares it does not run on that device
 
 
 @dataclass(frozen=True)
@@ -68,17 +86,97 @@ def stage_commands(args: argparse.Namespace) -> list[Stage]:
         "--widths", "32" if quick else "128", "--fid-samples", "1000" if quick else "2000",
         "--out", str(out / "parity"), "--cache-dir", str(out / "paper" / "cache"), "--no-progress",
     ]  # fmt: skip
-    equivalence = [py, "-m", "bench.harness.gpu_check", "--equivalence", "--data-root", data, "--out", str(out)]
-    if quick:
-        equivalence.append("--quick")
+    own = [py, "-m", "bench.harness.gpu_check", "--data-root", data, "--out", str(out), *(["--quick"] if quick else [])]
     all_stages = {
-        "env": Stage("env", [py, "-m", "bench.harness.gpu_check", "--env", "--out", str(out)], 60),
-        "equivalence": Stage("equivalence", equivalence, 90),
-        "perf": Stage("perf", perf, 150),
+        "env": Stage("env", [py, "-m", "bench.harness.gpu_check", "--env", "--out", str(out)], 30),
+        "equivalence": Stage("equivalence", [*own, "--equivalence"], 60),
+        "perf": Stage("perf", perf, 120),
+        "coverage": Stage("coverage", [*own, "--coverage"], 150),
         "paper": Stage("paper", paper, 200 if quick else 300),
+        "paper-3-seeds": Stage("paper-3-seeds", paper_three_seeds(py, out, data, quick), BUDGET_S),
         "parity": Stage("parity", parity, 200),
     }
     return [all_stages[name] for name in args.stages.split(",")]
+
+
+def paper_three_seeds(py: str, out: Path, data: str, quick: bool) -> list[str]:
+    """``run_bench.py`` on the paper preset with its own seeds, sharing the paper stage's cache."""
+    from bench.grid.presets import PRESETS
+
+    seeds = ",".join(str(seed) for seed in PRESETS["paper"]["seeds"])
+    return [
+        py, "run_bench.py", "--preset", "paper", "--seeds", seeds, "--device", "cuda", "--data-root", data,
+        "--out", str(out / "paper-3-seeds"), "--cache-dir", str(out / "paper" / "cache"), "--quiet",
+        *(["--epochs", "1", "--widths", "16,128", "--fid-samples", "2000"] if quick else []),
+    ]  # fmt: skip
+
+
+def cuda_backends() -> list[str]:
+    """Every registered latency backend that runs on CUDA."""
+    from bench.latency import BACKENDS
+
+    return [name for name in BACKENDS.names() if "cuda" in BACKENDS[name].devices]
+
+
+def coverage_commands(py: str, out: Path, quick: bool) -> dict[str, list[str]]:
+    """Family -> ``run_bench.py`` of its coverage grid: one epoch on the embedded digits, a width-16 student of a
+    width-64 teacher distilled, with every method, quality backbone, CUDA latency backend and quantization mode."""
+    import gans
+    from bench.engine.methods import METHODS
+    from bench.metrics.backbones import BACKBONES
+    from compress.quantize import MODES
+
+    return {
+        family: [
+            py, "run_bench.py", "--preset", "quick", "--dataset", "digits", "--family", family, "--device", "cuda",
+            "--epochs", "1", "--widths", "16", "--teacher-width", "64", "--kd", "pixel-l1",
+            "--methods", ",".join(METHODS.names()), "--backbones", ",".join(BACKBONES.names()),
+            "--latency-backends", ",".join(cuda_backends()), "--quantize", ",".join(MODES),
+            "--fid-samples", "200" if quick else "1000", "--out", str(out / COVERAGE_DIR / family), "--quiet",
+        ]
+        for family in gans.families()
+    }  # fmt: skip
+
+
+def coverage_verdict(results_dir: Path, backends: list[str]) -> tuple[bool, str]:
+    """Whether a coverage grid passed (every run ``done``, every latency cell ``ok`` or ``skipped``, every one of
+    ``backends`` timing some model on the GPU), and one line saying what it found."""
+    results, latency = Path(results_dir) / "results.csv", Path(results_dir) / "latency.csv"
+    if not results.is_file() or not latency.is_file():
+        return False, f"no {'results.csv' if not results.is_file() else 'latency.csv'}"
+    runs, cells = pd.read_csv(results), pd.read_csv(latency)
+    not_done = runs[runs["status"] != "done"]
+    failed = cells[~cells["status"].isin(LATENCY_PASS)]
+    on_gpu = cells[cells["device"].astype(str).str.startswith("cuda") & (cells["status"] == "ok")]
+    untimed = [name for name in backends if name not in set(on_gpu["backend"])]
+    counts = cells["status"].value_counts()
+    notes = [f"{len(runs) - len(not_done)}/{len(runs)} runs done",
+             f"{counts.get('ok', 0)} latency cells ok, {counts.get('skipped', 0)} skipped"]  # fmt: skip
+    notes += [f"{row.run_id}: {row.status}" for row in not_done.head(3).itertuples()]
+    notes += [f"{row.backend} on {row.device}: {row.status} ({row.error})" for row in failed.head(3).itertuples()]
+    notes += [f"{name} timed nothing on the GPU" for name in untimed]
+    return not (len(not_done) or len(failed) or untimed or runs.empty), "; ".join(notes)
+
+
+def run_coverage(out: Path, quick: bool) -> int:
+    """Run every family's coverage grid side by side, each into ``coverage/<family>``; write ``coverage.md``
+    with one verdict per family; 0 when every one passed."""
+    commands = coverage_commands(sys.executable, out, quick)
+    (out / COVERAGE_DIR).mkdir(parents=True, exist_ok=True)
+    processes = {}
+    for family, command in commands.items():
+        print(" ".join(command), flush=True)
+        with open(out / COVERAGE_DIR / f"{family}.log", "w") as log:
+            processes[family] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    codes = {family: process.wait() for family, process in processes.items()}
+    rows, backends = [], cuda_backends()
+    for family, code in codes.items():
+        passed, notes = coverage_verdict(out / COVERAGE_DIR / family, backends)
+        rows.append({"family": family, "exit": code, "passed": passed and code == 0, "notes": notes})
+    table = pd.DataFrame(rows).to_markdown(index=False)
+    (out / COVERAGE_DIR / "coverage.md").write_text(table + "\n")
+    print(table)
+    return 0 if all(row["passed"] for row in rows) else 1
 
 
 def run_stage(stage: Stage, out: Path, deadline: float) -> dict:
@@ -94,11 +192,16 @@ def run_stage(stage: Stage, out: Path, deadline: float) -> dict:
     print(f"== {stage.name} (at most {limit} s): {' '.join(stage.command)}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(out / f"{stage.name}.log", "w") as log:
+        # its own process group: a stage that runs out of time is stopped with every process it started
+        process = subprocess.Popen(stage.command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # fmt: skip
         try:
-            process = subprocess.run(stage.command, stdout=log, stderr=subprocess.STDOUT, timeout=stage.timeout_s,
-                                     env=env, check=False)  # fmt: skip
-            status = "ok" if process.returncode == 0 else f"exit {process.returncode}"
+            code = process.wait(timeout=stage.timeout_s)
+            status = "ok" if code == 0 else f"exit {code}"
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             status = f"timed out after {stage.timeout_s} s"
     finished = time.time()
     tail = (out / f"{stage.name}.log").read_text(errors="replace").splitlines()[-15:]
@@ -149,34 +252,80 @@ def training_windows(results_csv: Path) -> list[tuple[float, float]]:
 
 
 def summarise(out: Path, rows: list[dict], command: list[str]) -> str:
+    """``summary.md``: one row per stage (name, status, seconds, notes), the environment, each paper stage's
+    training loops and results, and the tables the other stages wrote."""
     samples = utilisation(out)
-    for row in rows:
-        row["gpu_busy_pct"] = mean_busy(samples, row["started"], row["finished"])
+    table = pd.DataFrame(
+        [{"name": row["stage"], "status": row["status"], "seconds": row["seconds"],
+          "notes": stage_notes(out, row, samples)} for row in rows],
+        columns=["name", "status", "seconds", "notes"],
+    )  # fmt: skip
     lines = [
         "# GPU check",
         "",
         f"- command: `{' '.join(command)}`",
         f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        pd.DataFrame(rows).drop(columns=["started", "finished"]).to_markdown(index=False),
+        table.to_markdown(index=False),
     ]
     env = out / "env.json"
     if env.is_file():
         lines += ["", "## Environment", "", "```", env.read_text().strip(), "```"]
-    windows = training_windows(out / "paper" / "results.csv")
+    for name in PAPER_STAGES:
+        lines += _paper_sections(out / name / "results.csv", name, samples)
+    for name, table_file in (("equivalence", out / "equivalence.md"), ("perf", out / "perf" / "perf.md"),
+                             ("coverage", out / COVERAGE_DIR / "coverage.md"),
+                             ("parity", out / "parity" / "parity.md")):  # fmt: skip
+        if table_file.is_file():
+            lines += ["", f"## {name}", "", table_file.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def stage_notes(out: Path, row: dict, samples: pd.DataFrame) -> str:
+    """A stage's notes: the GPU's mean utilisation and peak memory while it ran (``nvidia-smi``), and for a paper
+    or coverage stage what its results hold."""
+    notes = []
+    inside = samples[(samples["time"] >= row["started"]) & (samples["time"] <= row["finished"])]
+    if len(inside):
+        notes.append(f"GPU busy {inside['busy'].mean():.0f} %, peak {inside['mib'].max():.0f} MiB used")
+    if row["stage"] in PAPER_STAGES:
+        notes.append(results_note(out / row["stage"] / "results.csv", samples))
+    if row["stage"] == "coverage" and (out / COVERAGE_DIR).is_dir():
+        backends = cuda_backends()
+        for family_dir in sorted(path for path in (out / COVERAGE_DIR).iterdir() if path.is_dir()):
+            passed, found = coverage_verdict(family_dir, backends)
+            notes.append(f"{family_dir.name} {'passed' if passed else 'FAILED'}: {found}")
+    return "; ".join(note for note in notes if note)
+
+
+def results_note(results_csv: Path, samples: pd.DataFrame) -> str:
+    """Runs done, training wall time, the GPU's utilisation inside the training loops and torch's peak memory."""
+    if not results_csv.is_file():
+        return "no results.csv"
+    frame = pd.read_csv(results_csv)
+    notes = [f"{(frame['status'] == 'done').sum()}/{len(frame)} runs done"]
+    windows = training_windows(results_csv)
     if windows:
-        lines += ["", "## Paper preset: training loops", "", "| started | seconds | GPU busy % |", "|---|---|---|"]
+        busy = [mean_busy(samples, start, end) for start, end in windows]
+        busy = [value for value in busy if value is not None]
+        seconds = sum(end - start for start, end in windows)
+        notes.append(f"training {seconds:.0f} s" + (f" at {sum(busy) / len(busy):.0f} % busy" if busy else ""))
+    if "train_cuda_peak_mib" in frame and frame["train_cuda_peak_mib"].notna().any():
+        notes.append(f"peak {frame['train_cuda_peak_mib'].max():.0f} MiB allocated in training")
+    return ", ".join(notes)
+
+
+def _paper_sections(results_csv: Path, name: str, samples: pd.DataFrame) -> list[str]:
+    lines = []
+    windows = training_windows(results_csv)
+    if windows:
+        lines += ["", f"## {name}: training loops", "", "| started | seconds | GPU busy % |", "|---|---|---|"]
         for start, end in windows:
             stamp = datetime.fromtimestamp(start, UTC).strftime("%H:%M:%S")
             lines.append(f"| {stamp} | {end - start:.1f} | {mean_busy(samples, start, end)} |")
-    for name, table in (("equivalence", out / "equivalence.md"), ("perf", out / "perf" / "perf.md"),
-                        ("parity", out / "parity" / "parity.md")):  # fmt: skip
-        if table.is_file():
-            lines += ["", f"## {name}", "", table.read_text().strip()]
-    results = out / "paper" / "results.csv"
-    if results.is_file():
-        lines += ["", "## Paper preset: results (abridged)", "", _paper_table(results)]
-    return "\n".join(lines) + "\n"
+    if results_csv.is_file():
+        lines += ["", f"## {name}: results (abridged)", "", _paper_table(results_csv)]
+    return lines
 
 
 def _paper_table(results_csv: Path) -> str:
@@ -261,11 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.harness.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default="datasets", help="where MNIST/raw lies")
     p.add_argument("--out", default="results/gpu-check", help="the one folder every result goes to")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated from {', '.join(STAGES)}")
+    p.add_argument("--stages", default=",".join(DEFAULT_STAGES),
+                   help=f"comma-separated from {', '.join(STAGES)} (default: {','.join(DEFAULT_STAGES)})")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="shrink every stage: a smoke test of the check")
-    p.add_argument("--budget-s", type=int, default=480, help="wall seconds for all stages (default 480: 8 min)")
+    p.add_argument("--budget-s", type=int, default=BUDGET_S, help=f"wall seconds for all stages (default {BUDGET_S})")
     p.add_argument("--env", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--equivalence", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--coverage", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.equivalence:
         check_equivalence(args.data_root, out, args.quick)
         return 0
+    if args.coverage:
+        return run_coverage(out, args.quick)
     unknown = sorted(set(args.stages.split(",")) - set(STAGES))
     if unknown:
         print(f"error: unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}", file=sys.stderr)
