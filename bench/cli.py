@@ -62,6 +62,8 @@ GRID_FLAGS = (
     Flag("--dataset", "digits (embedded, offline), mnist, fashion-mnist or cifar10"),
     Flag("--data-root", "where torchvision datasets lie (default: ./datasets)", PATH),
     Flag("--download", "fetch a missing dataset", SWITCH),
+    Flag("--image-size", "28, 32 or 64: images resized to it, 64 adding an up-sampling block to every model "
+         "(default: the dataset's own size; imagefolder, a folder of class folders of images: 32)", INT),
     Flag("--widths", "student widths (first-layer channels), e.g. 16,32,64 or 16 32 64", INTS),
     Flag("--family", "model family of every run (default: dcgan; the families are listed below)"),
     Flag("--disc-width", "pin every student's discriminator width (default: follows)", INT),
@@ -223,7 +225,8 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
     grid = make_grid(
         args.preset,
         settings=given,
-        dataset=args.dataset, data_root=args.data_root, download=args.download, widths=args.widths,
+        dataset=args.dataset, data_root=args.data_root, download=args.download, image_size=args.image_size,
+        widths=args.widths,
         family=args.family, disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
         out=args.out or str(Path("results") / args.preset), teacher=teacher, teacher_width=args.teacher_width,

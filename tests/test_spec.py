@@ -2,6 +2,9 @@
 
 from dataclasses import dataclass, replace
 
+import pytest
+
+from bench.base.errors import UserError
 from bench.engine.spec import RunSpec
 from bench.grid.presets import make_grid
 
@@ -45,10 +48,20 @@ def test_every_field_that_changes_a_model_changes_the_id():
         replace(base, seed=1315), replace(base, epochs=7), replace(base, batch_size=64), replace(base, lr=1e-4),
         replace(base, beta1=0.0), replace(base, beta2=0.99), replace(base, family="resnet"),
         replace(base, disc_width=64), replace(base, teacher_width=512), replace(base, teacher_sha="ab"),
-        replace(base, precision="bf16"),
+        replace(base, precision="bf16"), replace(base, image_size=64),
     ]  # fmt: skip
     ids = {spec.run_id for spec in changed}
     assert len(ids) == len(changed) and base.run_id not in ids
+
+
+def test_an_image_size_keys_the_runs_only_where_it_is_not_the_datasets_own():
+    native = [spec.run_id for spec in make_grid("quick").runs()]
+    assert [spec.run_id for spec in make_grid("quick", image_size=28).runs()] == native
+    at_64 = make_grid("quick", image_size=64).runs()
+    assert {spec.image_size for spec in at_64} == {64} and not {spec.run_id for spec in at_64} & set(native)
+    assert {spec.image_size for spec in make_grid("quick", dataset="imagefolder", image_size=32).runs()} == {None}
+    with pytest.raises(UserError, match="^--image-size must be one of 28, 32, 64, got 48$"):
+        make_grid("quick", image_size=48)
 
 
 def test_scratch_runs_ignore_the_distillation_weight():

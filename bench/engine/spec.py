@@ -45,6 +45,7 @@ class RunSpec:
     teacher_width: int = TEACHER_WIDTH
     teacher_sha: str | None = None  # sha256 of a given teacher checkpoint, else the grid's own teacher
     precision: str = "fp32"
+    image_size: int | None = None  # the data's image size where it is not the dataset's own (--image-size)
     method: str = WIDTH  # the registered method that makes the generator small (bench.engine.methods)
     options: Options = ()  # that method's per-run knobs, e.g. (("finetune_epochs", 2), ("prune_importance", "bn"))
     derived: tuple[str, str] | None = (

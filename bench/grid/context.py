@@ -53,7 +53,7 @@ class GridContext:
         device = resolve_device(grid.device)
         tune_for(device)
         results_dir = Path(grid.out)
-        dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download)
+        dataset = dataset or get_dataset(grid.dataset, grid.data_root, grid.download, grid.image_size)
         evaluator = QualityEvaluator(dataset, grid.quality, device, cache_dir_of(grid))
         return cls(grid, results_dir, device, dataset, evaluator, progress)
 

@@ -31,7 +31,7 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
     device, specs = check_grid(grid)
     dataset = None
     try:
-        dataset = get_dataset(grid.dataset, grid.data_root, download=False)
+        dataset = get_dataset(grid.dataset, grid.data_root, download=False, image_size=grid.image_size)
         data = f"{grid.dataset} (on disk)"
     except DataUnavailableError:
         if not grid.download:

@@ -87,7 +87,7 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     """Validate, record the grid, write the reference rows; returns what any executor needs to run cohorts."""
     # everything a user can get wrong is checked before the results directory is touched
     device, specs = check_grid(grid)
-    dataset = get_dataset(grid.dataset, grid.data_root, grid.download)
+    dataset = get_dataset(grid.dataset, grid.data_root, grid.download, grid.image_size)
     check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
     prepare_results_dir(grid, device, dataset)
     say(progress, "preparing: the domain classifier, the real-data statistics and the reference rows")
@@ -125,6 +125,7 @@ def prepare_results_dir(grid: GridSpec, device: torch.device, dataset: ImageData
             "schema_version": SCHEMA_VERSION,
             "image_shape": list(dataset.image_shape),
             "num_classes": dataset.num_classes,
+            "split": dataset.split,
             "device": device_name(device),
             "device_type": device.type,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

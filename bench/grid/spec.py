@@ -19,6 +19,7 @@ from bench.engine.tensorboard import check_available
 from bench.latency.settings import SpeedSpec
 from bench.metrics.settings import MAX_FID_SAMPLES, QualitySpec
 from gans import check_width
+from gans.family import IMAGE_SIZES
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class GridSpec:
     family: str = "dcgan"
     data_root: str = "datasets"
     download: bool = False
+    image_size: int | None = None  # the data's image size (28, 32 or 64); None: the dataset's own
     device: str = "auto"
     out: str = "results"
     cache_dir: str | None = None  # classifier and real-statistics cache; None: <out>/cache
@@ -53,6 +55,13 @@ class GridSpec:
     methods: tuple[str, ...] = (WIDTH,)  # compression methods (bench.engine.methods) that run
     settings: dict[str, Any] = field(default_factory=dict)  # method name -> its settings; absent: its defaults
 
+    def keyed_image_size(self) -> int | None:
+        """The image size the runs are keyed by: None where it is the dataset's own (``--image-size`` not given, or
+        given at that size), so that a grid at its dataset's own size keeps its run ids."""
+        from data import default_size
+
+        return None if self.image_size in (None, default_size(self.dataset)) else self.image_size
+
     def settings_of(self, method: str) -> Any:
         """The settings of ``method``: the grid's, else the method's defaults."""
         return self.settings.get(method) or METHODS[method].default_settings()
@@ -66,6 +75,7 @@ class GridSpec:
             teacher = RunSpec(
                 self.dataset, teacher_width, SCRATCH, 0.0, seed, self.epochs, self.batch_size, family=self.family,
                 teacher_width=teacher_width, teacher_sha=teacher_sha, precision=self.precision,
+                image_size=self.keyed_image_size(),
             )  # fmt: skip
             trained = [teacher]
             for method in methods_in_order(self.methods):
@@ -120,6 +130,8 @@ def validate(grid: GridSpec) -> None:
         (grid.quality.fid_samples > MAX_FID_SAMPLES,
          f"--fid-samples must be at most {MAX_FID_SAMPLES}, got {grid.quality.fid_samples}"),
         (grid.precision not in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+        (grid.image_size is not None and grid.image_size not in IMAGE_SIZES,
+         f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {grid.image_size}"),
     ]  # fmt: skip
     for failed, message in checks:
         if failed:

@@ -191,7 +191,7 @@ def _grid(args: argparse.Namespace) -> tuple[GridSpec, ImageDataset]:
     grid = replace(grid, speed=PARITY_SPEED)
     for kd in grid.kd:
         check_reference_objective(kd)
-    return grid, get_dataset(grid.dataset, grid.data_root, grid.download)
+    return grid, get_dataset(grid.dataset, grid.data_root, grid.download, grid.image_size)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def data_shape(grid: dict, data_root: str | Path | None) -> DataShape:
     from data import get_dataset
 
     root = data_root if data_root is not None else grid.get("data_root", "datasets")
-    loaded = get_dataset(grid["dataset"], root, download=False)
+    loaded = get_dataset(grid["dataset"], root, download=False, image_size=grid.get("image_size"))
     return DataShape(loaded.image_shape, loaded.num_classes)
 
 
