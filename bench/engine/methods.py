@@ -69,6 +69,12 @@ class Method:
     needs: Callable[[RunSpec], RunSpec | None] = students  # the run that must finish first
     made_from: Callable[[RunSpec], RunSpec | None] = lambda spec: None  # the run its generator is cut from
     start: Callable[[RunSpec, DataShape, Sources], Pair] | None = None
+    # (spec, its generator, data shape) -> what the generator's optimiser trains beside it (compress/online.py: the
+    # co-trained teacher and its feature adapters); None: the spec's --kd objective
+    objective: Callable[[RunSpec, nn.Module, DataShape], nn.Module | None] | None = None
+    # (member, real, labels, z, fake labels, teacher output, autocast) -> its (loss_d, loss_g_gan, loss_kd, loss_g):
+    # a trained method's own update of a run; None: the training loop's ``train_step``
+    step: Callable[..., Any] | None = None
     # (source generator, spec, run directory) -> the model, saved there as the run's generator, and its columns
     derive: Callable[[nn.Module, RunSpec, Path], tuple[nn.Module, dict]] | None = None
     columns: Callable[[Path], dict] | None = None  # a trained run's own results.csv columns, read from its directory
@@ -96,6 +102,8 @@ class Method:
             raise ValueError(f"method {self.name!r}: options {sorted(clash)} are run spec fields already")
         if not self.phases:
             raise ValueError(f"method {self.name!r}: declare the phase(s) its runs take")
+        if self.derive is not None and (self.objective is not None or self.step is not None):
+            raise ValueError(f"method {self.name!r}: only a trained method has an objective or a step of its own")
 
     @property
     def trained(self) -> bool:
