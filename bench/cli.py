@@ -27,6 +27,7 @@ from bench.grid.presets import PRESETS, make_grid, preset_values
 from bench.grid.spec import GridSpec
 from bench.latency.settings import SpeedSpec
 from bench.metrics.settings import QualitySpec
+from gans.plugins import is_reference, load_family
 
 
 def has_discriminator(teacher: str) -> bool:
@@ -65,7 +66,8 @@ GRID_FLAGS = (
     Flag("--image-size", "28, 32 or 64: images resized to it, 64 adding an up-sampling block to every model "
          "(default: the dataset's own size; imagefolder, a folder of class folders of images: 32)", INT),
     Flag("--widths", "student widths (first-layer channels), e.g. 16,32,64 or 16 32 64", INTS),
-    Flag("--family", "model family of every run (default: dcgan; the families are listed below)"),
+    Flag("--family", "model family of every run (default: dcgan; the families are listed below), or one from outside "
+         "the suite: FILE.py:NAME or package.module:NAME (docs/examples/resize_conv_family.py)"),
     Flag("--disc-width", "pin every student's discriminator width (default: follows)", INT),
     Flag("--kd", "objectives, e.g. none,pixel-l1 (none = from scratch)", STRS),
     Flag("--kd-weight", "weight of the distillation term (default 1)", FLOAT),
@@ -217,6 +219,11 @@ def methods_from_args(args: argparse.Namespace, base: dict, teacher: str | None)
     return methods
 
 
+def family_name(family: str | None) -> str | None:
+    """``--family`` as a registered name: a reference to a family from outside the suite is imported first."""
+    return load_family(family).name if family and is_reference(family) else family
+
+
 def grid_from_args(args: argparse.Namespace) -> GridSpec:
     """The preset's grid with every flag the user gave applied on top."""
     base = preset_values(args.preset)
@@ -227,7 +234,8 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         settings=given,
         dataset=args.dataset, data_root=args.data_root, download=args.download, image_size=args.image_size,
         widths=args.widths,
-        family=args.family, disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
+        family=family_name(args.family), family_module=args.family if is_reference(args.family or '') else None,
+        disc_width=args.disc_width, kd=args.kd, kd_weight=args.kd_weight, seeds=args.seeds,
         epochs=args.epochs, batch_size=args.batch_size, precision=args.precision, device=args.device,
         out=args.out or str(Path("results") / args.preset), teacher=teacher, teacher_width=args.teacher_width,
         cache_dir=args.cache_dir, log_every=args.log_every, samples_every_epoch=args.samples_every_epoch,

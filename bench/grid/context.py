@@ -34,6 +34,7 @@ from bench.engine.train import LoopOptions
 from bench.grid.spec import GridSpec
 from bench.metrics.quality import QualityEvaluator
 from data import ImageDataset, get_dataset
+from gans.plugins import load_family
 
 
 @dataclass
@@ -50,6 +51,8 @@ class GridContext:
 
     @classmethod
     def create(cls, grid: GridSpec, dataset: ImageDataset | None = None, progress: bool = True) -> GridContext:
+        if grid.family_module is not None:  # a worker process of its own: the family is imported here too
+            load_family(grid.family_module)
         device = resolve_device(grid.device)
         tune_for(device)
         results_dir = Path(grid.out)

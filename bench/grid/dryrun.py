@@ -19,7 +19,7 @@ from bench.engine.records import (
 from bench.engine.spec import RunSpec
 from bench.grid.estimate import estimate, plan_size
 from bench.grid.plan import plan
-from bench.grid.prepare import check_grid
+from bench.grid.prepare import check_grid, check_plugin_family
 from bench.grid.rescore import lacking_columns
 from bench.grid.spec import GridSpec
 from data import get_dataset
@@ -32,6 +32,7 @@ def dry_run(grid: GridSpec, executor: str = "local") -> str:
     dataset = None
     try:
         dataset = get_dataset(grid.dataset, grid.data_root, download=False, image_size=grid.image_size)
+        check_plugin_family(grid, dataset)
         data = f"{grid.dataset} (on disk)"
     except DataUnavailableError:
         if not grid.download:

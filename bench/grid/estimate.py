@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from bench.base.layout import SCRATCH, WIDTH
+from bench.engine import train
 from bench.engine.methods import method_of, train_epochs
 from bench.engine.models import build_models, count_params
 from bench.engine.spec import RunSpec
-from bench.engine.train import BatchStream, make_member, precision_autocast, train_step
 from bench.grid.spec import GridSpec
 from data import ImageDataset
 
@@ -90,17 +90,17 @@ def estimate(size: PlanSize, pending: list[RunSpec], dataset: ImageDataset, devi
 def seconds_per_step(spec: RunSpec, dataset: ImageDataset, device: torch.device) -> float:
     """Wall seconds of one training step of a fresh pair of ``spec``'s width trained from scratch, after a warm-up
     step (nothing is written: the pair lives in a scratch directory)."""
-    stream = BatchStream(dataset.train_images.to(device), dataset.train_labels.to(device), spec.batch_size,
+    stream = train.BatchStream(dataset.train_images.to(device), dataset.train_labels.to(device), spec.batch_size,
                          build_models(_plain(spec), dataset)[0].nz, dataset.num_classes, spec.seed)  # fmt: skip
     batch = next(stream.epoch(0))
-    autocast = precision_autocast(spec.precision, device)
+    autocast = train.precision_autocast(spec.precision, device)
     with tempfile.TemporaryDirectory() as scratch, torch.random.fork_rng(devices=[]):
-        member = make_member(_plain(spec), Path(scratch) / "run", dataset, device)
-        train_step(member, *batch, None, autocast)
+        member = train.make_member(_plain(spec), Path(scratch) / "run", dataset, device)
+        train.train_step(member, *batch, None, autocast)
         _sync(device)
         started = time.perf_counter()
         for _ in range(TIMED_STEPS):
-            train_step(member, *batch, None, autocast)
+            train.train_step(member, *batch, None, autocast)
         _sync(device)
     return (time.perf_counter() - started) / TIMED_STEPS
 

@@ -48,6 +48,8 @@ from bench.latency.settings import SpeedSpec
 from bench.metrics.measure import measure_devices
 from bench.metrics.pretrained import resolve_pretrained, weights_paths
 from data import ImageDataset, get_dataset
+from gans import FAMILIES
+from gans.plugins import check_family
 
 
 def check_grid(grid: GridSpec) -> tuple[torch.device, list[RunSpec]]:
@@ -88,6 +90,7 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
     # everything a user can get wrong is checked before the results directory is touched
     device, specs = check_grid(grid)
     dataset = get_dataset(grid.dataset, grid.data_root, grid.download, grid.image_size)
+    check_plugin_family(grid, dataset)
     check_writable_dir(cache_dir_of(grid), "--cache-dir")  # created for real: a root user's access checks pass
     prepare_results_dir(grid, device, dataset)
     say(progress, "preparing: the domain classifier, the real-data statistics and the reference rows")
@@ -104,6 +107,13 @@ def prepare_grid(grid: GridSpec, progress: bool = True) -> tuple[GridContext, li
         for teacher in {cohort.teacher.run_id: cohort.teacher for cohort in cohorts}.values():
             record_given_teacher(ctx, teacher)
     return ctx, specs, cohorts
+
+
+def check_plugin_family(grid: GridSpec, dataset: ImageDataset) -> None:
+    """A family from outside the suite keeps the contract on this data, or is refused in one line."""
+    if grid.family_module is not None:
+        channels, size, _ = dataset.image_shape
+        check_family(FAMILIES[grid.family], channels, size, dataset.num_classes)
 
 
 def prepare_results_dir(grid: GridSpec, device: torch.device, dataset: ImageDataset) -> Path:

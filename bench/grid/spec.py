@@ -20,6 +20,7 @@ from bench.latency.settings import SpeedSpec
 from bench.metrics.settings import MAX_FID_SAMPLES, QualitySpec
 from gans import check_width
 from gans.family import IMAGE_SIZES
+from gans.plugins import load_family
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class GridSpec:
     epochs: int
     batch_size: int
     family: str = "dcgan"
+    family_module: str | None = None  # FILE.py:NAME or package.module:NAME of a family from outside the suite
     data_root: str = "datasets"
     download: bool = False
     image_size: int | None = None  # the data's image size (28, 32 or 64); None: the dataset's own
@@ -106,6 +108,8 @@ def validate(grid: GridSpec) -> None:
     from gans import FAMILIES
 
     check_dataset(grid.dataset)
+    if grid.family_module is not None:  # imported (once) in every process that reads the grid
+        load_family(grid.family_module)
     FAMILIES.check(grid.family)
     for width in grid.widths:
         check_width(width)

@@ -17,6 +17,7 @@ from bench.base.io import read_json
 from bench.base.layout import GRID_FILE, RESULT_FILE, RUNS_DIR
 from bench.engine.finished import finished_generators
 from data import DataShape
+from gans.plugins import load_family
 
 
 def grid_record(results_dir: Path) -> dict:
@@ -29,7 +30,10 @@ def grid_record(results_dir: Path) -> dict:
 
 
 def data_shape(grid: dict, data_root: str | Path | None) -> DataShape:
-    """The image shape and class count of the grid's data: from ``grid.json`` when it records them, else loaded."""
+    """The image shape and class count of the grid's data: from ``grid.json`` when it records them, else loaded.
+    A family from outside the suite that the grid names is imported first (its generators are rebuilt by it)."""
+    if isinstance(grid.get("family_module"), str):
+        load_family(grid["family_module"])
     shape, classes = grid.get("image_shape"), grid.get("num_classes")
     if isinstance(shape, list) and len(shape) == 3 and isinstance(classes, int):
         return DataShape((int(shape[0]), int(shape[1]), int(shape[2])), classes)
