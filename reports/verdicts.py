@@ -25,7 +25,7 @@ from reports.metrics import (
 from reports.stats import STATS
 from reports.tables import ABSENT, Table, gain_table, key_columns, per_model, register_table
 
-PRIMARY = "fid_lenet"  # the verdicts' metric: FID on the suite's own backbone, measured for every grid
+VERDICT_COLUMN = "fid_lenet"  # the verdicts' metric: FID on the suite's own backbone, measured for every grid
 ISO_QUALITY = 0.10  # "keeps the teacher's quality": FID within 10% of the teacher's
 
 
@@ -68,7 +68,7 @@ def distillation_table(results: Results) -> Table:
     on every backbone; the verdict of the primary backbone's interval, and whether the backbones agree."""
     gain = gain_table(results).data
     metrics = fid_metrics(results.runs)
-    primary = BY_COLUMN[PRIMARY]
+    primary = BY_COLUMN[VERDICT_COLUMN]
     stem = f"{primary.report_name}_gain"
     data = gain.copy()
     data["verdict"] = [
@@ -100,7 +100,7 @@ def distillation_table(results: Results) -> Table:
 def _sentence(row: pd.Series) -> str:
     """What one resolved row says, on the basis shown beside its verdict: a 95% interval from three pairs or more,
     the range of the two pairs from two."""
-    stem = f"{BY_COLUMN[PRIMARY].report_name}_gain"
+    stem = f"{BY_COLUMN[VERDICT_COLUMN].report_name}_gain"
     mean, n = row[f"{stem}_mean"], int(row[f"{stem}_n"])
     method = "" if row["method_label"] == "width" else f" ({row['method_label']})"
     direction = "lowers" if mean < 0 else "raises"
@@ -153,7 +153,7 @@ def iso_quality_table(results: Results) -> Table:
     """Per method: the smallest model (by stored bytes) whose mean FID is within ``ISO_QUALITY`` of the teacher's,
     or, where none is, the method's best model and how far it stays."""
     data = per_model(results)[0]
-    fid, size = BY_COLUMN[PRIMARY], BY_COLUMN["g_bytes_stored"]
+    fid, size = BY_COLUMN[VERDICT_COLUMN], BY_COLUMN["g_bytes_stored"]
     mean, stored = f"{fid.report_name}_mean", f"{size.report_name}_mean"
     if mean not in data or stored not in data:
         empty = pd.DataFrame(columns=["method_label"])
