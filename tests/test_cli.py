@@ -93,13 +93,9 @@ def test_output_directory_that_cannot_be_written(capsys, tmp_path):
     fails_cleanly(capsys, ["--epochs", "1", "--out", str(blocker / "results")], "is not writable")
 
 
-# flags that README's list ("Every preset value can be overridden: ...") does not name yet; each comes out of this
-# set when the list names it, and a flag added to the parser must be in the list at once
-NOT_YET_IN_THE_README_LIST = {"--preset", "--backbones", "--clip-weights", "--dinov2-weights", "--threads"}
-
-
 def readme_flag_list() -> set[str]:
-    """The flags named by README's list: the paragraph whose list ends with "(`run_bench.py --help` explains each)"."""
+    """The flags named by README's list (a flag added to the parser must join it at once): the paragraph whose list
+    ends with "(`run_bench.py --help` explains each)"."""
     text = (conftest.ROOT / "README.md").read_text()
     end = "(`run_bench.py --help` explains each)"
     paragraph = next(p for p in text.split("\n\n") if end in p)
@@ -117,7 +113,7 @@ def test_help_lists_every_flag(capsys):
     out = capsys.readouterr().out
     assert [flag for flag in sorted(flags) if not re.search(rf"(^|[\s,\[]){re.escape(flag)}\b(?!-)", out)] == []
     listed = readme_flag_list()
-    assert sorted(flags - {"-h", "--help"} - listed - NOT_YET_IN_THE_README_LIST) == []
+    assert sorted(flags - {"-h", "--help"} - listed) == []
     assert sorted(listed - flags) == []  # nor does the list name a flag the parser lacks
     assert "paper: mnist, widths 16,32,64,128,256,512, teacher width 512" in out
     assert f"objectives (--kd): {', '.join(objectives())}" in out and "pixel-l1" in objectives()
