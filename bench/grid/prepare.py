@@ -158,7 +158,7 @@ def cpu_kinds_seen(grid_file: Path) -> list[str]:
     if previous is not None and previous.kind() != current.kind():
         warnings.warn(
             f"{grid_file} was last run on another CPU kind ({previous.describe()}; this one: {current.describe()}): "
-            "runs made here will differ from its runs by a few per cent in FID (see the README)",
+            "runs made here will differ from its runs by a few per cent in FID (docs/results.md)",
             RuntimeWarning,
             stacklevel=2,
         )
