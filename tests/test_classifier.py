@@ -54,8 +54,8 @@ def test_backbone_shapes(name, channels, size):
 
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_backbone_refuses_other_sizes(name):
-    with pytest.raises(ValueError, match="28x28 or 32x32"):
-        BACKBONES[name].model(1, 64)
+    with pytest.raises(ValueError, match="28x28, 32x32 or 64x64 images, not 48x48"):
+        BACKBONES[name].model(1, 48)
 
 
 def test_backbones_differ_in_architecture_recipe_and_cache_key(digits):

@@ -139,7 +139,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path):
     assert main([*tiny_grid_args(out), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("dry run: 5 runs in 2 cohorts; digits (on disk)")
-    assert text.count("to train") == 6 and text.rstrip().endswith("0 finished, 5 to train; nothing was written")
+    assert "\nplan: 5 runs to train (" in text and "training about" in text  # its size, and its time timed here
+    assert text.count("to train") == 7 and text.rstrip().endswith("0 finished, 5 to train; nothing was written")
     assert not out.exists()
 
 
@@ -297,6 +298,6 @@ def test_output_to_a_log_file_is_one_line_per_phase_without_escape_codes(tmp_pat
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stderr and "\r" not in done.stderr
     lines = done.stderr.splitlines()
-    for phase in ("preparing:", "training ", "measuring ", "timing ", "  preparing "):
+    for phase in ("preparing:", "plan: ", "trained ", "measured ", "timed ", "  preparing "):
         assert sum(line.startswith(phase) for line in lines) >= 1, (phase, lines)
     assert sum("preparing" in line for line in lines) == 2  # the grid's, and one for every latency model

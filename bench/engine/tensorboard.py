@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.utils import make_grid
 
 from bench.base.errors import UserError
 
@@ -43,6 +42,8 @@ class RunBoard:
         self.written = 0
 
     def epoch(self, log: list[list[float]], epoch: int, generator: nn.Module, noise: tuple) -> None:
+        from torchvision.utils import make_grid  # torchvision loads only for a grid that writes events
+
         for _, step, *losses in log[self.written :]:
             for name, value in zip(("d", "g_gan", "kd", "g"), losses, strict=True):
                 self.writer.add_scalar(f"loss/{name}", value, int(step))
