@@ -8,12 +8,21 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from bench.cli import main
+from gans import FAMILIES, plugins
 from tests.conftest import fails_cleanly, tiny_grid_args
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "resize_conv_family.py"
+
+
+@pytest.fixture(autouse=True)
+def families_as_they_were(monkeypatch):
+    """The families a test imports are registered for that test only."""
+    monkeypatch.setattr(FAMILIES, "_entries", dict(FAMILIES._entries))
+    monkeypatch.setattr(plugins, "_LOADED", {})
 
 
 def test_the_example_family_runs_a_grid_from_a_copy_outside_the_repository(tmp_path):
