@@ -104,3 +104,19 @@ def test_a_latency_backend_registered_outside_the_suite_is_timed(tiny_results, t
     timed = pd.read_csv(results / "latency.csv")
     toy_rows = timed[timed["backend"] == "toy-eager"]
     assert len(toy_rows) == timed["run_id"].nunique() and (toy_rows["status"] == "ok").all()
+
+
+def test_a_metric_registered_outside_the_suite_is_scored_for_every_model(tmp_path, monkeypatch):
+    from bench.base.metric_registry import METRICS, QUALITY, Metric
+    from bench.metrics.scorers import SCORERS
+
+    column = "toy_mean_pixel"
+    monkeypatch.setitem(METRICS._entries, column, Metric(column, "mean pixel", "mean pixel", QUALITY))
+    monkeypatch.setitem(SCORERS._entries, column, lambda scored: float(scored.pixels.float().mean()))
+    out = tmp_path / "results"
+    assert main(tiny_grid_args(out, "--widths", "16", "--kd", "none", "--backbones", "lenet")) == 0
+    runs = pd.read_csv(out / "results.csv")
+    assert runs[column].between(0, 255).all() and runs[column].nunique() == len(runs) == 2
+    assert "seconds_quality_toy_mean_pixel" in runs
+    references = pd.read_csv(out / "references.csv")  # the real-data floor and the untrained ceiling too
+    assert references[column].notna().all()

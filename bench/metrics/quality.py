@@ -100,6 +100,7 @@ from bench.metrics.backbones import BACKBONES, PRIMARY
 from bench.metrics.classifier import accuracy, dataset_sha256, load_or_train_classifier
 from bench.metrics.measure import eval_mode
 from bench.metrics.pretrained import asked_networks, resolve_pretrained
+from bench.metrics.scorers import SCORERS, Scored
 from bench.metrics.settings import QualitySpec
 from data import ImageDataset, from_uint8, to_uint8
 
@@ -355,6 +356,10 @@ class QualityEvaluator:
             metrics["fid_class_lenet"] = self._class_fid(lenet_fake, labels)
         with timed(seconds, "quality_consistency"):
             metrics["class_consistency"] = accuracy(self.classifier.model, from_uint8(fake), labels, self.device)
+        scored = Scored(fake, labels, lenet_fake, lenet_real[self._real_order[:m]], self.classifier.model)
+        for column in (column for column in SCORERS.names() if column in self.metric_keys):
+            with timed(seconds, f"quality_{column}"):
+                metrics[column] = SCORERS[column](scored)
         metrics["teacher_fidelity_l1"] = None
         metrics["quality_n_fake"] = n_fake
         metrics["quality_n_real"] = n_real
