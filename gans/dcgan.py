@@ -85,11 +85,16 @@ class Discriminator(nn.Module):
         # 28 -> 14 -> 7 -> 3 needs (k4, s2, p1) to reach 1x1; 32 -> 16 -> 8 -> 4 needs (k4, s1, p0)
         last_stride, last_pad = (2, 1) if cfg.image_size == 28 else (1, 0)
         # 64x64: one more down-sampling layer at ndf channels (the generator's up64 mirrored), 64 -> 32 -> 16
-        down64 = [nn.Conv2d(ndf, ndf, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf), nn.LeakyReLU(0.2, inplace=True)]
+        # (built only at 64x64: a layer made and dropped would draw from the seed's generator and move every weight)
+        down64 = (
+            [nn.Conv2d(ndf, ndf, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf), nn.LeakyReLU(0.2, inplace=True)]
+            if cfg.image_size == 64
+            else []
+        )
         self.net = nn.Sequential(
             nn.Conv2d(cfg.channels + 1, ndf, 4, 2, 1, bias=False),  # (ndf, 14, 14) | (ndf, 32, 32) at 64
             nn.LeakyReLU(0.2, inplace=True),
-            *(down64 if cfg.image_size == 64 else []),  # (ndf, 16, 16)
+            *down64,  # (ndf, 16, 16) at 64
             nn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False),  # (2ndf, 7, 7)
             nn.BatchNorm2d(2 * ndf),
             nn.LeakyReLU(0.2, inplace=True),

@@ -276,3 +276,18 @@ def test_resnet_generator_ignores_the_discriminator_width():
     torch.manual_seed(0)
     generator_narrow_d, _ = build("resnet", 64, disc_width=16)
     assert same_state(state_of(generator), state_of(generator_narrow_d))
+
+
+@pytest.mark.parametrize("family", gans.families())
+@pytest.mark.parametrize("image_size", [28, 32, 64])
+def test_every_layer_a_family_initialises_is_in_the_pair_it_returns(family, image_size, monkeypatch):
+    """A layer made and dropped still draws from the seed's generator and moves every weight after it: a family
+    builds only what its pair holds, at every image size."""
+    kinds = (torch.nn.modules.conv._ConvNd, torch.nn.Linear, torch.nn.Embedding)
+    made = []
+    for kind in kinds:
+        real = kind.reset_parameters
+        monkeypatch.setattr(kind, "reset_parameters", lambda self, real=real: (made.append(self), real(self))[1])
+    pair = gans.build(family, 16, image_size=image_size, channels=3 if image_size != 28 else 1)
+    held = {id(m) for net in pair for m in net.modules() if isinstance(m, kinds)}
+    assert {id(m) for m in made} == held
