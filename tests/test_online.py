@@ -3,14 +3,12 @@ from scratch does, the student only from the teacher's current output; stopped a
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 import torch
 
-import bench.engine.train as train
 from bench.base.layout import DISCRIMINATOR_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR
 from bench.cli import main
 from bench.engine import preempt
@@ -62,25 +60,17 @@ def test_the_student_never_meets_the_discriminator_and_the_teacher_does(digits, 
     assert loss_d > 0 and loss_gan > 0 and loss_kd > 0 and loss_g == loss_kd
 
 
-def test_the_teacher_trains_as_a_scratch_run_and_the_student_follows_it(digits, tmp_path):
-    # a large step size, so that two short epochs move the teacher far from its near-zero start
+def test_the_co_trained_teacher_trains_as_the_seeds_scratch_teacher(digits, tmp_path):
+    # a large step size, so that two short epochs move the teacher far from its start
     teacher_run = make_member(spec(64, "none", epochs=2, lr=2e-3), tmp_path / "teacher", digits, CPU)
     scratch = make_member(spec(16, "none", epochs=2, lr=2e-3), tmp_path / "scratch", digits, CPU)
     member = online_member(digits, tmp_path / "online", epochs=2, lr=2e-3)
     assert same_state(state_of(member.generator), state_of(scratch.generator))  # a width run's start
-    untrained = copy.deepcopy(member.generator)
     train_cohort([teacher_run, scratch, member], digits, None, CPU, progress=False, log_every=2)
     # on the CPU the co-trained teacher and its discriminator are the seed's teacher run, bit for bit
     assert same_state(state_of(member.objective.teacher), state_of(teacher_run.generator))
     assert same_state(state_of(member.discriminator), state_of(teacher_run.discriminator))
     assert [row[2:4] for row in member.log] == [row[2:4] for row in teacher_run.log]  # loss_d, loss_g_gan
-    noise = train.fixed_noise(100, 10, 0, CPU)
-    with torch.no_grad():  # in training mode (batch statistics), the mode the student learns in
-        target = member.objective.teacher(*noise)
-        online_to, scratch_to, untrained_to = ((g(*noise) - target).abs().mean().item()
-                                               for g in (member.generator, scratch.generator, untrained))  # fmt: skip
-    # measured: 0.343 online, 0.392 from scratch, 0.472 untrained
-    assert online_to < 0.9 * scratch_to and online_to < 0.8 * untrained_to, (online_to, scratch_to, untrained_to)
 
 
 def test_a_stopped_online_run_resumes_exactly(digits, tmp_path):
