@@ -67,7 +67,9 @@ def estimate(size: PlanSize, pending: list[RunSpec], dataset: ImageDataset, devi
     if not trained:
         return replace(size, training_seconds=0.0)
     per_epoch = max(len(dataset.train_labels) // trained[0].batch_size, 1)
-    params = {spec: count_params(build_models(_plain(spec), dataset)[0]) for spec in trained}
+    plain = {spec: _plain(spec) for spec in trained}  # runs of one width cost one step alike: built once each
+    counts = {width_run: count_params(build_models(width_run, dataset)[0]) for width_run in set(plain.values())}
+    params = {spec: counts[plain[spec]] for spec in trained}
     small, large = min(trained, key=params.get), max(trained, key=params.get)
     timed = {params[spec]: seconds_per_step(spec, dataset, device) for spec in (small, large)}
     low, high = min(timed), max(timed)
@@ -90,12 +92,12 @@ def estimate(size: PlanSize, pending: list[RunSpec], dataset: ImageDataset, devi
 def seconds_per_step(spec: RunSpec, dataset: ImageDataset, device: torch.device) -> float:
     """Wall seconds of one training step of a fresh pair of ``spec``'s width trained from scratch, after a warm-up
     step (nothing is written: the pair lives in a scratch directory)."""
-    stream = train.BatchStream(dataset.train_images.to(device), dataset.train_labels.to(device), spec.batch_size,
-                         build_models(_plain(spec), dataset)[0].nz, dataset.num_classes, spec.seed)  # fmt: skip
-    batch = next(stream.epoch(0))
     autocast = train.precision_autocast(spec.precision, device)
     with tempfile.TemporaryDirectory() as scratch, torch.random.fork_rng(devices=[]):
         member = train.make_member(_plain(spec), Path(scratch) / "run", dataset, device)
+        stream = train.BatchStream(dataset.train_images.to(device), dataset.train_labels.to(device), spec.batch_size,
+                                   member.generator.nz, dataset.num_classes, spec.seed)  # fmt: skip
+        batch = next(stream.epoch(0))
         train.train_step(member, *batch, None, autocast)
         _sync(device)
         started = time.perf_counter()
