@@ -10,7 +10,10 @@ quantization, a width and a distillation objective; its seeds are averaged.
 3. ``sizes``: the original project's size table reproduced from our measured bytes, in its units, with the
    pruned and quantized generators below it.
 4. ``gain``: what distillation changes against no distillation with the same method, width and seed.
-5. ``runs``: every run, diverged ones included, with its headline numbers.
+5. ``train-once``: train once or train each: at every width cut from a once-for-all generator or trained online,
+   the FID and training seconds of every way to a model of that width, then each way's total over those widths,
+   a shared once-for-all generator (supernet) or teacher counted once.
+6. ``runs``: every run, diverged ones included, with its headline numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from tabulate import tabulate
 from bench.base.layout import SCRATCH, SOURCE_CHECKED, STATUS_DONE, TEACHER_WIDTH, WIDTH
 from bench.base.metric_registry import BACKBONE_NAMES, PRIMARY_BACKBONE
 from bench.base.registry import Registry
-from reports.load import LABELS, MODEL_KEYS, STORED_AS_FP32, Results, add_labels, in_report_order, several_methods
+from reports.load import (
+    LABELS,
+    MODEL_KEYS,
+    REPORT_ORDER,
+    STORED_AS_FP32,
+    Results,
+    add_labels,
+    in_report_order,
+    several_methods,
+)
 from reports.metrics import (
     BY_COLUMN,
     COST,
@@ -698,6 +710,191 @@ def gain_table(results: Results) -> Table:
     return Table("gain", "Distillation gain over training from scratch", caption, data, display)
 
 
+ONCE_FOR_ALL, ONLINE = "once-for-all", "online"  # the methods' names in results.csv (compress is not imported)
+OWN_SECONDS, LOOP_SECONDS = "train_own_seconds", "train_seconds"
+WAY = ["dataset", "method", "prune_importance", "quantize", "kd"]  # a way to a model of some width: GROUP less width
+TEACHER_KEYS = ("dataset", "family", "teacher_width", "seed")  # what names a run's teacher run, where results hold it
+SECONDS = {"own_s": "own_seconds", "needs_s": "needs_first_seconds", "total_s": "total_seconds"}  # CSV stems
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]`` as floats; NaN throughout where the results lack the column (written before it existed)."""
+    values = frame[name] if name in frame else pd.Series(math.nan, index=frame.index)
+    return pd.to_numeric(values, errors="coerce").astype(float)
+
+
+def _prerequisites(shown: pd.DataFrame, floats: pd.DataFrame) -> list[tuple[str | None, ...]]:
+    """Per row of ``shown``, the runs trained first that it is made from or distilled from (None for one the results
+    do not hold): its ``source_run`` (a pruned model's teacher, a cut's supernet) and, for a distilled model, the
+    seed's teacher; an online student needs none (its own training includes its co-trained teacher)."""
+    keys = [key for key in TEACHER_KEYS if key in floats]
+    teachers = floats[floats["role"] == "teacher"].drop_duplicates(keys)[[*keys, "run_id"]]
+    teacher = shown[keys].merge(teachers, on=keys, how="left")["run_id"]
+    needs = []
+    for source, kd, method, seed_teacher in zip(
+        shown["source_run"], shown["kd"], shown["method"], teacher, strict=True
+    ):
+        distilled = kd != SCRATCH and method != ONLINE
+        found = seed_teacher if isinstance(seed_teacher, str) else None
+        needs.append(tuple(dict.fromkeys([*([source] if source else []), *([found] if distilled else [])])))
+    return needs
+
+
+def _prerequisite_name(run_id: str | None, floats: pd.DataFrame) -> str:
+    rows = floats[floats["run_id"] == run_id]
+    if rows.empty:
+        return "a run not in the results"
+    if (rows["role"] == "teacher").any():
+        return "teacher"
+    return "supernet" if (rows["method"] == ONCE_FOR_ALL).any() else "source run"
+
+
+def _seconds_basis(floats: pd.DataFrame, counted: set[str]) -> str:
+    """``OWN_SECONDS`` where every run in ``counted`` has its own training time, else ``LOOP_SECONDS``: one table
+    never mixes a run's own time with a loop's wall time."""
+    own = _column(floats, OWN_SECONDS)[floats["run_id"].isin(counted)]
+    return OWN_SECONDS if len(own) and own.notna().all() else LOOP_SECONDS
+
+
+def _needed_seconds(needed: tuple[str | None, ...], seconds: dict[str, float]) -> float:
+    """The seconds of the runs ``needed``, each once; NaN where nothing is needed or one's time is unknown."""
+    return sum(seconds.get(run, math.nan) if run else math.nan for run in needed) if needed else math.nan
+
+
+def train_once_runs(results: Results) -> tuple[pd.DataFrame, dict[str, float], str] | None:
+    """The finished float runs at every width below the teacher's where a once-for-all cut or an online student
+    finished, each with its own seconds (``own_s``), the runs it needs first (``needs_runs``, named in
+    ``needs_first``) and their seconds (``needs_s``), and the sum (``total_s``); every float run's seconds by run id;
+    and the column those seconds come from. None where no such run finished."""
+    runs = results.runs.assign(teacher_width=_column(results.runs, "teacher_width").fillna(TEACHER_WIDTH))
+    floats = runs[runs["quantize"] == ""]
+    done = floats[floats["status"] == STATUS_DONE]
+    below = done[done["width"] < done["teacher_width"]]
+    anchors = below[below["method"].isin([ONCE_FOR_ALL, ONLINE])][["dataset", "width"]].drop_duplicates()
+    if anchors.empty:
+        return None
+    shown = below.merge(anchors, on=["dataset", "width"])
+    needs = _prerequisites(shown, floats)
+    cut = (shown["method"] == ONCE_FOR_ALL).to_numpy()  # made from its supernet without training
+    counted = set(shown.loc[~cut, "run_id"]) | {run for needed in needs for run in needed if run}
+    basis = _seconds_basis(floats, counted)
+    seconds = dict(zip(floats["run_id"], _column(floats, basis), strict=True))
+    shown = shown.assign(
+        own_s=[0.0 if is_cut else seconds[run] for run, is_cut in zip(shown["run_id"], cut, strict=True)],
+        needs_runs=needs,
+        needs_first=[", ".join(_prerequisite_name(run, floats) for run in needed) for needed in needs],
+        needs_s=[_needed_seconds(needed, seconds) for needed in needs],
+    )
+    needs_nothing = shown["needs_runs"].map(len) == 0  # an unknown prerequisite's time leaves the total unknown
+    return shown.assign(total_s=shown["own_s"] + shown["needs_s"].mask(needs_nothing, 0.0)), seconds, basis
+
+
+def _per_width(shown: pd.DataFrame) -> pd.DataFrame:
+    """Per model at each width: FID and seconds over seeds (``summarise``), its seeds and what it needs first."""
+    fid = shown.assign(**{FID.column: _column(shown, FID.column)})
+    summary = summarise(fid, GROUP, {FID.column: FID.report_name, **SECONDS})
+    counts = shown.groupby(GROUP).agg(seeds=("seed", "nunique"), needs_first=("needs_first", "first"))
+    data = counts.join(summary).reset_index()
+    return data.assign(row="width", widths=data["width"].astype(str))
+
+
+def _totals(shown: pd.DataFrame, seconds: dict[str, float]) -> pd.DataFrame:
+    """Per way, over the widths it was made at: per seed its own seconds summed plus each run it needs first once
+    (one supernet for all its cuts, one teacher for all its students), averaged over the seeds that finished it at
+    every one of those widths (a seed missing one would look cheaper)."""
+    widths = shown.groupby(WAY)["width"].agg(lambda values: tuple(sorted(set(values), reverse=True)))
+    per_seed = []
+    for (*way, seed), group in shown.groupby([*WAY, "seed"]):
+        if tuple(sorted(set(group["width"]), reverse=True)) != widths[tuple(way)]:
+            continue
+        needed = tuple(dict.fromkeys(run for runs in group["needs_runs"] for run in runs))
+        needs_s = _needed_seconds(needed, seconds)
+        names = ", ".join(dict.fromkeys(name for text in group["needs_first"] for name in text.split(", ") if name))
+        per_seed.append({**dict(zip(WAY, way, strict=True)), "seed": seed, "needs_first": names,
+                         "own_s": group["own_s"].sum(), "needs_s": needs_s,
+                         "total_s": group["own_s"].sum() + (needs_s if needed else 0.0)})  # fmt: skip
+    if not per_seed:
+        return pd.DataFrame(columns=WAY)
+    per_seed = pd.DataFrame(per_seed)
+    counts = per_seed.groupby(WAY).agg(seeds=("seed", "nunique"), needs_first=("needs_first", "first"))
+    data = counts.join(summarise(per_seed, WAY, SECONDS)).reset_index()
+    covered = ["+".join(map(str, widths[tuple(way)])) for way in data[WAY].itertuples(index=False)]
+    return data.assign(row="total", width=pd.NA, widths=covered)
+
+
+def _widths_text(covered: str, total: bool, every: str) -> str:
+    """A row's width cell: its width, or what a total covers (``covered`` and ``every``: widths joined by '+')."""
+    if not total:
+        return covered
+    if covered == every:
+        return "every width above"
+    return f"width {covered}" if "+" not in covered else f"widths {covered.replace('+', ', ')}"
+
+
+def _seconds_text(value: float) -> str:
+    return f"{value:,.1f}" if math.isfinite(value) else ABSENT
+
+
+TRAIN_ONCE_TIMES = {
+    OWN_SECONDS: "each run's own updates, timed alone on the CPU (train_own_seconds; the teacher's forward passes, "
+    "which the distilled students trained together share, are not included)",
+    LOOP_SECONDS: "training-loop wall times (train_seconds: these results hold no run's own time, as on a GPU, where "
+    "the runs trained together overlap): every run trained in one loop gets the loop's time, shared by the runs "
+    "trained together, so these are not per-run costs, and a total adds loops that other runs shared",
+}
+
+
+def _train_once_caption(basis: str) -> str:
+    return (
+        "Train once or train each: at every width below the teacher's where a model cut from a once-for-all "
+        "generator or an online student finished, every float model of that width (quantized models and unfinished "
+        "runs left out), one row per way; then per way its total over the widths above. "
+        f"Seconds are {TRAIN_ONCE_TIMES[basis]}; each is a mean over seeds. Own training: the run's own; a cut "
+        "trains 0 s, and an online student's time includes its co-trained teacher. Needs first: what the model is "
+        "made from or distilled from, trained once and shared with other models: the seed's teacher for a "
+        "distilled or pruned model; the supernet (the once-for-all generator, trained at the teacher's width with "
+        "every narrower width) for a cut, and the teacher too where the supernet was distilled from it; nothing for "
+        "a model trained from scratch or online. Total: own training plus needs first; on a way's row for every "
+        "width above, its own training summed over those widths plus each run it needs first counted once per "
+        "seed (one supernet for all its widths, one teacher for all its students), over the seeds that finished it "
+        f"at every one of those widths. FID: {INTERVAL_NOTE}"
+    )
+
+
+@register_table("train-once")
+def train_once_table(results: Results) -> Table | None:
+    """At every width cut from a once-for-all generator or trained online, each way to a model of that width: its FID
+    and training seconds, then per way the total over those widths, a shared supernet or teacher counted once;
+    None where no once-for-all or online float model finished."""
+    found = train_once_runs(results)
+    if found is None:
+        return None
+    shown, seconds, basis = found
+    widths = in_report_order(add_labels(_per_width(shown)))
+    totals = in_report_order(
+        add_labels(_totals(shown, seconds)), by=tuple(key for key in REPORT_ORDER if key != "width")
+    )
+    columns = ["row", "widths", *GROUP, *LABELS, "seeds", "needs_first"]
+    data = pd.concat([widths, totals], ignore_index=True)
+    data = data[columns + [col for col in data if col not in columns]].sort_values("dataset", kind="stable")
+    data = data.reset_index(drop=True)
+    data = data.assign(width=data["width"].astype("Int64"), time_basis=basis)
+
+    every = {dataset: "+".join(map(str, sorted(set(group), reverse=True)))
+             for dataset, group in widths.groupby("dataset")["width"]}  # fmt: skip
+    display = key_columns(results, data, {"dataset": "dataset"})
+    rows = zip(data["row"], data["widths"], data["dataset"], strict=True)
+    display["width"] = [_widths_text(covered, row == "total", every[dataset]) for row, covered, dataset in rows]
+    display["way"] = data["series"]
+    display[FID.label] = summary_texts(FID, data, FID.report_name)
+    display["seeds"] = data["seeds"].astype(int).astype(str)
+    display["own training (s)"] = [_seconds_text(value) for value in data["own_seconds_mean"]]
+    display["needs first"] = data["needs_first"].replace("", ABSENT)
+    display["needs first (s)"] = [_seconds_text(value) for value in data["needs_first_seconds_mean"]]
+    display["total (s)"] = [_seconds_text(value) for value in data["total_seconds_mean"]]
+    return Table("train-once", "Train once or train each", _train_once_caption(basis), data, display)
+
+
 RUN_COLUMNS = ["fid_lenet", "is_lenet", "class_consistency", "teacher_fidelity_l1"]
 
 
@@ -705,7 +902,7 @@ RUN_COLUMNS = ["fid_lenet", "is_lenet", "class_consistency", "teacher_fidelity_l
 def runs_table(results: Results) -> Table:
     """Every run, diverged ones included: status, where it diverged, training time and headline quality."""
     runs = results.runs
-    info = [col for col in ("diverged_step", "steps", "train_seconds", SOURCE_CHECKED) if col in runs]
+    info = [col for col in ("diverged_step", "steps", LOOP_SECONDS, OWN_SECONDS, SOURCE_CHECKED) if col in runs]
     metrics = [m for m in QUALITY if m.column in RUN_COLUMNS and has_values(m, runs)]
     keep = ["run_id", *GROUP, *LABELS, "finetune_epochs", "source_run", "seed", "role", "status", *info]
     data = in_report_order(runs[keep + [m.column for m in metrics]].sort_values("seed", kind="stable"))
@@ -715,6 +912,9 @@ def runs_table(results: Results) -> Table:
         display["diverged at step"] = [f"{s:.0f}" if math.isfinite(s) else ABSENT for s in data["diverged_step"]]
     if "train_seconds" in data:
         display["train time (s)"] = [f"{s:,.1f}" if math.isfinite(s) else ABSENT for s in data["train_seconds"]]
+    own = _column(data, OWN_SECONDS)
+    if own.notna().any():  # timed on a CPU: each run's own updates, where the loop's time is shared
+        display["own train time (s)"] = [_seconds_text(value) for value in own]
     if SOURCE_CHECKED in data:
         display["|Δ source| mean"] = [f"{e:.2g}" if math.isfinite(e) else ABSENT for e in data[SOURCE_CHECKED]]
     for metric in metrics:
@@ -731,6 +931,12 @@ def runs_table(results: Results) -> Table:
         + (
             " The CSV names the run each pruned or quantized model was made from (source_run)."
             if several_methods(runs)
+            else ""
+        )
+        + (
+            " Train time: the wall time of the training loop, shared by every run trained in it; own train time: "
+            "the run's own updates, timed alone on the CPU."
+            if own.notna().any()
             else ""
         )
     )
