@@ -48,9 +48,10 @@ perf: $(RUN_STAMP)  ## the training-loop benchmark against an original-style loo
 parity: $(RUN_STAMP)  ## the quality of both loops' models over seeds
 	$(PY) -m bench.harness.parity $(ARGS)
 
-# the one-call GPU verification; needs no venv: on a machine with its own torch, `make gpu-check GPU_PY=python3`
+# the one-call GPU verification, its default stages into one folder (--stages picks others: paper, parity); needs no
+# venv: on a machine with its own torch, `make gpu-check GPU_PY=python3`
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
-gpu-check:  ## env, graph equivalence, loop benchmark, paper preset (one seed), short parity: one folder
+gpu-check:  ## env, equivalence, perf, coverage, stacked, paper-3-seeds (the default stages): one folder
 	PYTHONPATH=. $(GPU_PY) -m bench.harness.gpu_check $(ARGS)
 
 clean:

@@ -61,13 +61,38 @@ def test_the_default_stages_fit_the_budget_and_the_last_takes_what_is_left(tmp_p
     args = gpu_check.argparse.Namespace(out=str(tmp_path), data_root="/data", quick=False,
                                         stages=",".join(gpu_check.DEFAULT_STAGES))  # fmt: skip
     stages = gpu_check.stage_commands(args)
-    assert [stage.name for stage in stages][-2:] == ["coverage", "paper-3-seeds"]
+    assert [stage.name for stage in stages] == ["env", "equivalence", "perf", "coverage", "stacked", "paper-3-seeds"]
+    assert [stage.timeout_s for stage in stages[:-1]] == [20, 45, 120, 150, 45]
+    assert gpu_check.BUDGET_S - sum(stage.timeout_s for stage in stages[:-1]) == 160  # the last one's rest, at least
     assert sum(stage.timeout_s for stage in stages[:-1]) + gpu_check.MIN_STAGE_S <= gpu_check.BUDGET_S == 540
     three = stages[-1].command
     assert three[three.index("--seeds") + 1] == "1314,1315,1316" and "--epochs" not in three  # the preset's own
     assert three[three.index("--cache-dir") + 1] == str(tmp_path / "paper" / "cache")
-    assert stages[-2].command[1:] == ["-m", "bench.harness.gpu_check", "--data-root", "/data", "--out",
+    assert stages[-3].command[1:] == ["-m", "bench.harness.gpu_check", "--data-root", "/data", "--out",
                                       str(tmp_path), "--coverage"]  # fmt: skip
+
+
+def test_the_stacked_stage_times_the_paper_widths_seeds_and_batch_on_cuda(tmp_path):
+    def stacked(quick: bool) -> gpu_check.Stage:
+        args = gpu_check.argparse.Namespace(out=str(tmp_path), data_root="/data", quick=quick, stages="stacked")
+        return gpu_check.stage_commands(args)[0]
+
+    def value(command, flag):
+        return command[command.index(flag) + 1]
+
+    full, quick = stacked(False), stacked(True)
+    assert full.command[1:3] == ["-m", "bench.harness.stacked"] and full.timeout_s == quick.timeout_s == 45
+    assert value(full.command, "--device") == "cuda" and value(full.command, "--widths") == "16,32,64,128,256,512"
+    assert value(full.command, "--seeds") == "3" and value(full.command, "--batch-size") == "128"
+    assert value(full.command, "--out") == str(tmp_path / "stacked")
+    assert value(quick.command, "--widths") == "16,512"
+    assert int(value(quick.command, "--steps")) < int(value(full.command, "--steps"))
+    (tmp_path / "stacked").mkdir()
+    table = "| family | width | speedup |\n|---|---|---|\n| dcgan | 16 | 2.5 |\n"
+    (tmp_path / "stacked" / "stacked.md").write_text(table)
+    row = {"stage": "stacked", "status": "ok", "started": 0.0, "finished": 1.0, "seconds": 1.0}
+    summary = gpu_check.summarise(tmp_path, [row], ["python -m bench.harness.gpu_check"])
+    assert "## stacked" in summary and "| dcgan | 16 | 2.5 |" in summary
 
 
 def test_coverage_grids_take_every_registered_method_family_backbone_and_cuda_backend(tmp_path, monkeypatch):

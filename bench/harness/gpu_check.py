@@ -13,13 +13,17 @@ process with its own time limit, so that one failing stage leaves the others' re
    it passes when every results.csv row is ``done`` and every latency.csv row ``ok`` (or ``skipped``: a
    combination the backend or the model declares it does not run, such as a CUDA graph on the CPU) and every
    backend timed a model on the GPU.
-5. ``paper-3-seeds``: the paper preset end to end for its three seeds (``run_bench.py``): training, every
+5. ``stacked``: the stacked-seed benchmark (``bench.harness.stacked``): the paper preset's widths, each trained for
+   its three seeds as one ``torch.func.vmap`` model against three separate runs; the measurement the lever waits
+   for before the grid adopts it.
+6. ``paper-3-seeds``: the paper preset end to end for its three seeds (``run_bench.py``): training, every
    measurement, report.
 
 and, asked for by ``--stages``: ``paper`` (the paper preset for one seed; ``paper-3-seeds`` holds it) and
 ``parity`` (a short ``bench.harness.parity`` on the paper preset: reference-loop FID over seeds against the
 harness). The default stages share ``--budget-s`` (9 minutes); a stage given less than ``MIN_STAGE_S`` is
-skipped, and ``paper-3-seeds``, last, takes whatever is left.
+skipped, and ``paper-3-seeds``, last, takes whatever is left. ``env`` and ``equivalence`` have about twice what
+they took on an H200 (8 and 24 s), which with 20 s of ``paper-3-seeds``' rest pays for ``stacked``'s 45 s.
 
 While it runs, ``nvidia-smi`` samples the GPU's utilisation and memory; ``summary.md`` has one row per stage
 (name, status, seconds, notes: mean utilisation, peak memory, runs done) and the utilisation inside each paper
@@ -47,8 +51,8 @@ from pathlib import Path
 
 import pandas as pd
 
-STAGES = ("env", "equivalence", "perf", "coverage", "paper", "paper-3-seeds", "parity")
-DEFAULT_STAGES = ("env", "equivalence", "perf", "coverage", "paper-3-seeds")
+STAGES = ("env", "equivalence", "perf", "coverage", "stacked", "paper", "paper-3-seeds", "parity")
+DEFAULT_STAGES = ("env", "equivalence", "perf", "coverage", "stacked", "paper-3-seeds")
 PAPER_STAGES = ("paper", "paper-3-seeds")  # run_bench.py on the paper preset: their results are summarised
 UTIL_FILE = "nvidia-smi.csv"
 MIN_STAGE_S = 20  # a stage given less than this is skipped, not started
@@ -88,15 +92,29 @@ def stage_commands(args: argparse.Namespace) -> list[Stage]:
     ]  # fmt: skip
     own = [py, "-m", "bench.harness.gpu_check", "--data-root", data, "--out", str(out), *(["--quick"] if quick else [])]
     all_stages = {
-        "env": Stage("env", [py, "-m", "bench.harness.gpu_check", "--env", "--out", str(out)], 30),
-        "equivalence": Stage("equivalence", [*own, "--equivalence"], 60),
+        "env": Stage("env", [py, "-m", "bench.harness.gpu_check", "--env", "--out", str(out)], 20),
+        "equivalence": Stage("equivalence", [*own, "--equivalence"], 45),
         "perf": Stage("perf", perf, 120),
         "coverage": Stage("coverage", [*own, "--coverage"], 150),
+        "stacked": Stage("stacked", stacked_command(py, out, data, quick), 45),
         "paper": Stage("paper", paper, 200 if quick else 300),
         "paper-3-seeds": Stage("paper-3-seeds", paper_three_seeds(py, out, data, quick), BUDGET_S),
         "parity": Stage("parity", parity, 200),
     }
     return [all_stages[name] for name in args.stages.split(",")]
+
+
+def stacked_command(py: str, out: Path, data: str, quick: bool) -> list[str]:
+    """``bench.harness.stacked`` on CUDA at the paper preset's widths, seed count and batch size."""
+    from bench.grid.presets import PRESETS
+
+    paper = PRESETS["paper"]
+    widths = "16,512" if quick else ",".join(str(width) for width in paper["widths"])
+    return [
+        py, "-m", "bench.harness.stacked", "--device", "cuda", "--dataset", "mnist", "--data-root", data,
+        "--seeds", str(len(paper["seeds"])), "--batch-size", str(paper["batch_size"]), "--widths", widths,
+        "--steps", "5" if quick else "20", "--repeats", "1" if quick else "3", "--out", str(out / "stacked"),
+    ]  # fmt: skip
 
 
 def paper_three_seeds(py: str, out: Path, data: str, quick: bool) -> list[str]:
@@ -275,6 +293,7 @@ def summarise(out: Path, rows: list[dict], command: list[str]) -> str:
         lines += _paper_sections(out / name / "results.csv", name, samples)
     for name, table_file in (("equivalence", out / "equivalence.md"), ("perf", out / "perf" / "perf.md"),
                              ("coverage", out / COVERAGE_DIR / "coverage.md"),
+                             ("stacked", out / "stacked" / "stacked.md"),
                              ("parity", out / "parity" / "parity.md")):  # fmt: skip
         if table_file.is_file():
             lines += ["", f"## {name}", "", table_file.read_text().strip()]
