@@ -136,5 +136,6 @@ register_method(
         start=start,
         objective=objective,
         step=step,
+        step_widths=lambda spec: (spec.width, spec.teacher_width),
     )
 )

@@ -364,7 +364,7 @@ def load(path: Path, spec: RunSpec, data: DataShape) -> nn.Module:
     return generator
 
 
-def record_columns(run_dir: Path) -> dict[str, float | int | str]:
+def record_columns(run_dir: Path, training: dict) -> dict[str, float | int | str]:
     """The cut's columns of ``results.csv``: ratio, parameter target, first-layer channels, pruning seconds."""
     payload = safe_torch_load(run_dir / PRUNED_FILE)
     info = payload["pruning"]

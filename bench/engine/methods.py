@@ -29,12 +29,14 @@ Pair = tuple[nn.Module, nn.Module]
 
 @dataclass(frozen=True)
 class Sources:
-    """What a method may start from: the run's own directory (files it saved before a crash) and the finished
-    teacher of its seed (its generator and the directory holding its discriminator)."""
+    """What a method may start from: the run's own directory (files it saved before a crash), the finished
+    teacher of its seed (its generator and the directory holding its discriminator) and the directory of the
+    finished run its generator is made from (``made_from``), if any."""
 
     run_dir: Path
     teacher_generator: nn.Module | None = None
     teacher_dir: Path | None = None
+    source_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class Method:
     step: Callable[..., Any] | None = None
     # (source generator, spec, run directory) -> the model, saved there as the run's generator, and its columns
     derive: Callable[[nn.Module, RunSpec, Path], tuple[nn.Module, dict]] | None = None
-    columns: Callable[[Path], dict] | None = None  # a trained run's own results.csv columns, read from its directory
+    # (run directory, its training columns) -> a trained run's own results.csv columns
+    columns: Callable[[Path, dict], dict] | None = None
     # a derived run's spec -> how far its model may be from its source's (compress/fidelity.py)
     tolerance: Callable[[RunSpec], Any] | None = None
     # a finished run's spec -> the files of its directory its generator is rebuilt from: without them it is made
@@ -91,6 +94,12 @@ class Method:
     # (preset's settings, preset's grid, grid as narrowed by flags) -> the settings that follow the narrowing (a
     # preset's pruning targets follow --widths); None: the preset's settings as they are
     follow: Callable[[Any, Any, Any], Any] | None = None
+    # a file its objective's state is saved to beside the generator when training ends: for a method whose
+    # objective holds part of its models (once-for-all: the narrower widths' batch norms)
+    objective_file: str | None = None
+    graphs: bool = True  # whether its step may be replayed from a CUDA graph (not one that decides on the host)
+    # the widths one step of a run trains (the plan's estimate times a plain step at each); None: the run's width
+    step_widths: Callable[[RunSpec], tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         if (self.start is None) == (self.derive is None):

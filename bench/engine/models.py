@@ -25,6 +25,12 @@ def build_models(spec: RunSpec, data: ImageDataset | DataShape) -> tuple[nn.Modu
         )  # fmt: skip
 
 
+def stream_seed(seed: int, epoch: int, salt: int = 0) -> int:
+    """A 63-bit seed for one epoch of one run seed (a ``salt`` per stream); distinct (seed, epoch, salt) never
+    collide in practice."""
+    return (seed * 1_000_003 + epoch * 7_919 + salt * 104_729) % (2**63 - 1)
+
+
 def count_params(module: nn.Module) -> int:
     """Parameters of ``module``: what every size and compression ratio of the suite counts."""
     return sum(p.numel() for p in module.parameters())

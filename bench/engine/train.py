@@ -31,7 +31,7 @@ from bench.engine import cuda_graphs, preempt
 from bench.engine.checkpoints import atomic_torch_save, safe_torch_load
 from bench.engine.cuda_graphs import Batch, Branches, StateSnapshot
 from bench.engine.methods import METHODS, train_epochs
-from bench.engine.models import build_models
+from bench.engine.models import build_models, stream_seed
 from bench.engine.spec import RunSpec
 from bench.engine.tensorboard import RunBoard
 from data import ImageDataset
@@ -39,11 +39,6 @@ from distill import build_objective
 
 LOSS_COLUMNS = ("epoch", "step", "loss_d", "loss_g_gan", "loss_kd", "loss_g")
 SAMPLE_ROWS = 8
-
-
-def stream_seed(seed: int, epoch: int, salt: int = 0) -> int:
-    """A 63-bit seed for one epoch of one run seed; distinct (seed, epoch, salt) never collide in practice."""
-    return (seed * 1_000_003 + epoch * 7_919 + salt * 104_729) % (2**63 - 1)
 
 
 @dataclass
@@ -89,8 +84,12 @@ class Member:
     start_step: int = 0  # steps of ``start_epoch`` already done (a run preempted mid-epoch)
     log: list[list[float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    # its own updates, each timed alone (on a CPU, where a step is synchronous; 0 on a GPU, where members overlap)
+    own_seconds: float = 0.0
     diverged_step: int | None = None
     step: Callable[..., torch.Tensor] | None = None  # its method's own update (``Method.step``); None: train_step
+    objective_file: str | None = None  # where its objective is saved when training ends (``Method.objective_file``)
+    graphs: bool = True  # whether its step may be replayed from a CUDA graph (``Method.graphs``)
 
     @property
     def active(self) -> bool:
@@ -114,6 +113,7 @@ class Member:
                 "opt_d": self.opt_d.state_dict(),
                 "log": torch.tensor(self.log, dtype=torch.float64).reshape(-1, len(LOSS_COLUMNS)),
                 "train_seconds": self.train_seconds,
+                "own_seconds": self.own_seconds,
                 "diverged_step": -1 if self.diverged_step is None else self.diverged_step,
             },
         )
@@ -138,7 +138,17 @@ class Member:
         self.start_step = int(state.get("step_in_epoch", 0))
         self.log = state["log"].tolist()
         self.train_seconds = float(state["train_seconds"])
+        self.own_seconds = float(state.get("own_seconds", 0.0))  # a state saved before own times were kept: 0
         self.diverged_step = None if state["diverged_step"] < 0 else int(state["diverged_step"])
+
+    def save_models(self, noise: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Write the trained run's samples, generator and discriminator, and its objective where its method keeps
+        part of its models there."""
+        save_samples(self.generator, noise, self.run_dir / SAMPLES_FILE)
+        atomic_torch_save(self.run_dir / GENERATOR_FILE, self.generator.state_dict())
+        atomic_torch_save(self.run_dir / DISCRIMINATOR_FILE, self.discriminator.state_dict())
+        if self.objective_file is not None and self.objective is not None:
+            atomic_torch_save(self.run_dir / self.objective_file, self.objective.state_dict())
 
     def last_logged(self) -> dict[str, float | None]:
         """The last row of the loss log by column name (None for each when nothing was logged)."""
@@ -177,6 +187,8 @@ def make_member(
         torch.optim.Adam(g_params, lr=spec.lr, betas=betas),
         torch.optim.Adam(discriminator.parameters(), lr=spec.lr, betas=betas),
         step=method.step if method is not None else None,
+        objective_file=method.objective_file if method is not None else None,
+        graphs=method.graphs if method is not None else True,
     )  # fmt: skip
     try:
         member.restore(device)
@@ -287,7 +299,8 @@ def cohort_step(
     """One update of every member of every group; returns one (members, 4) loss tensor per group.
 
     The teachers run first, on the current stream. With ``branches`` (CUDA), each member's update then runs on
-    its own stream, forked from the current one and joined back, so small models need not wait for big ones.
+    its own stream, forked from the current one and joined back, so small models need not wait for big ones. On a
+    CPU each member's update is timed alone (``Member.own_seconds``): what the run costs apart from its cohort.
     """
     branches = branches or Branches(torch.device("cpu"), 0)
     teacher_outs = []
@@ -302,8 +315,11 @@ def cohort_step(
     for group, batch, teacher_out in zip(groups, batches, teacher_outs, strict=True):
         losses = []
         for m in group.members:
+            started = time.perf_counter()
             with branches.branch(index):
                 losses.append((m.step or train_step)(m, *batch, teacher_out, autocast))
+            if batch[0].device.type == "cpu":  # elsewhere the update is queued, not done
+                m.own_seconds += time.perf_counter() - started
             index += 1
         per_group.append(losses)
     branches.join()
@@ -366,9 +382,7 @@ def train_cohorts(
         board.close()
     for m, noise in _with_noise([group.members for group in groups], noises):
         if m.active:
-            save_samples(m.generator, noise, m.run_dir / SAMPLES_FILE)
-            atomic_torch_save(m.run_dir / GENERATOR_FILE, m.generator.state_dict())
-            atomic_torch_save(m.run_dir / DISCRIMINATOR_FILE, m.discriminator.state_dict())
+            m.save_models(noise)
 
 
 def _train_epoch(
@@ -408,13 +422,14 @@ class StepRunner:
 
     A graph is captured for one set of active members and captured again when that set changes (a member
     diverged, or a resumed member joins at its epoch). If warm-up or capture fails, one warning says why and
-    every later step runs eagerly.
+    every later step runs eagerly; a loop holding a member whose step decides on the host runs eagerly throughout.
     """
 
     def __init__(self, groups: list[TrainGroup], autocast: torch.autocast, device: torch.device,
                  options: LoopOptions) -> None:  # fmt: skip
         self.groups, self.autocast, self.device = groups, autocast, device
-        self.use_graphs = options.cuda_graphs and cuda_graphs.graphs_supported(device)
+        graphable = all(m.graphs for group in groups for m in group.members)
+        self.use_graphs = options.cuda_graphs and graphable and cuda_graphs.graphs_supported(device)
         self.concurrent = options.concurrent
         self._key: tuple[int, ...] | None = None
         self._graph: cuda_graphs.GraphedStep | None = None

@@ -14,10 +14,11 @@ from bench.base.layout import (
     STATE_FILE,
     STATUS_DIVERGED,
     STATUS_DONE,
+    STATUS_SOURCE_DIVERGED,
     STATUS_TEACHER_DIVERGED,
 )
 from bench.engine import claims, preempt
-from bench.engine.methods import METHODS, Sources, made_from, spec_columns
+from bench.engine.methods import METHODS, Sources, made_from, needs, spec_columns
 from bench.engine.records import (
     RunRecord,
     find_record,
@@ -86,7 +87,8 @@ def _derive_cohort(ctx: GridContext, cohort: Cohort, specs: list[RunSpec]) -> li
 
 def _group(ctx: GridContext, cohort: Cohort, specs: list[RunSpec], records: list[RunRecord]) -> TrainGroup | None:
     """The training group of ``cohort``'s claimed runs, each started by its method; None (each recorded as such)
-    when the teacher they need diverged."""
+    when the teacher they need diverged. A run needing another finished run (a once-for-all cut, its supernet)
+    waits for it; if that diverged it is recorded as such, if it is missing it is left for a later grid run."""
     teacher = ctx.teacher_generator(cohort.teacher) if cohort.needs_teacher else None
     if cohort.needs_teacher and teacher is None:  # nothing to start from: recorded, not trained
         for spec in specs:
@@ -94,10 +96,24 @@ def _group(ctx: GridContext, cohort: Cohort, specs: list[RunSpec], records: list
             write_record(ctx.results_dir, records[-1])
         return None
     members = []
-    for spec in specs:  # a pruned member is cut here (its cut saved): a stop waits for no more cuts
-        members.append(_member(ctx, spec, teacher))
-        preempt.check()
-    return TrainGroup(members, teacher)
+    for spec in (spec for spec in specs if _source_ready(ctx, spec, records)):
+        members.append(_member(ctx, spec, teacher))  # a pruned member is cut here (its cut saved)
+        preempt.check()  # a stop waits for no more cuts
+    return TrainGroup(members, teacher) if members else None
+
+
+def _source_ready(ctx: GridContext, spec: RunSpec, records: list[RunRecord]) -> bool:
+    """Whether the run ``spec`` needs, other than the seed's teacher, has finished well (always, when it needs
+    none); one that diverged gets ``spec`` recorded as ``source-diverged``."""
+    needed = needs(spec)
+    if needed is None or needed == spec.teacher():
+        return True
+    claims.wait_for(run_dir(ctx.results_dir, needed))  # another process may be training it
+    found = find_record(ctx.results_dir, needed)
+    if found is not None and found.status != STATUS_DONE:
+        records.append(RunRecord(spec, STATUS_SOURCE_DIVERGED, {"source_run": needed.run_id}))
+        write_record(ctx.results_dir, records[-1])
+    return found is not None and found.status == STATUS_DONE
 
 
 def _train_and_measure(
@@ -139,7 +155,8 @@ def _member(ctx: GridContext, spec: RunSpec, teacher: nn.Module | None) -> Membe
     directory = open_run_dir(ctx, spec)
     given = ctx.grid.teacher
     teacher_dir = Path(given).parent if given else run_dir(ctx.results_dir, spec.teacher())
-    sources = Sources(directory, teacher, teacher_dir)
+    origin = made_from(spec)
+    sources = Sources(directory, teacher, teacher_dir, run_dir(ctx.results_dir, origin) if origin else None)
     start = METHODS[spec.method].start
     return make_member(spec, directory, ctx.dataset, ctx.device, lambda: start(spec, ctx.dataset, sources))
 
@@ -153,13 +170,14 @@ def record_member(ctx: GridContext, cohort: Cohort, member: Member, window: dict
     training = {
         **(window or {}),
         "train_seconds": member.train_seconds,
+        "train_own_seconds": member.own_seconds if ctx.device.type == "cpu" else None,
         "steps": int(last["step"] or 0),
         **{f"{name}_final": value for name, value in last.items() if name.startswith("loss_")},
     }
     derived = made_from(member.spec)
     method = METHODS[member.spec.method]
     training.update({"source_run": derived.run_id} if derived else {})
-    training.update(method.columns(member.run_dir) if method.columns else {})
+    training.update(method.columns(member.run_dir, training) if method.columns else {})
     if member.active:
         teacher = ctx.teacher_generator(cohort.teacher) if cohort.teacher else None
         metrics = assess(member.generator, member.discriminator, teacher, ctx.evaluator)

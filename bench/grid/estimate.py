@@ -67,18 +67,21 @@ def estimate(size: PlanSize, pending: list[RunSpec], dataset: ImageDataset, devi
     if not trained:
         return replace(size, training_seconds=0.0)
     per_epoch = max(len(dataset.train_labels) // trained[0].batch_size, 1)
-    plain = {spec: _plain(spec) for spec in trained}  # runs of one width cost one step alike: built once each
-    counts = {width_run: count_params(build_models(width_run, dataset)[0]) for width_run in set(plain.values())}
-    params = {spec: counts[plain[spec]] for spec in trained}
-    small, large = min(trained, key=params.get), max(trained, key=params.get)
-    timed = {params[spec]: seconds_per_step(spec, dataset, device) for spec in (small, large)}
+    plain = {spec: _step_runs(spec) for spec in trained}
+    # runs of one width cost one step alike: each width built once
+    counts = {
+        run: count_params(build_models(run, dataset)[0]) for run in {run for runs in plain.values() for run in runs}
+    }
+    small, large = min(counts, key=counts.get), max(counts, key=counts.get)
+    timed = {counts[run]: seconds_per_step(run, dataset, device) for run in (small, large)}
     low, high = min(timed), max(timed)
 
     def per_step(count: int) -> float:
         share = 0.0 if high == low else (count - low) / (high - low)
         return timed[low] + share * (timed[high] - timed[low])
 
-    seconds = sum(per_step(params[spec]) * train_epochs(spec) * per_epoch for spec in trained)
+    steps = {spec: sum(per_step(counts[run]) for run in plain[spec]) for spec in trained}
+    seconds = sum(steps[spec] * train_epochs(spec) * per_epoch for spec in trained)
     if device.type == "cpu" and seconds > GPU_SIZED_HOURS * 3600:
         warnings.warn(
             f"this plan is one for a GPU: its training alone would take about {_duration(seconds)} on this CPU "
@@ -110,6 +113,14 @@ def seconds_per_step(spec: RunSpec, dataset: ImageDataset, device: torch.device)
 def _plain(spec: RunSpec) -> RunSpec:
     """A width run trained from scratch at ``spec``'s width: what one of its steps costs, near enough."""
     return replace(spec, method=WIDTH, options=(), derived=None, kd=SCRATCH, kd_weight=0.0)
+
+
+def _step_runs(spec: RunSpec) -> list[RunSpec]:
+    """The plain runs whose steps, together, cost about what one step of ``spec`` does: one per width its method
+    trains in a step (``Method.step_widths``: an online student with its teacher, a supernet at three widths)."""
+    method = method_of(spec)
+    widths = method.step_widths(spec) if method.step_widths else (spec.width,)
+    return [replace(_plain(spec), width=width) for width in widths]
 
 
 def _sync(device: torch.device) -> None:
