@@ -197,7 +197,7 @@ class RecordingTask:
 
 
 def test_one_task_a_run_and_each_run_waits_for_the_model_it_needs_alone():
-    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))  # every method: distilled, pruned, quantized
+    grid = make_grid("quick", widths=(16, 32), seeds=(1, 2))  # every method: distilled, pruned, cut, quantized
     cohorts = plan(grid.runs())
     tasks = task_cohorts(cohorts, gpus_per_run=1)
     assert len(tasks) == len(grid.runs()) and all(len(task.specs) == 1 for task in tasks)
@@ -208,5 +208,5 @@ def test_one_task_a_run_and_each_run_waits_for_the_model_it_needs_alone():
         spec, need = task.specs[0], needs(task.specs[0])
         needed = [ref for ref, other in refs.items() if need is not None and other.specs[0] == need]
         assert waits[spec.run_id] == needed and len(needed) == (need is not None)
-    assert {task.phase for task in refs.values()} == {"scratch", "distill", "prune", "quantize"}
+    assert {task.phase for task in refs.values()} == {"scratch", "distill", "prune", "once-for-all", "quantize"}
     assert task_cohorts(cohorts, gpus_per_run=0.5) == cohorts  # tasks sharing a GPU keep whole cohorts

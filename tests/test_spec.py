@@ -24,7 +24,10 @@ def test_known_run_ids_are_pinned():
     quick = {(spec.describe(), spec.width, spec.kd): spec.run_id for spec in make_grid("quick").runs()}
     assert quick["prune-bn", 32, "none"] == "digits-w32-none-prune-bn-s1314-faccd11c51"
     assert quick["prune-bn+int8", 32, "none"] == "digits-w32-none-prune-bn-int8-s1314-922f759256"
-    assert quick["width+openvino-int8", 16, "none"] == "digits-w16-none-width-openvino-int8-s1314-e1a40c8c69"
+    assert quick["once-for-all-32-128", 32, "none"] == "digits-w32-none-once-for-all-32-128-s1314-1043ff0ee6"
+    openvino = make_grid("quick", settings={"quantize": {"modes": ("openvino-int8",)}}).runs()
+    ids = {(spec.describe(), spec.width, spec.kd): spec.run_id for spec in openvino}
+    assert ids["width+openvino-int8", 16, "none"] == "digits-w16-none-width-openvino-int8-s1314-e1a40c8c69"
 
 
 @dataclass(frozen=True)

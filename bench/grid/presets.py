@@ -10,6 +10,7 @@ from bench.engine.methods import METHODS
 from bench.grid.spec import GridSpec, validate
 from bench.latency.settings import SpeedSpec
 from bench.metrics.settings import QualitySpec
+from compress.once_for_all import ONCE_FOR_ALL, OnceForAllSettings
 from compress.prune import PruneSettings
 from compress.quantize import QuantizeSettings
 
@@ -24,11 +25,13 @@ PRESETS: dict[str, dict] = {
         speed=SpeedSpec(backends=("eager", "openvino"), batches=(1, 64), rounds=6, calls_per_round=16,
                         min_calls_per_round=4, seconds_per_cell=0.1, max_retimes=0),
         # every method at small scale: the teacher pruned to two widths' sizes and fine-tuned with and without
-        # distillation; every float model quantized to int8 by torch.ao and by OpenVINO/NNCF (fp16/bf16 run 4-10x
-        # slower than fp32 on a CPU)
-        methods=(WIDTH, PRUNE, QUANTIZE),
+        # distillation; one once-for-all generator cut to the same two widths (in-place distillation alone); every
+        # float model quantized to int8 by torch.ao (fp16/bf16 run 4-10x slower than fp32 on a CPU; OpenVINO/NNCF's
+        # int8, --quantize int8,openvino-int8, would take the preset past 4 minutes)
+        methods=(WIDTH, PRUNE, ONCE_FOR_ALL, QUANTIZE),
         settings={PRUNE: PruneSettings(widths=(32, 128), finetune_epochs=2),
-                  QUANTIZE: QuantizeSettings(modes=("int8", "openvino-int8"))},
+                  ONCE_FOR_ALL: OnceForAllSettings(widths=(32, 128), kd=(SCRATCH,)),
+                  QUANTIZE: QuantizeSettings(modes=("int8",))},
     ),
     # the original's setting: MNIST, 25 epochs, batch 128, three seeds, metrics on 10,000 samples
     "paper": dict(
