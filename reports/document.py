@@ -277,6 +277,7 @@ def outline(results: Results, tables: dict[str, Table], figures: dict[str, Path 
         figure("pareto", "Pareto fronts of stored size and latency against FID"),
         Heading("Best model at each size"),
         *table("best-by-size"),
+        *([Heading("Train once or train each"), *table("train-once")] if "train-once" in tables else []),
         Heading("Main results"),
         *table("cost"),
         *table("quality"),

@@ -294,13 +294,23 @@ def fastest_latency(results: Results, runs: pd.DataFrame) -> tuple[pd.DataFrame,
     return runs, labels
 
 
+# a front label's prefix per method and what it stands for; a method not named here is written out in full
+FRONT_PREFIXES = {WIDTH: ("w", "width"), PRUNE: ("p", "pruned to width"), "online": ("on", "online student"),
+                  "once-for-all": ("ofa", "cut from a once-for-all generator")}  # fmt: skip
+
+
+def front_prefix(method: str) -> tuple[str, str]:
+    """(prefix, meaning) of ``method``'s front labels: distinct for every method."""
+    return FRONT_PREFIXES.get(method, (f"{method} ", method))
+
+
 def short_label(method: str, width: int, quantize: str) -> str:
-    """A front point's label: the method's initial and the width, then any quantization (``w32``, ``p32 int8``)."""
-    return f"{method[0]}{width}" + (f" {quantize}" if quantize else "")
+    """A front point's label: the method's prefix and the width, then any quantization (``w32``, ``p32 int8``,
+    ``ofa128``)."""
+    return f"{front_prefix(method)[0]}{width}" + (f" {quantize}" if quantize else "")
 
 
 STORED_LABEL = "generator size as stored (KiB, log scale)"
-FRONT_INITIALS = {WIDTH: "width", PRUNE: "pruned to width"}  # what the initial of a front label stands for
 PARETO_QUALITY = f"fid_{PRIMARY_BACKBONE}"  # the Pareto charts' quality: FID on the backbone every grid scores
 MODEL = ["width", METHOD, "objective", "series", "short"]  # one point of the Pareto charts
 
@@ -373,7 +383,7 @@ def pareto(results: Results) -> Figure | None:
             grid, _legend_title(semantics, "median over seeds" + ("; faint: each run" if several_seeds else ""))
         )
         methods = in_report_order(_finished(results.runs))["method"].unique()
-        initials = ",\n".join(f"{m[0]} = {FRONT_INITIALS.get(m, m)}" for m in methods)
+        initials = ",\n".join(f"{prefix.strip()} = {meaning}" for prefix, meaning in map(front_prefix, methods))
         front_handle = Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10,
                               label=f"Pareto front\n({initials})")  # fmt: skip
         grid.figure.canvas.draw()  # the final layout and limits: where each point and the legend lie on the page

@@ -126,6 +126,8 @@ def test_labels_name_method_objective_and_quantization(results):
     assert series_label("prune", "bn", "", "pixel-l1") == "prune (bn) · pixel-l1"
     assert series_label("width", "", "int8", "pixel-l1") == "width · pixel-l1 + int8"
     assert short_label("width", 64, "int8") == "w64 int8" and short_label("prune", 32, "") == "p32"
+    assert short_label("online", 32, "") == "on32" and short_label("once-for-all", 128, "") == "ofa128"
+    assert short_label("toy", 16, "int8") == "toy 16 int8"  # a method without a prefix: written out
     runs = results.runs.set_index("run_id")
     quantized = runs.loc[_run_id("prune", "bn", "int8", 32, "pixel-l1", 1)]
     assert (quantized["method_label"], quantized["series"]) == ("prune (bn) + int8", "prune (bn) · pixel-l1 + int8")
