@@ -98,6 +98,7 @@ def teacher_for(digits, seed=3):
 
 TIMING = (
     "train_seconds",
+    "train_own_seconds",
     "latency",
     "throughput",
     "finished_at",
@@ -130,6 +131,38 @@ def tiny_results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "results"
     assert main(tiny_grid_args(out)) == 0
     return out
+
+
+def assert_stopped_run_resumes_exactly(make, step, dataset, directory: Path):
+    """A two-epoch run stopped at its 30th step (the 8th of its second epoch, at 22 steps an epoch) and resumed ends where the
+    same run trained straight does: every module and the loss log. ``make(run_dir)`` builds the member, ``step`` is
+    its method's update. Returns the resumed member."""
+    from bench.engine import preempt
+
+    cpu = torch.device("cpu")
+    straight = make(directory / "straight")
+    train_cohort([straight], dataset, None, cpu, progress=False, log_every=4)
+    stopped, calls = make(directory / "stopped"), {"n": 0}
+
+    def stop_midway(member, *args):
+        calls["n"] += 1
+        if calls["n"] == 30:
+            preempt.request_stop()
+        return step(member, *args)
+
+    stopped.step = stop_midway
+    try:
+        with pytest.raises(preempt.Preempted, match="stopped at step 8 of epoch 2"):
+            train_cohort([stopped], dataset, None, cpu, progress=False, log_every=4)
+    finally:
+        preempt._requested = False
+    resumed = make(directory / "stopped")
+    assert (resumed.start_epoch, resumed.start_step) == (1, 8)
+    train_cohort([resumed], dataset, None, cpu, progress=False, log_every=4)
+    for module in ("generator", "objective", "discriminator"):
+        assert same_state(state_of(getattr(straight, module)), state_of(getattr(resumed, module)))
+    assert straight.log == resumed.log
+    return resumed
 
 
 def train_cohort(members, dataset, teacher, device, **options) -> None:

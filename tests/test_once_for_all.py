@@ -13,12 +13,18 @@ import gans
 from bench.base.errors import UserError
 from bench.base.layout import DISCRIMINATOR_FILE, GENERATOR_FILE, RESULT_FILE, RESULTS_CSV, RUNS_DIR
 from bench.cli import main
-from bench.engine import preempt
 from bench.engine.methods import Sources
 from bench.engine.models import build_models
 from bench.engine.train import BatchStream, make_member, precision_autocast
 from compress import once_for_all as ofa
-from tests.conftest import fails_cleanly, same_state, spec, state_of, tiny_grid_args, train_cohort
+from tests.conftest import (
+    assert_stopped_run_resumes_exactly,
+    fails_cleanly,
+    same_state,
+    spec,
+    state_of,
+    tiny_grid_args,
+)
 
 CPU = torch.device("cpu")
 
@@ -100,33 +106,11 @@ def test_every_step_trains_the_widest_the_narrowest_and_one_drawn_width(digits, 
 
 
 def test_a_stopped_supernet_resumes_exactly(digits, tmp_path):
-    straight = supernet_member(digits, tmp_path / "straight", epochs=2)
-    train_cohort([straight], digits, None, CPU, progress=False, log_every=4)
-
-    stopped = supernet_member(digits, tmp_path / "stopped", epochs=2)
-    calls = {"n": 0}
-
-    def stop_midway(member, *args):
-        calls["n"] += 1
-        if calls["n"] == 30:  # 22 steps per epoch: the 8th of the second
-            preempt.request_stop()
-        return ofa.step(member, *args)
-
-    stopped.step = stop_midway
-    try:
-        with pytest.raises(preempt.Preempted, match="stopped at step 8 of epoch 2"):
-            train_cohort([stopped], digits, None, CPU, progress=False, log_every=4)
-    finally:
-        preempt._requested = False
-    resumed = supernet_member(digits, tmp_path / "stopped", epochs=2)
-    assert (resumed.start_epoch, resumed.start_step) == (1, 8)
-    train_cohort([resumed], digits, None, CPU, progress=False, log_every=4)
-    for a, b in ((straight.generator, resumed.generator), (straight.objective, resumed.objective),
-                 (straight.discriminator, resumed.discriminator)):  # fmt: skip
-        assert same_state(state_of(a), state_of(b))
-    assert straight.log == resumed.log and int(resumed.objective.steps) == 44
-    saved = torch.load(tmp_path / "straight" / ofa.SUPERNET_FILE, weights_only=True)
-    assert same_state(saved, state_of(straight.objective))  # the narrower widths' norms, beside generator.pt
+    make = lambda run_dir: supernet_member(digits, run_dir, epochs=2)  # noqa: E731
+    resumed = assert_stopped_run_resumes_exactly(make, ofa.step, digits, tmp_path)
+    assert int(resumed.objective.steps) == 44
+    saved = torch.load(tmp_path / "stopped" / ofa.SUPERNET_FILE, weights_only=True)
+    assert same_state(saved, state_of(resumed.objective))  # the narrower widths' norms, beside generator.pt
 
 
 def test_a_family_whose_narrow_generator_is_not_a_slice_is_refused():
