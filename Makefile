@@ -1,5 +1,6 @@
 # Everything runs from a project-local virtual environment, created and refreshed only when pyproject.toml changes.
-# `make bench` installs what a benchmark needs; `make test` adds the test tools (pytest, ruff, hypothesis, Ray).
+# `make bench` installs what a benchmark needs; `make test` adds the test tools (pytest, pytest-xdist, ruff,
+# hypothesis, Ray).
 # TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) takes the pinned torch and torchvision from that index
 # first: a CPU-only build instead of the default CUDA one.
 PYTHON ?= python3
@@ -28,9 +29,12 @@ bench: $(RUN_STAMP)  ## the quick preset, offline, on the embedded digits datase
 # the tests whose numbers depend on the CPU's kernels, run again under ATen's portable kernels: two CPU kinds' worth
 # of numerics on one machine (the whole suite passes under both; this keeps CI's time down)
 NUMERIC_TESTS ?= tests/test_int8_kernels.py tests/test_compress.py tests/test_measure.py
+# the suite in two processes, a test file to each at a time (pytest-xdist): every test runs single-threaded, so two
+# use both cores of a 2-core machine; TEST_WORKERS=0 runs it in this one
+TEST_WORKERS ?= 2
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(ARGS)
 	$(if $(ARGS),,ATEN_CPU_CAPABILITY=default $(PY) -m pytest $(NUMERIC_TESTS))
 
 lint: $(TEST_STAMP)  ## ruff, and the layers contracts of pyproject.toml (an upward import fails)

@@ -134,9 +134,9 @@ def tiny_results(tmp_path_factory) -> Path:
 
 
 def assert_stopped_run_resumes_exactly(make, step, dataset, directory: Path):
-    """A two-epoch run stopped at its 30th step (the 8th of its second epoch, at 22 steps an epoch) and resumed ends where the
-    same run trained straight does: every module and the loss log. ``make(run_dir)`` builds the member, ``step`` is
-    its method's update. Returns the resumed member."""
+    """A two-epoch run stopped at its 30th step (the 8th of its second epoch, at 22 steps an epoch) and resumed
+    ends where the same run trained straight does: every module and the loss log. ``make(run_dir)`` builds the
+    member, ``step`` is its method's update. Returns the resumed member."""
     from bench.engine import preempt
 
     cpu = torch.device("cpu")

@@ -535,7 +535,12 @@ def test_mnist_real_test_split_scores_like_real_data(mnist_root, request, tmp_pa
     mnist = data.get_dataset("mnist", mnist_root)
     store = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
     cache = Path(store.mkdir("gan-kd-bench-quality")) if store is not None else tmp_path
-    evaluator = QualityEvaluator(mnist, lenet_only(fid_samples=10_000, batch_size=1000), CPU, cache)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the classifier's training on 60,000 images: both cores cut it from 56 s to 39 s
+    try:
+        evaluator = QualityEvaluator(mnist, lenet_only(fid_samples=10_000, batch_size=1000), CPU, cache)
+    finally:
+        torch.set_num_threads(threads)
     assert evaluator.classifier.test_accuracy >= 0.99
     scores = evaluator.score_images(mnist.test_images, mnist.test_labels)
     assert scores["is_lenet"] > 9  # 9.67 measured
