@@ -54,6 +54,7 @@ from bench.engine.spec import RunSpec
 from compress.width import load_state
 from data import DataShape
 from distill import build_objective, objectives
+from gans import logit_loss
 
 ONCE_FOR_ALL = "once-for-all"
 SUPERNET_FILE = "supernet.pt"  # the narrower widths' batch norms; the widest generator is generator.pt
@@ -162,10 +163,6 @@ class OnceForAllObjective(nn.Module):
         return term(images, features, *teacher_out).float()
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
 def step(member, real, labels, z, fake_labels, teacher_out, autocast) -> torch.Tensor:
     """One discriminator update and one update of every width sampled; returns (loss_d, loss_g_gan summed over the
     widths, loss_kd: in-place L1 plus the weighted teacher terms, loss_g = loss_g_gan + loss_kd)."""
@@ -173,15 +170,15 @@ def step(member, real, labels, z, fake_labels, teacher_out, autocast) -> torch.T
     widths = ofa.sampled(widest.width)
     with autocast:
         outputs = {width: ofa.supernet.run(widest, width, z, fake_labels) for width in widths}
-        fake_terms = [_bce(d(images.detach(), fake_labels), 0.0) for images, _ in outputs.values()]
-        loss_d = _bce(d(real, labels), 1.0) + torch.stack(fake_terms).mean()
+        fake_terms = [logit_loss(d(images.detach(), fake_labels), 0.0) for images, _ in outputs.values()]
+        loss_d = logit_loss(d(real, labels), 1.0) + torch.stack(fake_terms).mean()
     member.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     member.opt_d.step()
 
     with autocast:
         top = outputs[widest.width][0].detach()
-        loss_gan = sum(_bce(d(images, fake_labels), 1.0).float() for images, _ in outputs.values())
+        loss_gan = sum(logit_loss(d(images, fake_labels), 1.0).float() for images, _ in outputs.values())
         in_place = sum(F.l1_loss(outputs[w][0], top).float() for w in widths if w != widest.width)
         taught = sum(ofa.teacher_term(w, *outputs[w], teacher_out) for w in widths)
         loss_kd = in_place + member.spec.kd_weight * taught
@@ -213,8 +210,8 @@ def step_widths(spec: RunSpec) -> tuple[int, ...]:
     middle of the others; a cut trains none, so its own width stands for it (it has no epochs)."""
     if not is_supernet(spec):
         return (spec.width,)
-    narrower = narrower_widths(spec)
-    return (spec.width, narrower[0], *narrower[1:][len(narrower[1:]) // 2 :][:1])
+    narrowest, *middle = narrower_widths(spec)
+    return (spec.width, narrowest, *middle[len(middle) // 2 : len(middle) // 2 + 1])
 
 
 def build_supernet(spec: RunSpec, data: DataShape) -> Supernet:

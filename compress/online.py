@@ -39,6 +39,7 @@ from bench.engine.spec import RunSpec
 from compress.width import load_state
 from data import DataShape
 from distill import build_objective
+from gans import logit_loss
 
 ONLINE = "online"
 FEATURE = "feature"  # the objective whose feature term the student learns from, beside the pixel L1
@@ -79,10 +80,6 @@ def start(spec: RunSpec, data: DataShape, sources: Sources) -> Pair:
     return build_models(spec, data)[0], build_models(spec.teacher(), data)[1]
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
 def step(member, real, labels, z, fake_labels, teacher_out, autocast) -> torch.Tensor:
     """One discriminator update and one update of teacher and student; returns (loss_d, the teacher's loss_g_gan,
     the student's loss_kd, the student's loss_g) on device. ``teacher_out`` (a frozen teacher's) is not used."""
@@ -91,14 +88,14 @@ def step(member, real, labels, z, fake_labels, teacher_out, autocast) -> torch.T
         fake, fake_features = online.teacher.forward_features(z, fake_labels)
         real_logits = d(real, labels)
         fake_logits = d(fake.detach(), fake_labels)
-        loss_d = _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+        loss_d = logit_loss(real_logits, 1.0) + logit_loss(fake_logits, 0.0)
     member.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     member.opt_d.step()
 
     with autocast:
         gen_logits = d(fake, fake_labels)
-        loss_gan = _bce(gen_logits, 1.0)
+        loss_gan = logit_loss(gen_logits, 1.0)
         images, features = student.forward_features(z, fake_labels)
         target = [f.detach() for f in fake_features]
         loss_student = online(images, features, fake.detach(), target).float()

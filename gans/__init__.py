@@ -13,6 +13,7 @@ from gans.family import (
     build,
     check_width,
     families,
+    logit_loss,
     register_family,
     width_of,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "build",
     "check_width",
     "families",
+    "logit_loss",
     "register_family",
     "width_of",
 ]

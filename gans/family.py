@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from bench.base.errors import CheckpointError, UserError, first_line
 from bench.base.registry import Registry
@@ -86,6 +87,12 @@ class ConditionalGenerator(nn.Module, ABC):
 
 
 PairBuilder = Callable[..., tuple[ConditionalGenerator, nn.Module]]
+
+
+def logit_loss(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """The GAN loss of a discriminator's logits against ``target`` (1: real, 0: fake): binary cross-entropy with
+    logits, the original's final sigmoid folded in."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 @dataclass(frozen=True)

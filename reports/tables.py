@@ -911,7 +911,7 @@ def runs_table(results: Results) -> Table:
     if "diverged_step" in data:
         display["diverged at step"] = [f"{s:.0f}" if math.isfinite(s) else ABSENT for s in data["diverged_step"]]
     if "train_seconds" in data:
-        display["train time (s)"] = [f"{s:,.1f}" if math.isfinite(s) else ABSENT for s in data["train_seconds"]]
+        display["train time (s)"] = [_seconds_text(s) for s in data["train_seconds"]]
     own = _column(data, OWN_SECONDS)
     if own.notna().any():  # timed on a CPU: each run's own updates, where the loop's time is shared
         display["own train time (s)"] = [_seconds_text(value) for value in own]

@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 import gans
@@ -45,6 +44,7 @@ from bench.engine.models import build_models
 from bench.engine.spec import RunSpec
 from bench.engine.train import BatchStream
 from data import DataShape, ImageDataset
+from gans import logit_loss
 from gans.family import MIN_WIDTH
 
 Tensors = dict[str, torch.Tensor]
@@ -108,10 +108,6 @@ class StackedModel:
                     tensor.copy_(stacked[name][i])
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
 @dataclass
 class StackedPair:
     """The (generator, discriminator) pairs of N seeds of one width, trained as one stacked pair with one Adam
@@ -151,7 +147,7 @@ class StackedPair:
         def d_loss(params: Tensors, buffers: Tensors, real, labels, fake, fake_labels) -> torch.Tensor:
             real_logits = d.call(params, buffers, real, labels)
             fake_logits = d.call(params, buffers, fake, fake_labels)
-            return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+            return logit_loss(real_logits, 1.0) + logit_loss(fake_logits, 0.0)
 
         loss_d = vmap(d_loss, randomness="error")(d.params, d.buffers, real, labels, fake.detach(), fake_labels)
         self.opt_d.zero_grad(set_to_none=True)
@@ -159,7 +155,8 @@ class StackedPair:
         self.opt_d.step()
 
         def g_loss(params: Tensors, buffers: Tensors, fake, fake_labels) -> torch.Tensor:
-            return _bce(d.call(params, buffers, fake, fake_labels), 1.0)  # the updated discriminator, as train_step
+            # the updated discriminator, as train_step
+            return logit_loss(d.call(params, buffers, fake, fake_labels), 1.0)
 
         loss_g = vmap(g_loss, randomness="error")(d.params, d.buffers, fake, fake_labels)
         self.opt_g.zero_grad(set_to_none=True)

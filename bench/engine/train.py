@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
@@ -36,6 +35,7 @@ from bench.engine.spec import RunSpec
 from bench.engine.tensorboard import RunBoard
 from data import ImageDataset
 from distill import build_objective
+from gans import logit_loss
 
 LOSS_COLUMNS = ("epoch", "step", "loss_d", "loss_g_gan", "loss_kd", "loss_g")
 SAMPLE_ROWS = 8
@@ -248,16 +248,14 @@ def train_step(
         fake, features = g.forward_features(z, fake_labels)
         real_logits = d(real, labels)
         fake_logits = d(fake.detach(), fake_labels)
-        loss_d = F.binary_cross_entropy_with_logits(
-            real_logits, torch.ones_like(real_logits)
-        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        loss_d = logit_loss(real_logits, 1.0) + logit_loss(fake_logits, 0.0)
     member.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     member.opt_d.step()
 
     with autocast:
         gen_logits = d(fake, fake_labels)
-        loss_gan = F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
+        loss_gan = logit_loss(gen_logits, 1.0)
         if member.objective is not None and teacher_out is not None:
             loss_kd = member.objective(fake, features, *teacher_out).float()
         else:
